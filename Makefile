@@ -1,0 +1,30 @@
+# `make repro` and `make test` work on a fresh clone: they create .venv and install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU wheel on this project's machines (see README for CUDA / other OSes)
+TORCH ?= torch==2.13.0
+
+.PHONY: install repro test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+repro: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/featurize.py
+	$(BIN)/python benchmarks/tune.py
+
+clean:
+	rm -rf $(VENV) data models .pytest_cache

@@ -1,0 +1,108 @@
+"""Utterance tables, speaker-disjoint splits, and feature arrays on disk.
+
+A labels table is a list of dicts with the columns of ``LABEL_COLUMNS``: one row per
+utterance, naming its speaker, sex (``F``/``M``), split (``train``/``val``/``test``), and where
+its audio is (``source``: an archive or a folder; ``member``: the path inside it).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+LABEL_COLUMNS = ("id", "speaker", "sex", "split", "source", "member", "seconds")
+SPLITS = ("train", "val", "test")
+SEXES = ("F", "M")
+FEMALE = 1  # label value of a female speaker; male is 0
+
+
+def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> set[str]:
+    """Choose a ``fraction`` of the speakers of each sex (at least one each when there are two
+    or more), reproducibly from ``seed``; returns the chosen speaker ids."""
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for sex in SEXES:
+        speakers = sorted(s for s, x in speaker_sex.items() if x == sex)
+        if len(speakers) < 2:
+            continue
+        n = min(len(speakers) - 1, max(1, round(fraction * len(speakers))))
+        chosen.update(rng.permutation(speakers)[:n].tolist())
+    return chosen
+
+
+def write_labels(rows: list[dict], path: str | Path) -> None:
+    """Write a labels table as CSV, sorted by split order then id (stable, diff-friendly)."""
+    order = {s: i for i, s in enumerate(SPLITS)}
+    rows = sorted(rows, key=lambda r: (order[r["split"]], r["id"]))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=LABEL_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k, "") for k in LABEL_COLUMNS})
+
+
+def read_labels(path: str | Path) -> list[dict]:
+    """Read a labels table written by :func:`write_labels` (``seconds`` as float)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seconds"] = float(r["seconds"]) if r.get("seconds") else float("nan")
+    return rows
+
+
+def data_summary(rows: list[dict]) -> dict:
+    """Speakers, utterances and hours per split and sex: ``{split: {sex: {...}, "total": {...}}}``."""
+    out: dict = {}
+    for split in SPLITS:
+        part = [r for r in rows if r["split"] == split]
+        entry = {}
+        for sex, members in (("F", [r for r in part if r["sex"] == "F"]),
+                             ("M", [r for r in part if r["sex"] == "M"]),
+                             ("total", part)):
+            entry[sex] = {
+                "speakers": len({r["speaker"] for r in members}),
+                "utterances": len(members),
+                "hours": round(sum(r["seconds"] for r in members) / 3600, 4),
+            }
+        out[split] = entry
+    return out
+
+
+def save_features(directory: str | Path, split: str, X: np.ndarray, y: np.ndarray,
+                  ids: list[str], speakers: list[str]) -> None:
+    """Save one split as ``{split}_X.npy``, ``_y.npy``, ``_ids.npy``, ``_speakers.npy``.
+
+    Plain ``.npy`` files (not ``.npz``, whose zip headers carry timestamps) so that the same
+    features give the same bytes.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / f"{split}_X.npy", np.ascontiguousarray(X, dtype=np.float32))
+    np.save(d / f"{split}_y.npy", np.asarray(y, dtype=np.float32))
+    np.save(d / f"{split}_ids.npy", np.asarray(ids, dtype=str))
+    np.save(d / f"{split}_speakers.npy", np.asarray(speakers, dtype=str))
+
+
+def load_features(directory: str | Path, split: str) -> dict[str, np.ndarray]:
+    """Load one split saved by :func:`save_features` as ``{"X", "y", "ids", "speakers"}``."""
+    d = Path(directory)
+    return {name: np.load(d / f"{split}_{name}.npy") for name in ("X", "y", "ids", "speakers")}
+
+
+def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float):
+    """Per speaker: true label, share of utterances voted female, and mean probability.
+
+    Returns ``(speaker_ids, truth, vote_share, mean_proba)`` arrays, sorted by speaker id.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(speakers):
+        groups[str(s)].append(i)
+    ids = sorted(groups)
+    truth = np.array([y_true[groups[s][0]] for s in ids])
+    votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
+    mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
+    return np.array(ids), truth, votes, mean_p

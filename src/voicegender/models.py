@@ -1,0 +1,159 @@
+"""The networks, all built by :func:`build_model` from a plain config dict.
+
+Every model maps a batch of features to one logit per example (positive = female). The report's
+final sigmoid lives in the loss (``BCEWithLogitsLoss`` = sigmoid + binary cross-entropy, the
+numerically stable form) and in :func:`voicegender.training.predict_proba`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ReportCNN(nn.Module):
+    """The reference study's 1-D CNN, layer for layer as printed in its report.
+
+    Input: (batch, 128) time-mean mel vectors, read as one channel of length 128.
+    """
+
+    def __init__(self, n_features: int = 128):
+        super().__init__()
+        if n_features % 32:
+            raise ValueError(f"report_cnn needs a feature length divisible by 32, got {n_features}")
+        self.blocks = nn.Sequential(
+            nn.Conv1d(1, 32, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.BatchNorm1d(32, affine=False),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(2),
+            nn.Conv1d(32, 64, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.BatchNorm1d(64, affine=False),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(2),
+            nn.Conv1d(64, 128, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            nn.Linear(128 * n_features // 32, 32),
+            nn.Linear(32, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x.unsqueeze(1)).squeeze(1)
+
+
+class CNN1d(nn.Module):
+    """A configurable 1-D CNN over a feature vector: conv-BN-ReLU-pool blocks, then an MLP head.
+
+    Input: (batch, n_features). ``channels`` sets one block per entry.
+    """
+
+    def __init__(self, n_features: int, channels=(32, 64, 128), hidden: int = 32, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch, length = 1, n_features
+        for out_ch in channels:
+            layers += [
+                nn.Conv1d(in_ch, out_ch, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm1d(out_ch),
+                nn.ReLU(inplace=True),
+            ]
+            if length >= 2:
+                layers.append(nn.MaxPool1d(2))
+                length //= 2
+            in_ch = out_ch
+        self.blocks = nn.Sequential(*layers, nn.Flatten())
+        self.head = _head(in_ch * length, hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x.unsqueeze(1))).squeeze(1)
+
+
+class CNN2d(nn.Module):
+    """A 2-D CNN over log-mel patches: conv-BN-ReLU-pool blocks, global average pool, MLP head.
+
+    Input: (batch, n_mels, n_frames).
+    """
+
+    def __init__(self, channels=(32, 64, 128), hidden: int = 32, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for out_ch in channels:
+            layers += [
+                nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            in_ch = out_ch
+        self.blocks = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = _head(in_ch, hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x.unsqueeze(1))).squeeze(1)
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron over a flat feature vector: one hidden ReLU layer."""
+
+    def __init__(self, n_features: int, hidden: int = 32, dropout: float = 0.0):
+        super().__init__()
+        self.head = _head(n_features, hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1)).squeeze(1)
+
+
+def _head(n_in: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
+class Standardized(nn.Module):
+    """Wraps a model with a fixed z-score of its input (train-split mean and std as buffers),
+    so that a saved state dict carries its own normalisation."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def build_model(config: dict, input_shape: tuple[int, ...], mean=None, std=None) -> nn.Module:
+    """Build the network named by ``config["name"]`` for inputs of ``input_shape`` (one example).
+
+    With ``mean`` and ``std`` (arrays of ``input_shape``), the model standardises its input.
+    """
+    name = config["name"]
+    n_features = math.prod(input_shape)
+    channels = tuple(config.get("channels", (32, 64, 128)))
+    hidden, dropout = config.get("hidden", 32), config.get("dropout", 0.0)
+    if name == "report_cnn":
+        _expect_vector(name, input_shape)
+        model: nn.Module = ReportCNN(n_features)
+    elif name == "cnn1d":
+        _expect_vector(name, input_shape)
+        model = CNN1d(n_features, channels, hidden, dropout)
+    elif name == "cnn2d":
+        if len(input_shape) != 2:
+            raise ValueError(f"cnn2d needs 2-D features (features.kind: log_mel_patch), got shape {input_shape}")
+        model = CNN2d(channels, hidden, dropout)
+    elif name == "mlp":
+        model = MLP(n_features, hidden, dropout)
+    else:
+        raise ValueError(f"model.name: unknown model {name!r}")
+    if mean is not None:
+        model = Standardized(model, torch.as_tensor(mean), torch.as_tensor(std))
+    return model
+
+
+def _expect_vector(name: str, input_shape: tuple[int, ...]) -> None:
+    if len(input_shape) != 1:
+        raise ValueError(f"{name} needs 1-D feature vectors, got shape {input_shape}: "
+                         "use model.name=cnn2d for log_mel_patch features")

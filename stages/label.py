@@ -1,0 +1,90 @@
+"""label stage: one row per utterance with its speaker, sex, split and where its audio is.
+
+Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/data/.
+Speakers and utterances are counted from the audio actually present, not from metadata.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import soundfile as sf
+
+from voicegender import corpus
+from voicegender.dataset import SPLITS, data_summary, split_speakers, write_labels
+from voicegender.params import load_params
+from voicegender.reporting import figure, save_figure, write_json, write_table
+
+
+def main() -> None:
+    params = load_params()
+    info = json.loads(Path("data/raw/corpus.json").read_text())
+    rows, problems = [], {"unknown_sex": []}
+    if info["corpus"] == "folder":
+        for r in corpus.read_folder_manifest(info["manifest"]):
+            rows.append({"id": Path(r["path"]).stem, "speaker": r["speaker"], "sex": r["sex"],
+                         "split": r.get("split") or "", "source": info["sources"][0]["path"],
+                         "member": str(Path(r["path"]).relative_to(info["sources"][0]["path"]))})
+    else:
+        for src in info["sources"]:
+            utterances, sexes, unknown = corpus.scan(src["path"])
+            problems["unknown_sex"] += [u["id"] for u in unknown]
+            rows += [{"id": u["id"], "speaker": u["speaker"], "sex": sexes[u["speaker"]],
+                      "split": "train" if src["role"] == "train" else "test",
+                      "source": src["path"], "member": u["member"]} for u in utterances]
+    assign_splits(rows, params)
+    measure_durations(rows)
+    write_labels(rows, "data/labels.csv")
+
+    summary = data_summary(rows)
+    summary["excluded"] = {"unknown_sex": len(problems["unknown_sex"]),
+                           "unknown_sex_ids": sorted(problems["unknown_sex"])[:100]}
+    write_json("metrics/data.json", summary)
+    table = [{"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
+             for split in SPLITS for sex in ("F", "M")]
+    write_table("plots/data/summary.csv", table)
+    fig, axes = figure(10, 3)
+    fig.clf()
+    for i, key in enumerate(("speakers", "utterances", "hours")):
+        ax = fig.add_subplot(1, 3, i + 1)
+        ax.bar([t["group"] for t in table], [t[key] for t in table],
+               color=["C3" if t["sex"] == "F" else "C0" for t in table])
+        ax.set_title(key)
+        ax.tick_params(axis="x", rotation=45)
+    save_figure(fig, "plots/data/summary.png")
+    print("label: " + ", ".join(f"{s}: {summary[s]['total']['speakers']} speakers / "
+                                f"{summary[s]['total']['utterances']} utterances" for s in SPLITS), flush=True)
+
+
+def assign_splits(rows: list[dict], params: dict) -> None:
+    """Speaker-disjoint splits stratified by sex: val speakers from train; for a folder corpus
+    without a split column, test speakers too."""
+    seed, data = params["seed"], params["data"]
+    if any(not r["split"] for r in rows):
+        sexes = {r["speaker"]: r["sex"] for r in rows}
+        test = split_speakers(sexes, data["folder"]["test_fraction"], seed)
+        for r in rows:
+            r["split"] = r["split"] or ("test" if r["speaker"] in test else "train")
+    train_sexes = {r["speaker"]: r["sex"] for r in rows if r["split"] == "train"}
+    val = split_speakers(train_sexes, data["val_fraction"], seed + 1)
+    for r in rows:
+        if r["split"] == "train" and r["speaker"] in val:
+            r["split"] = "val"
+
+
+def measure_durations(rows: list[dict]) -> None:
+    """Set each row's ``seconds`` from its audio header (one sequential pass per source)."""
+    by_source: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], {})[r["member"]] = r
+    for source, members in by_source.items():
+        for member, data in corpus.iter_audio(source, set(members)):
+            try:
+                info = sf.info(io.BytesIO(data))
+                members[member]["seconds"] = info.frames / info.samplerate
+            except Exception:  # unreadable audio is reported and skipped by featurize
+                members[member]["seconds"] = 0.0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""tune stage: Ray Tune search over the space in params.yaml's ``tune.space``.
+
+Reads data/features/; writes models/tuned.yaml (the best trial's settings), metrics/tune.json
+and plots/tune/ (one row per trial, learning curves, lr vs accuracy).
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from voicegender.dataset import load_features
+from voicegender.features import fit_standardizer
+from voicegender.params import load_params
+from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.tuning import run_search
+
+
+def main() -> None:
+    params = load_params()
+    tune = params["tune"]
+    train, val = load_features("data/features", "train"), load_features("data/features", "val")
+    mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
+    fixed = {"model": params["model"], "optimizer": params["train"]["optimizer"],
+             "weight_decay": params["train"]["weight_decay"], "seed": params["seed"],
+             "epochs": params["epochs"], "mean": mean, "std": std}
+    for key in ("lr", "batch_size"):
+        if params[key] != "tuned":
+            fixed[key] = params[key]
+    storage = tune.get("storage") or None
+    if storage and "://" not in storage:
+        storage = str(Path(storage).resolve())
+    print(f"tune: {tune['num_samples']} trials on {len(train['X'])} train / {len(val['X'])} val "
+          f"utterances ({'cluster ' + (tune['address'] or os.environ['RAY_ADDRESS']) if tune['address'] or os.environ.get('RAY_ADDRESS') else 'local Ray'})",
+          flush=True)
+    result = run_search(train["X"], train["y"], val["X"], val["y"], space=tune["space"], fixed=fixed,
+                        num_samples=tune["num_samples"], metric=tune["metric"], mode=tune["mode"],
+                        grace_period=tune["asha"]["grace_period"],
+                        reduction_factor=tune["asha"]["reduction_factor"],
+                        cpus_per_trial=tune["cpus_per_trial"], address=tune["address"],
+                        storage_path=storage, seed=params["seed"], log=lambda m: print(m, flush=True))
+    best = result["best"]
+    Path("models").mkdir(exist_ok=True)
+    Path("models/tuned.yaml").write_text(yaml.safe_dump(
+        {**{k: _plain(v) for k, v in best["config"].items()},
+         "val_loss": float(best["val_loss"]), "val_accuracy": float(best["val_accuracy"])}, sort_keys=True))
+
+    names = list(tune["space"])
+    rows = [{"trial": i, **{k: t["config"].get(k) for k in names}, "epochs_run": t["epochs_run"],
+             "val_loss": t["val_loss"], "val_accuracy": t["val_accuracy"],
+             "status": "error" if t["error"] else "ok"} for i, t in enumerate(result["trials"])]
+    write_table("plots/tune/trials.csv", rows)
+    write_table("plots/tune/curves.csv", [
+        {"trial": i, "epoch": h["epoch"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
+        for i, t in enumerate(result["trials"]) for h in t["history"]])
+    write_json("metrics/tune.json", {
+        "best": {"config": best["config"], "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]},
+        "trials": len(result["trials"]), "failed": sum(bool(t["error"]) for t in result["trials"]),
+        "epochs_total": sum(t["epochs_run"] for t in result["trials"]), "wall_s": round(result["wall_s"], 1),
+    })
+    fig, ax = figure(6, 4)
+    for i, t in enumerate(result["trials"]):
+        ax.plot([h["epoch"] for h in t["history"]], [h["val_loss"] for h in t["history"]], alpha=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation BCE loss")
+    ax.set_title(f"{len(result['trials'])} trials (ASHA stops weak ones early)")
+    save_figure(fig, "plots/tune/curves.png")
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+if __name__ == "__main__":
+    main()
