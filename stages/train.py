@@ -28,7 +28,7 @@ def main() -> None:
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
     mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
     model_config = params["model"]
-    model = build_model(model_config, train["X"].shape[1:], mean, std)
+    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["seed"])
     device = resolve_device(params["device"])
     print(f"train: {params['model']['name']} on {len(train['X'])} utterances, lr={lr:.3g} "
           f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)

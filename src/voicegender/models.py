@@ -125,11 +125,18 @@ class Standardized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def build_model(config: dict, input_shape: tuple[int, ...], mean=None, std=None) -> nn.Module:
+def build_model(config: dict, input_shape: tuple[int, ...], mean=None, std=None, seed: int = 0) -> nn.Module:
     """Build the network named by ``config["name"]`` for inputs of ``input_shape`` (one example).
 
     With ``mean`` and ``std`` (arrays of ``input_shape``), the model standardises its input.
+    Initial weights depend on ``seed`` only (the global torch RNG is left untouched).
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(config, tuple(input_shape), mean, std)
+
+
+def _build(config: dict, input_shape: tuple[int, ...], mean, std) -> nn.Module:
     name = config["name"]
     n_features = math.prod(input_shape)
     channels = tuple(config.get("channels", (32, 64, 128)))

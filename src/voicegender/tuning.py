@@ -76,7 +76,7 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
     torch.set_num_threads(max(1, int(fixed.get("threads_per_trial", 1))))
     train, model_config = trial_settings(config, fixed)
     mean, std = fixed.get("mean"), fixed.get("std")
-    model = build_model(model_config, X_train.shape[1:], mean, std)
+    model = build_model(model_config, X_train.shape[1:], mean, std, seed=int(fixed["seed"]))
     fit(model, X_train, y_train, X_val, y_val,
         lr=float(train["lr"]), batch_size=int(train["batch_size"]), epochs=int(train["epochs"]),
         seed=int(fixed["seed"]), optimizer=fixed["optimizer"], weight_decay=fixed["weight_decay"],

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from voicegender.models import build_model
+from voicegender.training import fit, predict_proba, resolve_device
+
+
+def separable(n=300, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.float32)
+    return X, y
+
+
+def run(seed=1, **kw):
+    X, y = separable()
+    model = build_model({"name": "mlp", "hidden": 16}, (32,), seed=seed)
+    args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed)
+    args.update(kw)
+    return model, fit(model, X[:200], y[:200], X[200:], y[200:], **args)
+
+
+def test_fit_learns_and_keeps_the_best_epoch():
+    model, result = run()
+    assert result.best["val_accuracy"] > 0.8
+    assert result.best["val_loss"] == min(r["val_loss"] for r in result.history)
+    X, y = separable()
+    proba = predict_proba(model, X[200:])
+    assert ((proba >= 0.5) == (y[200:] > 0.5)).mean() == pytest.approx(result.best["val_accuracy"])
+
+
+def test_same_seed_same_history():
+    assert run(seed=3)[1].history == run(seed=3)[1].history
+    assert run(seed=3)[1].history != run(seed=4)[1].history
+
+
+def test_early_stopping_stops_after_patience():
+    _, result = run(epochs=60, lr=5.0e-2, patience=2)
+    assert len(result.history) < 60
+    assert len(result.history) - result.best_epoch == 2
+
+
+def test_each_epoch_is_reported():
+    seen = []
+    run(epochs=3, on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [1, 2, 3]
+    assert set(seen[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+
+
+def test_diverging_training_raises():
+    X, y = separable()
+    X[0, 0] = np.nan
+    model = build_model({"name": "mlp"}, (32,))
+    with pytest.raises(FloatingPointError):
+        fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
+
+
+def test_auto_device_is_cpu_without_a_gpu():
+    import torch
+    expected = "cuda" if torch.cuda.is_available() else None
+    assert resolve_device("auto").type in {expected, "cpu", "mps"}
+    assert resolve_device("cpu").type == "cpu"
