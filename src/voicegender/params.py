@@ -52,6 +52,7 @@ def validate_params(params: dict) -> None:
     check("data.libritts.checksums", _checksums)
     check("data.libritts.local_dir", _optional(_nonempty_str))
     check("data.folder.manifest", _optional(_nonempty_str))
+    check("data.folder.recordings", _nonempty_str)
     check("data.folder.test_fraction", _fraction)
     if params.get("corpus") == "folder" and _get(params, "data.folder.manifest") is None:
         errors.append("data.folder.manifest: corpus is `folder`, so a manifest CSV is required")

@@ -1,0 +1,70 @@
+"""Shared fixtures: a copy of this repository in a temporary git repo, for end-to-end runs."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd, cwd, env=None, check=True):
+    """Run ``cmd`` in ``cwd`` with this interpreter's bin first on PATH; return the process."""
+    env = dict(env or os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the repository's tracked and new (not ignored) files into ``dest`` and commit them
+    in a fresh git repo (without the committed dvc.lock, metrics or plots: a clean first run)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if not src.is_file() or f == "dvc.lock" or f.startswith(("metrics/", "plots/")):
+            continue
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / f)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.invalid"],
+                ["git", "config", "user.name", "test"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "copy"]):
+        run(cmd, dest)
+    return dest
+
+
+def set_params(repo: Path, updates: dict) -> None:
+    """Overwrite dotted keys of repo/params.yaml."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in updates.items():
+        node = params
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+TINY = {
+    "data.synthetic.train_speakers": 6, "data.synthetic.test_speakers": 4,
+    "data.synthetic.utterances_per_speaker": 3, "epochs": 3, "tune.num_samples": 2,
+    "tune.space.epochs": {"type": "choice", "values": [2]}, "tune.cpus_per_trial": 1.0,
+    "evaluate.bootstrap": 50,
+}
+
+
+@pytest.fixture
+def tiny_repo(tmp_path):
+    """A copy of the repository configured for a tiny, fast synthetic run."""
+    repo = copy_repo(tmp_path / "repo")
+    set_params(repo, TINY)
+    run(["git", "commit", "-qam", "tiny params"], repo)
+    return repo

@@ -1,0 +1,53 @@
+"""End to end: the real pipeline, by `dvc repro` and `dvc exp run`, in a temporary git repo."""
+
+import json
+
+import torch
+
+from conftest import run
+
+
+def test_repro_then_experiment(tiny_repo):
+    repo = tiny_repo
+    run(["dvc", "repro"], repo)
+    for name in ("data", "featurize", "tune", "train", "evaluate"):
+        assert (repo / "metrics" / f"{name}.json").is_file(), name
+    data = json.loads((repo / "metrics/data.json").read_text())
+    assert data["train"]["total"]["speakers"] + data["val"]["total"]["speakers"] == 6
+    assert data["test"]["total"]["speakers"] == 4
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "n_utterances", "n_speakers"):
+        assert key in evaluate
+    assert evaluate["n_speakers"] == 4 and evaluate["n_utterances"] == 12
+    tune = json.loads((repo / "metrics/tune.json").read_text())
+    assert tune["trials"] == 2 and "config" in tune["best"]
+    trials = (repo / "plots/tune/trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and "val_accuracy" in trials[0]
+    for f in ("plots/train/train.tsv", "plots/train/val.tsv", "plots/evaluate/confusion.csv"):
+        assert (repo / f).is_file(), f
+    state = torch.load(repo / "models/model.pt", weights_only=True)
+    assert isinstance(state, dict) and state
+
+    again = run(["dvc", "repro"], repo)
+    assert "Running stage" not in again.stdout
+
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    exp = run(["dvc", "exp", "run", "-S", "lr=0.003"], repo)
+    ran = {line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train", "evaluate"}, exp.stdout
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert train["lr"] == 0.003
+    diff = run(["dvc", "metrics", "diff", "--json"], repo)
+    assert "metrics/train.json" in json.loads(diff.stdout)
+    shown = run(["dvc", "plots", "show", "--json"], repo)
+    assert "loss" in shown.stdout and "accuracy" in shown.stdout
+
+
+def test_bad_param_fails_before_any_work(tiny_repo):
+    from conftest import set_params
+    set_params(tiny_repo, {"batch_size": 0})
+    proc = run(["dvc", "repro"], tiny_repo, check=False)
+    assert proc.returncode != 0
+    assert "batch_size" in proc.stdout + proc.stderr
+    assert not (tiny_repo / "data/raw").exists()
