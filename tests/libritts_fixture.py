@@ -198,15 +198,35 @@ class FixtureServer:
         self.fail_times = fail_times
         self.fail_status = fail_status
         self.ignore_range = ignore_range
-        self.bytes_sent: dict[str, int] = {}
-        self.requests: list[tuple[str, str | None, int]] = []
-        self._lock = threading.Lock()
+        self._bytes_sent: dict[str, int] = {}
+        self._requests: list[tuple[str, str | None, int]] = []
+        self._in_flight = 0
+        self._lock = threading.Condition()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         # a short poll interval makes stop() quick (the default 0.5 s adds up over many tests)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
+
+    def wait_idle(self, timeout_s: float = 5.0) -> None:
+        """Wait until no response is being sent (the client may finish reading first)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
+
+    @property
+    def bytes_sent(self) -> dict[str, int]:
+        """url path -> body bytes written, once all responses are finished."""
+        self.wait_idle()
+        with self._lock:
+            return dict(self._bytes_sent)
+
+    @property
+    def requests(self) -> list[tuple[str, str | None, int]]:
+        """(url path, Range header or None, status) per request, once all are finished."""
+        self.wait_idle()
+        with self._lock:
+            return list(self._requests)
 
     def start(self) -> "FixtureServer":
         self._thread.start()
@@ -229,13 +249,23 @@ class FixtureServer:
 
             def _record(self, status: int) -> None:
                 with server._lock:
-                    server.requests.append((self.path, self.headers.get("Range"), status))
+                    server._requests.append((self.path, self.headers.get("Range"), status))
 
             def do_HEAD(self):
-                self._serve(body=False)
+                self._counted(body=False)
 
             def do_GET(self):
-                self._serve(body=True)
+                self._counted(body=True)
+
+            def _counted(self, body: bool) -> None:
+                with server._lock:
+                    server._in_flight += 1
+                try:
+                    self._serve(body)
+                finally:
+                    with server._lock:
+                        server._in_flight -= 1
+                        server._lock.notify_all()
 
             def _serve(self, body: bool) -> None:
                 with server._lock:
@@ -304,7 +334,7 @@ class FixtureServer:
                             break
                         sent += len(chunk)
                         with server._lock:
-                            server.bytes_sent[self.path] = server.bytes_sent.get(self.path, 0) + len(chunk)
+                            server._bytes_sent[self.path] = server._bytes_sent.get(self.path, 0) + len(chunk)
                 if cut is not None and sent < length:
                     # Simulate a dropped connection: flush what was sent, then hang up.
                     self.wfile.flush()

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -69,7 +68,7 @@ def _check_sha256(value: object, what: str) -> str:
     return value.strip().lower()
 
 
-def sha256_file(path: Path, *, start_hasher=None, offset: int = 0) -> "hashlib._Hash":
+def sha256_file(path: Path, *, start_hasher=None, offset: int = 0):
     """SHA-256 of a file (from `offset`, continuing `start_hasher` if given)."""
     h = start_hasher if start_hasher is not None else hashlib.sha256()
     with open(path, "rb") as f:
