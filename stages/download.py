@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from voicegender import corpus, synth
+from voicegender import corpus, download, synth
 from voicegender.params import load_params
 
 RAW = Path("data/raw")
@@ -35,20 +35,32 @@ def main() -> None:
         cfg = data["libritts"]
         subsets = [cfg["train_subset"], cfg["test_subset"]]
         if cfg["local_dir"]:
-            paths = corpus.locate_libritts(cfg["local_dir"], subsets)
+            paths = download.locate_libritts(cfg["local_dir"], subsets, checksums=cfg["checksums"])
         else:
-            paths = corpus.fetch_libritts(cfg["base_url"], subsets, RAW, checksums=cfg["checksums"])
+            paths = download.fetch_libritts(cfg["base_url"], subsets, RAW, checksums=cfg["checksums"])
         sources = [{"role": role, "subset": s, "path": str(paths[s])}
                    for role, s in zip(("train", "test"), subsets)]
         info = {"corpus": kind, "sources": sources}
     else:
         manifest = Path(data["folder"]["manifest"]).resolve()
         rows = corpus.read_folder_manifest(manifest)
+        check_watched(data["folder"]["recordings"], [manifest] + [Path(r["path"]) for r in rows])
         info = {"corpus": kind, "manifest": str(manifest),
                 "fingerprint": corpus.fingerprint_files([manifest] + [Path(r["path"]) for r in rows]),
-                "sources": [{"role": "folder", "path": str(manifest.parent)}]}
+                "sources": [{"role": "folder", "path": s} for s in sorted({r["source"] for r in rows})]}
     (RAW / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"download: {kind} corpus ready: " + ", ".join(s["path"] for s in info["sources"]), flush=True)
+    print(f"download: {kind} corpus ready: {info['sources']}", flush=True)
+
+
+def check_watched(recordings: str, files: list[Path]) -> None:
+    """DVC sees changes only inside data.folder.recordings: every file must lie there."""
+    root = Path(recordings).resolve()
+    outside = [str(f) for f in files if not Path(f).resolve().is_relative_to(root)]
+    if outside:
+        raise SystemExit(
+            f"data.folder.recordings is {recordings!r}, but {len(outside)} file(s) lie outside it "
+            f"(e.g. {outside[0]}): set it to the folder holding your manifest and recordings, "
+            "so that DVC reruns the pipeline when they change")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
-import io
 import json
 from pathlib import Path
 
@@ -19,26 +18,23 @@ from voicegender.reporting import figure, save_figure, write_json, write_table
 def main() -> None:
     params = load_params()
     info = json.loads(Path("data/raw/corpus.json").read_text())
-    rows, problems = [], {"unknown_sex": []}
+    rows, unknown_sex = [], []
     if info["corpus"] == "folder":
-        for r in corpus.read_folder_manifest(info["manifest"]):
-            rows.append({"id": Path(r["path"]).stem, "speaker": r["speaker"], "sex": r["sex"],
-                         "split": r.get("split") or "", "source": info["sources"][0]["path"],
-                         "member": str(Path(r["path"]).relative_to(info["sources"][0]["path"]))})
+        rows = [{**r, "split": r["split"] or "", "seconds": audio_seconds(r["path"])}
+                for r in corpus.read_folder_manifest(info["manifest"])]
     else:
         for src in info["sources"]:
-            utterances, sexes, unknown = corpus.scan(src["path"])
-            problems["unknown_sex"] += [u["id"] for u in unknown]
-            rows += [{"id": u["id"], "speaker": u["speaker"], "sex": sexes[u["speaker"]],
+            scan = corpus.scan_source(src["path"])
+            unknown_sex += [u["id"] for u in scan.unknown_sex]
+            rows += [{"id": u["id"], "speaker": u["speaker"], "sex": u["sex"],
                       "split": "train" if src["role"] == "train" else "test",
-                      "source": src["path"], "member": u["member"]} for u in utterances]
+                      "source": src["path"], "member": u["member"], "seconds": u["duration_s"] or 0.0}
+                     for u in scan.utterances]
     assign_splits(rows, params)
-    measure_durations(rows)
     write_labels(rows, "data/labels.csv")
 
     summary = data_summary(rows)
-    summary["excluded"] = {"unknown_sex": len(problems["unknown_sex"]),
-                           "unknown_sex_ids": sorted(problems["unknown_sex"])[:100]}
+    summary["excluded"] = {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]}
     write_json("metrics/data.json", summary)
     table = [{"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
              for split in SPLITS for sex in ("F", "M")]
@@ -72,18 +68,13 @@ def assign_splits(rows: list[dict], params: dict) -> None:
             r["split"] = "val"
 
 
-def measure_durations(rows: list[dict]) -> None:
-    """Set each row's ``seconds`` from its audio header (one sequential pass per source)."""
-    by_source: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by_source.setdefault(r["source"], {})[r["member"]] = r
-    for source, members in by_source.items():
-        for member, data in corpus.iter_audio(source, set(members)):
-            try:
-                info = sf.info(io.BytesIO(data))
-                members[member]["seconds"] = info.frames / info.samplerate
-            except Exception:  # unreadable audio is reported and skipped by featurize
-                members[member]["seconds"] = 0.0
+def audio_seconds(path: str) -> float:
+    """Duration of an audio file from its header, in seconds (0 when unreadable: featurize reports it)."""
+    try:
+        info = sf.info(path)
+        return info.frames / info.samplerate
+    except (RuntimeError, sf.LibsndfileError):
+        return 0.0
 
 
 if __name__ == "__main__":
