@@ -195,9 +195,10 @@ def _hann(n_fft: int) -> np.ndarray:
 
 def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
     """Centred frames, zero-padded by frame_length // 2 on both sides (librosa's center=True,
-    pad_mode="constant"): a view of shape (1 + len(y) // hop_length, frame_length)."""
+    pad_mode="constant"): a view of shape (1 + len(y) // hop_length, frame_length), y's dtype."""
     pad = frame_length // 2
-    yp = np.pad(np.asarray(y, dtype=np.float64), (pad, pad))
+    yp = np.zeros(len(y) + 2 * pad, dtype=y.dtype)  # cheaper than np.pad
+    yp[pad : pad + len(y)] = y
     return np.lib.stride_tricks.sliding_window_view(yp, frame_length)[::hop_length]
 
 
@@ -207,7 +208,10 @@ def _stft_blocks(y: np.ndarray, n_fft: int, hop_length: int) -> Iterator[np.ndar
     float64 FFTs: librosa also transforms in float64 (float32 samples times a float64 window),
     and float32 FFTs miss its values by > 1e-4 relative in near-empty bands.
     """
-    frames = _frames(y, n_fft, hop_length)
+    y = np.asarray(y)
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64)
+    frames = _frames(y, n_fft, hop_length)  # float32 frames are widened to float64 exactly below
     window = _hann(n_fft)
     buf = np.empty((min(_BLOCK_FRAMES, len(frames)), n_fft))
     for start in range(0, len(frames), _BLOCK_FRAMES):
@@ -450,6 +454,14 @@ def _limit_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def _warm_up(cfg: dict) -> None:
+    import librosa.filters  # noqa: F401  (imports numba & co.: slow, do it once)
+    import soxr  # noqa: F401
+
+    if cfg["sample_rate"] != "native":
+        mel_filterbank(cfg["sample_rate"], cfg["n_fft"], cfg["n_mels"])
+
+
 def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
     out = []
     for item_id, data in chunk:
@@ -498,6 +510,7 @@ def extract_many(
     """
     cfg = validate_feature_config(config)  # fail fast, in the caller's process
     n_workers = resolve_n_jobs(n_jobs)
+    _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
     if n_workers == 1:
         for chunk in _chunks(items, chunksize):
             yield from _featurize_chunk(chunk, cfg)
