@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from voicegender import features as F
+from voicegender.corpus import decode_audio
 
 DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
 LIBRITTS_HOURS = 53.78 + 8.56  # train-clean-100 + test-clean
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         ("ours mean_mel, native rate, all cores", timed(lambda: ours({"kind": "mean_mel", "sample_rate": "native"}))),
         ("ours mean_mel, native rate, 1 process", timed(lambda: list(
             F.extract_many(iter(items), {"kind": "mean_mel", "sample_rate": "native"}, n_jobs=1)))),
-        ("decode only (soundfile), 1 process", timed(lambda: [F.decode(b) for _, b in items])),
+        ("decode only (soundfile), 1 process", timed(lambda: [decode_audio(b) for _, b in items])),
     ]
     base = rows[0][1]
     print(f"\n{'pipeline':<48} {'x real time':>12} {'ratio':>8} {'LibriTTS 62 h':>14}")

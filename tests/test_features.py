@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from voicegender import features as F
+from voicegender.corpus import decode_audio
 
 SAMPLE = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
 if not SAMPLE.is_dir():  # worktrees live beside /work/shared
@@ -195,7 +196,7 @@ def test_log_mel_patch_crop_and_pad():
 def test_decode_stereo_is_mixed_to_mono():
     y = tone(200, 0.5)
     stereo = np.stack([y, np.zeros_like(y)], axis=1)
-    z, sr = F.decode(wav_bytes(stereo, subtype="FLOAT"))
+    z, sr = decode_audio(wav_bytes(stereo, subtype="FLOAT"))
     assert sr == SR and z.ndim == 1
     np.testing.assert_allclose(z, y / 2, atol=1e-7)
 

@@ -202,7 +202,8 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
             rate, frames = f.samplerate, f.frames
             x = f.read(dtype="float32", always_2d=True)
     except (RuntimeError, ValueError, TypeError, OSError, EOFError) as e:
-        raise AudioError(f"{name}: not readable audio ({e})") from None
+        # libsndfile's full message names the BytesIO's address: keep only the reason (deterministic)
+        raise AudioError(f"{name}: not readable audio ({getattr(e, 'error_string', None) or e})") from None
     if x.shape[0] == 0:
         raise AudioError(f"{name}: no audio samples")
     if 0 < frames and x.shape[0] < frames:  # e.g. a cut FLAC: fewer frames than announced

@@ -32,7 +32,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import scipy.fft
-import soundfile as sf
+
+from voicegender.corpus import decode_audio
 
 KINDS = ("mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch")
 
@@ -127,25 +128,6 @@ def feature_shape(cfg: dict) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- audio
-
-
-def decode(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode wav/flac/ogg bytes to (mono float32 samples in [-1, 1], sample rate Hz).
-
-    Multi-channel audio is mixed down by the channel mean (as ``librosa.to_mono``).
-    Raises ValueError on undecodable, empty or non-finite audio.
-    """
-    try:
-        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except sf.SoundFileError as exc:
-        # libsndfile's message names the BytesIO's address: keep only the reason (deterministic)
-        raise ValueError(f"cannot decode audio: {getattr(exc, 'error_string', exc)}") from None
-    y = y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
-    if y.size == 0:
-        raise ValueError("empty audio (0 samples)")
-    if not np.isfinite(y).all():
-        raise ValueError("audio contains NaN or inf samples")
-    return np.ascontiguousarray(y), int(sr)
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -424,7 +406,7 @@ def compute_features(y: np.ndarray, sr: int, config: dict) -> np.ndarray:
 
 def featurize(data: bytes, config: dict) -> np.ndarray:
     """Feature of one encoded audio file (wav/flac bytes)."""
-    y, sr = decode(data)
+    y, sr = decode_audio(data)
     return compute_features(y, sr, config)
 
 
