@@ -49,6 +49,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fmax_f0": 400.0,  # Hz, highest F0 searched
     "yin_threshold": 0.15,  # YIN aperiodicity below which a frame counts as voiced
     "patch_frames": 128,  # frames (of hop_length samples) per log_mel_patch
+    "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
 }
 
 PITCH_STATS_NAMES = ("f0_median_hz", "f0_mean_hz", "f0_std_hz", "f0_p10_hz", "f0_p90_hz", "voiced_fraction")
@@ -100,6 +101,8 @@ def validate_feature_config(cfg: dict | None) -> dict:
         positive_int(key)
     for key in ("fmin_f0", "fmax_f0", "yin_threshold"):
         positive_float(key)
+    if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
+        raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
     if out["n_fft"] < 16:
         raise ValueError(f"features.n_fft must be >= 16, got {out['n_fft']}")
     if out["n_mfcc"] > out["n_mels"]:

@@ -46,6 +46,14 @@ def validate_params(params: dict) -> None:
     check("data.synthetic.train_speakers", _int_at_least(4))
     check("data.synthetic.test_speakers", _int_at_least(2))
     check("data.synthetic.utterances_per_speaker", _positive_int)
+    knobs = {k: v for k, v in (_get(params, "data.synthetic", {}) or {}).items()
+             if k not in ("train_speakers", "test_speakers", "utterances_per_speaker")}
+    try:
+        from voicegender.synth import check_knobs
+
+        check_knobs(knobs)
+    except (TypeError, ValueError) as e:
+        errors.append(f"data.synthetic: {e}")
     check("data.libritts.base_url", _url)
     check("data.libritts.train_subset", _nonempty_str)
     check("data.libritts.test_subset", _nonempty_str)

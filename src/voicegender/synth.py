@@ -350,7 +350,7 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 def render_utterance(speaker: Speaker, index: int, *, seed: int, sample_rate: int = 24000,
                      **voice_knobs) -> tuple[str, np.ndarray]:
     """(text, int16 samples) of utterance `index` of `speaker`, as in the corpus; no files."""
-    return _render_utterance(speaker, index, seed, _check_knobs(voice_knobs), sample_rate)
+    return _render_utterance(speaker, index, seed, check_knobs(voice_knobs), sample_rate)
 
 
 def _speaker_task(args: tuple) -> tuple[int, int, float]:
@@ -445,7 +445,8 @@ DEFAULT_KNOBS = dict(
 )
 
 
-def _check_knobs(voice_knobs: dict) -> dict:
+def check_knobs(voice_knobs: dict) -> dict:
+    """The knobs with defaults filled in; TypeError / ValueError naming a bad knob."""
     unknown = set(voice_knobs) - set(DEFAULT_KNOBS)
     if unknown:
         raise TypeError(f"unknown voice knobs: {sorted(unknown)}; known: {sorted(DEFAULT_KNOBS)}")
@@ -456,6 +457,9 @@ def _check_knobs(voice_knobs: dict) -> dict:
             if not knobs[key]:
                 raise ValueError(f"{key} must not be empty")
             continue
+        if not (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise ValueError(f"{key} must be a [low, high] pair of numbers, got {value!r}")
         lo, hi = value
         if not lo <= hi:
             raise ValueError(f"{key} must be [low, high], got {value}")
@@ -472,7 +476,7 @@ def corpus_speakers(*, train_subset: str = "synthetic-train", test_subset: str =
         raise ValueError("train and test subsets must differ")
     if not 0 <= train_speakers <= TEST_ID_START - TRAIN_ID_START or test_speakers < 0:
         raise ValueError("speaker counts must be >= 0 (train at most 40000)")
-    knobs = _check_knobs(voice_knobs)
+    knobs = check_knobs(voice_knobs)
     handle_data = _data_path()
     speakers = []
     for subset, start, count in ((train_subset, TRAIN_ID_START, train_speakers),
@@ -509,7 +513,7 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
     started with multiprocessing "spawn", so a calling script needs `if __name__ == "__main__":`.
     progress: show a tqdm bar (utterances) on stderr.
     """
-    knobs = _check_knobs(voice_knobs)
+    knobs = check_knobs(voice_knobs)
     if utterances_per_speaker < 1:
         raise ValueError("utterances_per_speaker must be >= 1")
     speakers = corpus_speakers(train_subset=train_subset, test_subset=test_subset,
