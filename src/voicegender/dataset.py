@@ -82,9 +82,78 @@ def save_features(directory: str | Path, split: str, X: np.ndarray, y: np.ndarra
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / f"{split}_X.npy", np.ascontiguousarray(X, dtype=np.float32))
+    _save_labels(d, split, y, ids, speakers)
+
+
+def _save_labels(d: Path, split: str, y, ids, speakers) -> None:
     np.save(d / f"{split}_y.npy", np.asarray(y, dtype=np.float32))
     np.save(d / f"{split}_ids.npy", np.asarray(ids, dtype=str))
     np.save(d / f"{split}_speakers.npy", np.asarray(speakers, dtype=str))
+
+
+def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 ``.npy`` of ``n`` rows on disk, memory-mapped (mmap cannot map 0 bytes)."""
+    if n == 0:
+        np.save(path, np.zeros((0, *shape), dtype=np.float32))
+        return np.load(path)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
+
+
+def build_features(rows: list[dict], config: dict, directory: str | Path, log=print) -> dict:
+    """Featurize every utterance of a labels table into ``directory``, split by split.
+
+    Audio is streamed from each source (one sequential pass per archive) through
+    :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
+    ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
+    are reported and skipped. Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
+    """
+    from tqdm import tqdm
+
+    from voicegender.corpus import iter_audio
+    from voicegender.features import extract_many, feature_shape
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    shape = feature_shape(config)
+    by_split = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    slot = {(r["source"], r["member"]): (s, i) for s, part in by_split.items() for i, r in enumerate(part)}
+    partial = {s: _open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
+    done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
+    skipped: dict[str, str] = {}
+
+    def items():
+        for source in sorted({r["source"] for r in rows}):
+            wanted = {m for (src, m) in slot if src == source}
+            for member, data in iter_audio(source, wanted):
+                yield (source, member), data
+
+    bar = tqdm(total=len(rows), unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
+    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1)):
+        split, i = slot[key]
+        if error is None:
+            partial[split][i] = vector
+            done[split][i] = True
+        else:
+            skipped[by_split[split][i]["id"]] = error
+            log(f"skipped {by_split[split][i]['id']}: {error}")
+        bar.update()
+    bar.close()
+
+    for split, part in by_split.items():
+        for i in np.flatnonzero(~done[split]):
+            skipped.setdefault(part[i]["id"], "not found in its source")
+        keep = np.flatnonzero(done[split])
+        X = _open_rows(d / f"{split}_X.npy", len(keep), shape)
+        for start in range(0, len(keep), 4096):  # copy in blocks: bounded memory
+            X[start:start + 4096] = partial[split][keep[start:start + 4096]]
+        del X, partial[split]  # flushes and unmaps
+        (d / f".{split}_X.partial.npy").unlink()
+        kept = [part[i] for i in keep]
+        _save_labels(d, split, [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
+                     [r["id"] for r in kept], [r["speaker"] for r in kept])
+    n = sum(int(v.sum()) for v in done.values())
+    return {"utterances": n, "skipped": dict(sorted(skipped.items())),
+            "seconds": sum(r["seconds"] for r in rows)}
 
 
 def load_features(directory: str | Path, split: str) -> dict[str, np.ndarray]:
