@@ -5,6 +5,7 @@ and plots/tune/ (one row per trial, learning curves, lr vs accuracy).
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -27,18 +28,26 @@ def main() -> None:
     for key in ("lr", "batch_size"):
         if params[key] != "tuned":
             fixed[key] = params[key]
-    storage = tune.get("storage") or None
+    address = tune["address"] or os.environ.get("RAY_ADDRESS") or None
+    # Ray wants an absolute path (or a URI). The local default lives under the repository
+    # (data/ is git- and DVC-ignored) and is removed after the search: its results are all
+    # in plots/tune and metrics/tune.json. A storage the user names is kept.
+    storage = tune["storage"] or (None if address else str(Path(LOCAL_STORAGE).resolve()))
     if storage and "://" not in storage:
         storage = str(Path(storage).resolve())
-    print(f"tune: {tune['num_samples']} trials on {len(train['X'])} train / {len(val['X'])} val "
-          f"utterances ({'cluster ' + (tune['address'] or os.environ['RAY_ADDRESS']) if tune['address'] or os.environ.get('RAY_ADDRESS') else 'local Ray'})",
-          flush=True)
-    result = run_search(train["X"], train["y"], val["X"], val["y"], space=tune["space"], fixed=fixed,
-                        num_samples=tune["num_samples"], metric=tune["metric"], mode=tune["mode"],
-                        grace_period=tune["asha"]["grace_period"],
-                        reduction_factor=tune["asha"]["reduction_factor"],
-                        cpus_per_trial=tune["cpus_per_trial"], address=tune["address"],
-                        storage_path=storage, seed=params["seed"], log=lambda m: print(m, flush=True))
+    print(f"tune: {tune['num_samples']} trials ({tune['search']} search) on {len(train['X'])} train / "
+          f"{len(val['X'])} val utterances ({'cluster ' + address if address else 'local Ray'})", flush=True)
+    try:
+        result = run_search(train["X"], train["y"], val["X"], val["y"], space=tune["space"], fixed=fixed,
+                            num_samples=tune["num_samples"], metric=tune["metric"], mode=tune["mode"],
+                            search=tune["search"], grace_period=tune["asha"]["grace_period"],
+                            reduction_factor=tune["asha"]["reduction_factor"],
+                            cpus_per_trial=tune["cpus_per_trial"], address=address, storage_path=storage,
+                            connect_timeout_s=tune["connect_timeout_s"], seed=params["seed"],
+                            log=lambda m: print(m, flush=True))
+    finally:
+        if not tune["storage"] and not address:
+            shutil.rmtree(LOCAL_STORAGE, ignore_errors=True)
     best = result["best"]
     Path("models").mkdir(exist_ok=True)
     Path("models/tuned.yaml").write_text(yaml.safe_dump(
@@ -46,17 +55,20 @@ def main() -> None:
          "val_loss": float(best["val_loss"]), "val_accuracy": float(best["val_accuracy"])}, sort_keys=True))
 
     names = list(tune["space"])
-    rows = [{"trial": i, **{k: t["config"].get(k) for k in names}, "epochs_run": t["epochs_run"],
+    # sampling order, no trial ids, paths or timestamps: the table diffs across runs
+    rows = [{"trial": i, **{k: _cell(t["config"].get(k)) for k in names}, "epochs_run": t["epochs_run"],
              "val_loss": t["val_loss"], "val_accuracy": t["val_accuracy"],
-             "status": "error" if t["error"] else "ok"} for i, t in enumerate(result["trials"])]
+             "status": "error" if t["error"] else "ok", "error": t["error"] or ""}
+            for i, t in enumerate(result["trials"])]
     write_table("plots/tune/trials.csv", rows)
     write_table("plots/tune/curves.csv", [
         {"trial": i, "epoch": h["epoch"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
         for i, t in enumerate(result["trials"]) for h in t["history"]])
     write_json("metrics/tune.json", {
-        "best": {"config": best["config"], "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]},
+        "best": {"config": {k: _plain(v) for k, v in best["config"].items()}, "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]},
         "trials": len(result["trials"]), "failed": sum(bool(t["error"]) for t in result["trials"]),
         "epochs_total": sum(t["epochs_run"] for t in result["trials"]), "wall_s": round(result["wall_s"], 1),
+        "search": tune["search"],
     })
     fig, ax = figure(6, 4)
     for i, t in enumerate(result["trials"]):
@@ -65,6 +77,14 @@ def main() -> None:
     ax.set_ylabel("validation BCE loss")
     ax.set_title(f"{len(result['trials'])} trials (ASHA stops weak ones early)")
     save_figure(fig, "plots/tune/curves.png")
+
+
+LOCAL_STORAGE = "data/ray"
+
+
+def _cell(v):
+    """A table cell: lists (e.g. channels) as 32-64-128, so the CSV stays one value per cell."""
+    return "-".join(map(str, v)) if isinstance(v, (list, tuple)) else _plain(v)
 
 
 def _plain(v):

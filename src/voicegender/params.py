@@ -88,11 +88,15 @@ def validate_params(params: dict) -> None:
     check("evaluate.bootstrap", _positive_int)
 
     check("tune.num_samples", _positive_int)
+    check("tune.search", _one_of(("random", "tpe")))
+    check("tune.connect_timeout_s", _positive_float)
     check("tune.address", _optional(_nonempty_str))
     check("tune.storage", _optional(_nonempty_str))
     check("tune.cpus_per_trial", _positive_float)
     check("tune.metric", _one_of(("val_loss", "val_accuracy")))
     check("tune.mode", _one_of(("min", "max")))
+    if (_get(params, "tune.metric"), _get(params, "tune.mode")) in (("val_loss", "max"), ("val_accuracy", "min")):
+        errors.append("tune.mode: val_loss is minimised (min) and val_accuracy maximised (max)")
     check("tune.asha.grace_period", _positive_int)
     check("tune.asha.reduction_factor", _float_above(1.0))
     space = _get(params, "tune.space")
@@ -100,7 +104,7 @@ def validate_params(params: dict) -> None:
         errors.append("tune.space: must be a non-empty mapping of hyperparameter -> distribution")
     else:
         for name, dist in space.items():
-            msg = _distribution(dist)
+            msg = _distribution(dist) or _searchable(name, dist)
             if msg:
                 errors.append(f"tune.space.{name}: {msg}")
 
@@ -218,6 +222,24 @@ def _checksums(v):
         return "must be a mapping subset -> sha256 hex"
     bad = [k for k, h in v.items() if not (isinstance(h, str) and len(h) == 64)]
     return f"entries {bad} are not 64-hex-digit sha256 values" if bad else None
+
+
+SEARCHABLE = ("lr", "batch_size", "epochs", "name", "channels", "hidden", "dropout")
+
+
+def _searchable(name: str, d: dict) -> str | None:
+    """What is wrong with searching ``name`` over ``d`` (its distribution is already valid)."""
+    key = name.removeprefix("model.")
+    if key not in SEARCHABLE:
+        return "unknown hyperparameter: searchable are " + ", ".join(SEARCHABLE)
+    values = d["values"] if d["type"] == "choice" else [d["low"], d["high"]]
+    rules = {"lr": _positive_float, "batch_size": _positive_int, "epochs": _positive_int,
+             "name": _one_of(MODELS), "channels": _list_of_positive_ints, "hidden": _positive_int,
+             "dropout": _fraction_below_one}
+    if key in ("batch_size", "epochs", "hidden", "name", "channels") and d["type"] in ("uniform", "loguniform"):
+        return f"{key} takes whole values: use choice or randint"
+    bad = [v for v in values if rules[key](v)]
+    return f"invalid value(s) {bad}: {rules[key](bad[0])}" if bad else None
 
 
 def _distribution(d: Any) -> str | None:

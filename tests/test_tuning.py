@@ -1,0 +1,92 @@
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from voicegender.params import ParamError, load_params, validate_params
+from voicegender.tuning import check_reachable, max_epochs, run_search, trial_settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_data(n=240, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    X = rng.normal(size=(n, d)).astype(np.float32) + y[:, None]
+    return X[:180], y[:180], X[180:], y[180:]
+
+
+FIXED = {"model": {"name": "mlp", "hidden": 8}, "optimizer": "adam", "weight_decay": 0.0,
+         "seed": 0, "epochs": 2}
+# one model name in three does not exist: those trials fail, the search must go on
+SPACE = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
+         "batch_size": {"type": "choice", "values": [16, 32]},
+         "name": {"type": "choice", "values": ["mlp", "cnn1d", "no_such_model"]}}
+
+
+def test_trial_settings_split_training_and_model_keys():
+    train, model = trial_settings({"lr": 0.1, "hidden": 64, "model.dropout": 0.2}, {**FIXED})
+    assert train == {"lr": 0.1, "epochs": 2}
+    assert model == {"name": "mlp", "hidden": 64, "dropout": 0.2}
+    assert max_epochs({"epochs": {"type": "choice", "values": [10, 20]}}, 5) == 20
+    assert max_epochs({}, 5) == 5
+
+
+def test_default_space_is_the_reports_search():
+    with open(os.path.join(ROOT, "params.yaml")) as f:
+        tune = yaml.safe_load(f)["tune"]
+    assert tune["space"] == {"lr": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-2},
+                             "batch_size": {"type": "choice", "values": [4, 8, 12, 16]},
+                             "epochs": {"type": "choice", "values": [10, 20]}}
+    assert (tune["num_samples"], tune["search"], tune["asha"]) == (20, "random",
+                                                                     {"grace_period": 1, "reduction_factor": 2})
+
+
+@pytest.mark.parametrize("name, dist, match", [
+    ("hidden", {"type": "uniform", "low": 8, "high": 64}, "whole values"),
+    ("name", {"type": "choice", "values": ["mlp", "resnet"]}, "must be one of"),
+    ("momentum", {"type": "uniform", "low": 0.1, "high": 0.9}, "unknown hyperparameter"),
+    ("dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "invalid value"),
+])
+def test_space_is_validated(name, dist, match):
+    pytest.importorskip("voicegender.features")  # params validation checks the feature settings too
+    params = load_params(os.path.join(ROOT, "params.yaml"))
+    params["tune"]["space"][name] = dist
+    with pytest.raises(ParamError, match=f"tune.space.{name}.*{match}"):
+        validate_params(params)
+
+
+def test_unreachable_cluster_fails_fast_naming_the_address():
+    started = time.perf_counter()
+    with pytest.raises(ConnectionError, match="127.0.0.1:1"):
+        run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=1, address="127.0.0.1:1",
+                   storage_path="/tmp/unused", connect_timeout_s=5)
+    assert time.perf_counter() - started < 20
+    check_reachable("auto", 1)  # left to Ray
+
+
+def test_local_search_records_failures_is_seeded_and_leaves_no_files(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    made = []  # run_search's temporary folders (Ray's session dir, the storage)
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
+    runs = [run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=5, seed=7,
+                       cpus_per_trial=0.5, log=lambda m: None) for _ in range(2)]
+    configs = [[t["config"] for t in r["trials"]] for r in runs]
+    assert configs[0] == configs[1]  # same seed, same sampled configurations, in sampling order
+    trials = runs[0]["trials"]
+    assert len(trials) == 5
+    failed = [t for t in trials if t["error"]]
+    assert failed and all(t["config"]["name"] == "no_such_model" for t in failed)
+    assert "no_such_model" in failed[0]["error"]
+    ok = [t for t in trials if not t["error"]]
+    assert ok and all(1 <= t["epochs_run"] <= 2 and math.isfinite(t["val_loss"]) for t in ok)
+    assert runs[0]["best"] in ok
+    assert not (home / "ray_results").exists()
+    assert made and not any(os.path.exists(p) for p in made)  # all removed
