@@ -1,0 +1,537 @@
+"""Feature extraction: one fixed-size vector (or patch) per utterance.
+
+Units throughout: sample rates in Hz, ``n_fft`` / ``hop_length`` in samples,
+``fmin_f0`` / ``fmax_f0`` in Hz, audio samples as float in [-1, 1].
+
+Kinds (``config["kind"]``), all returned as float32:
+
+``mean_mel``       (n_mels,)             the reference report's feature: time-mean of the mel
+                                          power spectrogram (power 2, slaney mels), no log.
+``log_mel_stats``  (2 * n_mels,)         mean then std over time of log-mel in dB.
+``mfcc_stats``     (6 * n_mfcc,)         mean of [mfcc, delta, delta2] then std of the same.
+``pitch_stats``    (6,)                  F0 (YIN) statistics over voiced frames, in Hz.
+``pitch_mel``      (2 * n_mels + 6,)     ``log_mel_stats`` followed by ``pitch_stats``.
+``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
+
+``mean_mel`` reproduces ``librosa.load`` + ``librosa.feature.melspectrogram`` + time mean
+(max relative difference ~1e-6, float64 FFTs) several times faster: soundfile decode at the
+native rate, the same soxr_hq resampler as librosa, and, since the mel projection is linear,
+the time mean of the power spectrum is taken *before* the mel matmul.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import math
+import multiprocessing
+import os
+import sys
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import scipy.fft
+import soundfile as sf
+
+KINDS = ("mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch")
+
+#: Defaults for every ``features.*`` key; ``validate_feature_config`` fills in missing keys.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "kind": "mean_mel",
+    "sample_rate": 22050,  # Hz, or "native" to skip resampling
+    "n_fft": 2048,  # samples
+    "hop_length": 512,  # samples
+    "n_mels": 128,
+    "n_mfcc": 20,
+    "fmin_f0": 60.0,  # Hz, lowest F0 searched
+    "fmax_f0": 400.0,  # Hz, highest F0 searched
+    "yin_threshold": 0.15,  # YIN aperiodicity below which a frame counts as voiced
+    "patch_frames": 128,  # frames (of hop_length samples) per log_mel_patch
+}
+
+PITCH_STATS_NAMES = ("f0_median_hz", "f0_mean_hz", "f0_std_hz", "f0_p10_hz", "f0_p90_hz", "voiced_fraction")
+
+AMIN = 1e-10  # power floor for logs: log-mel values are >= 10*log10(AMIN) = -100 dB
+LOG_FLOOR_DB = 10.0 * math.log10(AMIN)
+_BLOCK_FRAMES = 32  # STFT frames per FFT call: keeps the working set in cache (~2x faster)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def validate_feature_config(cfg: dict | None) -> dict:
+    """Check a ``features:`` dict and return a copy with defaults filled in.
+
+    Raises ValueError naming the offending key, e.g.
+    ``features.n_mels must be a positive int, got -3``.
+    """
+    cfg = {} if cfg is None else cfg
+    if not isinstance(cfg, dict):
+        raise ValueError(f"features must be a mapping, got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"features.{unknown[0]} is not a known key (known: {', '.join(DEFAULT_CONFIG)})")
+    out = {**DEFAULT_CONFIG, **cfg}
+
+    def positive_int(key: str) -> None:
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise ValueError(f"features.{key} must be a positive int, got {v!r}")
+        out[key] = int(v)
+
+    def positive_float(key: str) -> None:
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"features.{key} must be a positive number, got {v!r}")
+        out[key] = float(v)
+
+    if out["kind"] not in KINDS:
+        raise ValueError(f"features.kind must be one of {', '.join(KINDS)}, got {out['kind']!r}")
+    if out["sample_rate"] != "native":
+        try:
+            positive_int("sample_rate")
+        except ValueError:
+            raise ValueError(
+                f"features.sample_rate must be a positive int (Hz) or 'native', got {out['sample_rate']!r}"
+            ) from None
+    for key in ("n_fft", "hop_length", "n_mels", "n_mfcc", "patch_frames"):
+        positive_int(key)
+    for key in ("fmin_f0", "fmax_f0", "yin_threshold"):
+        positive_float(key)
+    if out["n_fft"] < 16:
+        raise ValueError(f"features.n_fft must be >= 16, got {out['n_fft']}")
+    if out["n_mfcc"] > out["n_mels"]:
+        raise ValueError(f"features.n_mfcc must be <= features.n_mels ({out['n_mels']}), got {out['n_mfcc']}")
+    if out["fmin_f0"] >= out["fmax_f0"]:
+        raise ValueError(f"features.fmax_f0 must exceed features.fmin_f0 ({out['fmin_f0']}), got {out['fmax_f0']}")
+    if out["sample_rate"] != "native" and out["fmax_f0"] >= out["sample_rate"] / 4:
+        raise ValueError(f"features.fmax_f0 must be below sample_rate / 4, got {out['fmax_f0']}")
+    if out["yin_threshold"] >= 1:
+        raise ValueError(f"features.yin_threshold must be in (0, 1), got {out['yin_threshold']}")
+    return out
+
+
+def feature_shape(cfg: dict) -> tuple[int, ...]:
+    """Shape of one utterance's feature for this config."""
+    cfg = validate_feature_config(cfg)
+    kind, n_mels = cfg["kind"], cfg["n_mels"]
+    return {
+        "mean_mel": (n_mels,),
+        "log_mel_stats": (2 * n_mels,),
+        "mfcc_stats": (6 * cfg["n_mfcc"],),
+        "pitch_stats": (len(PITCH_STATS_NAMES),),
+        "pitch_mel": (2 * n_mels + len(PITCH_STATS_NAMES),),
+        "log_mel_patch": (n_mels, cfg["patch_frames"]),
+    }[kind]
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode wav/flac/ogg bytes to (mono float32 samples in [-1, 1], sample rate Hz).
+
+    Multi-channel audio is mixed down by the channel mean (as ``librosa.to_mono``).
+    Raises ValueError on undecodable, empty or non-finite audio.
+    """
+    try:
+        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except sf.SoundFileError as exc:
+        # libsndfile's message names the BytesIO's address: keep only the reason (deterministic)
+        raise ValueError(f"cannot decode audio: {getattr(exc, 'error_string', exc)}") from None
+    y = y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
+    if y.size == 0:
+        raise ValueError("empty audio (0 samples)")
+    if not np.isfinite(y).all():
+        raise ValueError("audio contains NaN or inf samples")
+    return np.ascontiguousarray(y), int(sr)
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample like ``librosa.resample(res_type="soxr_hq")``: soxr HQ, length ceil(n * ratio)."""
+    if orig_sr == target_sr:
+        return y
+    import soxr  # librosa's own resampler backend
+
+    n_out = int(math.ceil(y.shape[-1] * float(target_sr) / orig_sr))
+    y_hat = soxr.resample(y, orig_sr, target_sr, quality="soxr_hq")
+    # librosa.util.fix_length: trim or zero-pad at the end to exactly n_out samples
+    if y_hat.shape[-1] > n_out:
+        y_hat = y_hat[:n_out]
+    elif y_hat.shape[-1] < n_out:
+        y_hat = np.pad(y_hat, (0, n_out - y_hat.shape[-1]))
+    return np.asarray(y_hat, dtype=y.dtype)
+
+
+def _analysis_signal(y: np.ndarray, sr: int, cfg: dict) -> tuple[np.ndarray, int]:
+    target = sr if cfg["sample_rate"] == "native" else cfg["sample_rate"]
+    return resample(y, sr, target), target
+
+
+# ----------------------------------------------------------------------------- spectra
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney mel filterbank (n_mels, n_fft // 2 + 1) as float64, read-only.
+
+    Holds exactly librosa's float32 weights (``librosa.filters.mel`` defaults, fmax = sr / 2).
+    """
+    import librosa
+
+    m = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float64)
+    m.setflags(write=False)
+    return m
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    # periodic Hann, as librosa.filters.get_window("hann", n_fft, fftbins=True)
+    w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    w.setflags(write=False)
+    return w
+
+
+def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Centred frames, zero-padded by frame_length // 2 on both sides (librosa's center=True,
+    pad_mode="constant"): a view of shape (1 + len(y) // hop_length, frame_length)."""
+    pad = frame_length // 2
+    yp = np.pad(np.asarray(y, dtype=np.float64), (pad, pad))
+    return np.lib.stride_tricks.sliding_window_view(yp, frame_length)[::hop_length]
+
+
+def _stft_blocks(y: np.ndarray, n_fft: int, hop_length: int) -> Iterator[np.ndarray]:
+    """Yield the STFT (Hann, centred, zero pad) in blocks of shape (frames, n_fft // 2 + 1), complex128.
+
+    float64 FFTs: librosa also transforms in float64 (float32 samples times a float64 window),
+    and float32 FFTs miss its values by > 1e-4 relative in near-empty bands.
+    """
+    frames = _frames(y, n_fft, hop_length)
+    window = _hann(n_fft)
+    buf = np.empty((min(_BLOCK_FRAMES, len(frames)), n_fft))
+    for start in range(0, len(frames), _BLOCK_FRAMES):
+        block = frames[start : start + _BLOCK_FRAMES]
+        np.multiply(block, window, out=buf[: len(block)])
+        yield scipy.fft.rfft(buf[: len(block)], axis=-1, workers=1)
+
+
+def _power_blocks(y: np.ndarray, n_fft: int, hop_length: int) -> Iterator[np.ndarray]:
+    """Yield |STFT|^2 in blocks of shape (frames, n_fft // 2 + 1), float64."""
+    for spec in _stft_blocks(y, n_fft, hop_length):
+        yield spec.real**2 + spec.imag**2
+
+
+def mean_power_spectrum(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """Time mean of the power spectrum |STFT|^2, shape (n_fft // 2 + 1,), float64."""
+    acc = np.zeros(2 * (n_fft // 2 + 1))  # interleaved re^2, im^2 sums
+    n = 0
+    for spec in _stft_blocks(y, n_fft, hop_length):
+        re_im = spec.view(np.float64)  # square in place: no temporaries (this loop is the hot path)
+        acc += np.square(re_im, out=re_im).sum(axis=0)
+        n += len(spec)
+    return acc.reshape(-1, 2).sum(axis=1) / n
+
+
+def mel_spectrogram(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+    """Mel power spectrogram (n_mels, n_frames), float64; equals librosa.feature.melspectrogram."""
+    mel = mel_filterbank(sr, n_fft, n_mels)
+    return np.concatenate([p @ mel.T for p in _power_blocks(y, n_fft, hop_length)], axis=0).T
+
+
+def power_to_db(S: np.ndarray, top_db: float | None = None) -> np.ndarray:
+    """10 * log10(max(S, 1e-10)) in dB re power 1.0 (a full-scale sine's mean power is 0.5 -> -3 dB).
+    With top_db, values are clipped at (max - top_db) as librosa.power_to_db does."""
+    log_s = 10.0 * np.log10(np.maximum(S, AMIN))
+    if top_db is not None:
+        log_s = np.maximum(log_s, log_s.max() - top_db)
+    return log_s
+
+
+# ----------------------------------------------------------------------------- kinds (arrays)
+
+
+def mean_mel(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+    """Time-mean mel power spectrum (n_mels,) float32, power units (|amplitude|^2), no log.
+
+    Mean of the linear power spectrum first, then one mel matmul: exact since mel is linear.
+    """
+    return (mel_filterbank(sr, n_fft, n_mels) @ mean_power_spectrum(y, n_fft, hop_length)).astype(np.float32)
+
+
+def log_mel_stats(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+    """[mean over time, std over time] of log-mel per band: (2 * n_mels,) float32, in dB
+    (``power_to_db`` without top_db: 10*log10(max(power, 1e-10)), so >= -100 dB)."""
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels))
+    return np.concatenate([log_s.mean(axis=1), log_s.std(axis=1)]).astype(np.float32)
+
+
+def mfcc(y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+    """MFCC (n_mfcc, n_frames) float64: as librosa.feature.mfcc (DCT-II ortho of dB mel, top_db 80)."""
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels), top_db=80.0)
+    return scipy.fft.dct(log_s, type=2, norm="ortho", axis=0)[:n_mfcc]
+
+
+def mfcc_stats(y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+    """(6 * n_mfcc,) float32: [mean(mfcc), mean(delta), mean(delta2), std(mfcc), std(delta), std(delta2)],
+    each block n_mfcc long; MFCC in dB-scaled DCT units, deltas per frame (width 9 Savitzky-Golay,
+    as librosa.feature.delta; 'nearest' edge mode when the file has fewer than 9 frames)."""
+    import librosa
+
+    c = mfcc(y, sr, n_mfcc, n_fft, hop_length, n_mels)
+    mode = "interp" if c.shape[1] >= 9 else "nearest"
+    d1 = librosa.feature.delta(c, order=1, mode=mode)
+    d2 = librosa.feature.delta(c, order=2, mode=mode)
+    stacked = np.concatenate([c, d1, d2], axis=0)
+    return np.concatenate([stacked.mean(axis=1), stacked.std(axis=1)]).astype(np.float32)
+
+
+def yin(
+    y: np.ndarray,
+    sr: int,
+    fmin: float = 60.0,
+    fmax: float = 400.0,
+    hop_length: int = 512,
+    threshold: float = 0.15,
+    silence_db: float = 40.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """YIN F0 track: (f0 Hz per frame, voiced flag per frame), 1 + len(y) // hop_length frames
+    centred every hop_length samples (the STFT's frames).
+
+    The signal is first decimated (soxr) to about 8 kHz, plenty for F0 <= 400 Hz and ~3x less work.
+    Integration window = two periods of fmin. A frame is voiced when its cumulative-mean-normalised
+    difference dips below ``threshold`` inside [1/fmax, 1/fmin] s and its energy is within
+    ``silence_db`` dB of the loudest frame. Unvoiced frames get f0 = 0.
+    """
+    n_frames = 1 + len(y) // hop_length
+    q = max(1, min(sr // 8000, int(sr // (20 * fmax))))
+    if q > 1:
+        y = resample(np.asarray(y, dtype=np.float32), sr, sr // q) if sr % q == 0 else resample(y, sr, 8000)
+    rate = sr // q if sr % q == 0 else 8000
+    tau_min = max(2, int(math.floor(rate / fmax)))
+    tau_max = int(math.ceil(rate / fmin))
+    win = 2 * tau_max
+    length = win + tau_max + 1
+    # frame k is centred on sample k * hop_length / sr * rate of the decimated signal
+    centres = np.round(np.arange(n_frames) * (hop_length * rate / sr)).astype(np.int64)
+    half = length // 2
+    yp = np.pad(np.asarray(y, dtype=np.float64), (half, length))
+    frames = yp[centres[:, None] + np.arange(length)]  # (T, length)
+    n_fft = scipy.fft.next_fast_len(length + win, real=True)
+    # r(tau) = sum_{j<win} x_j x_{j+tau}, for every frame at once via FFT cross-correlation
+    spec = scipy.fft.rfft(frames, n=n_fft, axis=1, workers=1)
+    head = scipy.fft.rfft(frames[:, :win], n=n_fft, axis=1, workers=1)
+    r = scipy.fft.irfft(np.conj(head) * spec, n=n_fft, axis=1, workers=1)[:, : tau_max + 1]
+    sq = np.cumsum(np.concatenate([np.zeros((len(frames), 1)), frames**2], axis=1), axis=1)
+    energy0 = sq[:, win]  # sum_{j<win} x_j^2
+    energy_tau = sq[:, win : win + tau_max + 1] - sq[:, : tau_max + 1]  # sum_{j<win} x_{j+tau}^2
+    diff = np.maximum(energy0[:, None] + energy_tau - 2.0 * r, 0.0)
+    # cumulative mean normalised difference d'(tau) = d(tau) * tau / sum_{k<=tau} d(k); d'(0) = 1
+    cum = np.cumsum(diff[:, 1:], axis=1)
+    taus = np.arange(1, tau_max + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cmnd = np.where(cum > 0, diff[:, 1:] * taus / cum, 1.0)
+    cmnd = np.concatenate([np.ones((len(frames), 1)), cmnd], axis=1)
+    cand = cmnd[:, tau_min : tau_max + 1]
+    # first local minimum below threshold (YIN's absolute threshold step), else the global minimum
+    below = cand < threshold
+    local_min = np.zeros_like(below)
+    local_min[:, 1:-1] = (cand[:, 1:-1] <= cand[:, :-2]) & (cand[:, 1:-1] <= cand[:, 2:])
+    hit = below & local_min
+    has_hit = hit.any(axis=1)
+    idx = np.where(has_hit, hit.argmax(axis=1), cand.argmin(axis=1))
+    rows = np.arange(len(frames))
+    # parabolic interpolation of the dip for sub-sample period
+    i0 = np.clip(idx, 1, cand.shape[1] - 2)
+    a, b, c = cand[rows, i0 - 1], cand[rows, i0], cand[rows, i0 + 1]
+    den = a - 2.0 * b + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / den, 0.0)
+    shift = np.where(i0 == idx, np.clip(shift, -1.0, 1.0), 0.0)
+    period = tau_min + idx + shift
+    loud = energy0 > 0
+    if loud.any():
+        loud &= 10.0 * np.log10(np.maximum(energy0, 1e-30)) >= 10.0 * np.log10(energy0.max()) - silence_db
+    voiced = has_hit & loud
+    f0 = np.where(voiced, rate / period, 0.0)
+    return f0, voiced
+
+
+def pitch_stats(
+    y: np.ndarray, sr: int, fmin: float = 60.0, fmax: float = 400.0, hop_length: int = 512, threshold: float = 0.15
+) -> np.ndarray:
+    """F0 statistics over voiced frames, (6,) float32, see PITCH_STATS_NAMES:
+    median, mean, std, 10th and 90th percentile of F0 in Hz, and the voiced fraction (0..1).
+
+    With no voiced frame (silence, noise) the F0 values fall back to sqrt(fmin * fmax) Hz
+    (an uninformative mid-range value, std 0) and voiced_fraction is 0, so the vector stays finite.
+    """
+    f0, voiced = yin(y, sr, fmin, fmax, hop_length, threshold)
+    v = f0[voiced]
+    if v.size == 0:
+        mid = math.sqrt(fmin * fmax)
+        return np.array([mid, mid, 0.0, mid, mid, 0.0], dtype=np.float32)
+    p10, p50, p90 = np.percentile(v, [10, 50, 90])
+    return np.array([p50, v.mean(), v.std(), p10, p90, v.size / f0.size], dtype=np.float32)
+
+
+def log_mel_patch(
+    y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128, patch_frames: int = 128
+) -> np.ndarray:
+    """Log-mel patch (n_mels, patch_frames) float32 in dB (as log_mel_stats, >= -100 dB):
+    the centre patch_frames frames; shorter files are centred and padded with -100 dB (silence)."""
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels))
+    n = log_s.shape[1]
+    if n >= patch_frames:
+        start = (n - patch_frames) // 2
+        return log_s[:, start : start + patch_frames].astype(np.float32)
+    out = np.full((n_mels, patch_frames), LOG_FLOOR_DB, dtype=np.float32)
+    left = (patch_frames - n) // 2
+    out[:, left : left + n] = log_s
+    return out
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def compute_features(y: np.ndarray, sr: int, config: dict) -> np.ndarray:
+    """Feature of one decoded signal (mono float samples at ``sr`` Hz) for a features config."""
+    cfg = validate_feature_config(config)
+    if y.size == 0:
+        raise ValueError("empty audio (0 samples)")
+    y, sr = _analysis_signal(y, sr, cfg)
+    kind = cfg["kind"]
+    n_fft, hop, n_mels = cfg["n_fft"], cfg["hop_length"], cfg["n_mels"]
+    if kind == "mean_mel":
+        return mean_mel(y, sr, n_fft, hop, n_mels)
+    if kind == "log_mel_stats":
+        return log_mel_stats(y, sr, n_fft, hop, n_mels)
+    if kind == "mfcc_stats":
+        return mfcc_stats(y, sr, cfg["n_mfcc"], n_fft, hop, n_mels)
+    if kind == "log_mel_patch":
+        return log_mel_patch(y, sr, n_fft, hop, n_mels, cfg["patch_frames"])
+    if cfg["fmax_f0"] >= sr / 4:  # native rates are only known here
+        raise ValueError(f"features.fmax_f0={cfg['fmax_f0']} Hz is too high for {sr} Hz audio")
+    pitch = pitch_stats(y, sr, cfg["fmin_f0"], cfg["fmax_f0"], hop, cfg["yin_threshold"])
+    if kind == "pitch_stats":
+        return pitch
+    return np.concatenate([log_mel_stats(y, sr, n_fft, hop, n_mels), pitch])  # pitch_mel
+
+
+def featurize(data: bytes, config: dict) -> np.ndarray:
+    """Feature of one encoded audio file (wav/flac bytes)."""
+    y, sr = decode(data)
+    return compute_features(y, sr, config)
+
+
+def mean_mel_reference(path_or_bytes: str | os.PathLike | bytes, sr: int | None = 22050) -> np.ndarray:
+    """The report's pipeline, literally: librosa.load (sr=22050, soxr_hq, mono) +
+    librosa.feature.melspectrogram defaults + mean over time. ``sr=None`` keeps the native rate."""
+    import librosa
+
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    y, sr = librosa.load(src, sr=sr)
+    spec = librosa.feature.melspectrogram(y=y, sr=sr)
+    return np.mean(spec.T, axis=0)
+
+
+# ----------------------------------------------------------------------------- parallel
+
+
+def _limit_threads() -> None:
+    # One process per core: native thread pools would oversubscribe the cores.
+    try:
+        from threadpoolctl import threadpool_limits  # present with scikit-learn; optional
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+    out = []
+    for item_id, data in chunk:
+        try:
+            out.append((item_id, featurize(data, cfg), None))
+        except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
+            out.append((item_id, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _chunks(items: Iterable[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
+    chunk: list[tuple[str, bytes]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def resolve_n_jobs(n_jobs: int) -> int:
+    """n_jobs as in scikit-learn: -1 = all usable cores, -2 = all but one, positive = that many."""
+    try:
+        n_cpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n_cpu = os.cpu_count() or 1
+    if n_jobs == 0:
+        raise ValueError("n_jobs must not be 0")
+    return max(1, n_jobs if n_jobs > 0 else n_cpu + 1 + n_jobs)
+
+
+def extract_many(
+    items: Iterable[tuple[str, bytes]],
+    config: dict,
+    n_jobs: int = -1,
+    chunksize: int = 8,
+    max_pending: int | None = None,
+) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """Featurize (id, audio bytes) items in parallel; yield (id, feature, None) or (id, None, error).
+
+    Input order is preserved. ``items`` is consumed lazily: at most ``max_pending`` chunks of
+    ``chunksize`` items (default 2 per worker) are in flight, so memory stays bounded for any
+    corpus size. Per-item failures (corrupt, empty, non-audio) are yielded as error strings,
+    never raised. Output is byte-identical for any n_jobs.
+    """
+    cfg = validate_feature_config(config)  # fail fast, in the caller's process
+    n_workers = resolve_n_jobs(n_jobs)
+    if n_workers == 1:
+        for chunk in _chunks(items, chunksize):
+            yield from _featurize_chunk(chunk, cfg)
+        return
+    max_pending = max_pending or 2 * n_workers
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(n_workers, initializer=_limit_threads) as pool:
+        pending: collections.deque = collections.deque()
+        for chunk in _chunks(items, chunksize):
+            pending.append(pool.apply_async(_featurize_chunk, (chunk, cfg)))
+            if len(pending) >= max_pending:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over axis 0 of the *training* features (float32).
+
+    Works for vectors (N, D) and patches (N, n_mels, T) alike (statistics per element).
+    std is floored at ``std_floor`` (absolute) so that constant features do not divide by 0.
+    """
+    X = np.asarray(X_train, dtype=np.float64)
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"X_train must have shape (n_samples, ...) with n_samples > 0, got {X.shape}")
+    mean = X.mean(axis=0)
+    std = np.maximum(X.std(axis=0), std_floor)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def apply_standardizer(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(X - mean) / std as float32."""
+    return ((np.asarray(X, dtype=np.float32) - mean) / std).astype(np.float32)

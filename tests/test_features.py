@@ -1,0 +1,266 @@
+"""Tests for voicegender.features (fast: a few seconds of audio each)."""
+
+import io
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voicegender import features as F
+
+SAMPLE = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
+if not SAMPLE.is_dir():  # worktrees live beside /work/shared
+    SAMPLE = pathlib.Path("/work/shared/data/librispeech-clean100-sample/audio")
+REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3] if SAMPLE.is_dir() else []
+
+SR = 24000  # LibriTTS's rate
+
+
+def tone(f0, seconds=1.0, sr=SR, amp=0.5, noise=0.0, seed=0):
+    t = np.arange(int(seconds * sr)) / sr
+    y = amp * np.sin(2 * np.pi * f0 * t)
+    if noise:
+        y = y + noise * np.random.default_rng(seed).standard_normal(t.size)
+    return y.astype(np.float32)
+
+
+def voice(f0, seconds=1.0, sr=SR):
+    """Harmonic-rich periodic signal (glottal-pulse-like) at f0 Hz."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 15))
+    return (0.2 * y).astype(np.float32)
+
+
+def wav_bytes(y, sr=SR, subtype="PCM_16"):
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def max_rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30)))
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", F.KINDS)
+def test_shape_and_dtype_of_every_kind(kind):
+    cfg = {"kind": kind, "sample_rate": 22050, "n_mels": 64, "n_mfcc": 13, "patch_frames": 50}
+    y = tone(150, 1.5, noise=0.01)
+    v = F.compute_features(y, SR, cfg)
+    assert v.shape == F.feature_shape(cfg)
+    assert v.dtype == np.float32
+    assert np.isfinite(v).all()
+
+
+def test_feature_shapes():
+    assert F.feature_shape({"kind": "mean_mel"}) == (128,)
+    assert F.feature_shape({"kind": "mfcc_stats", "n_mfcc": 20}) == (120,)
+    assert F.feature_shape({"kind": "pitch_mel", "n_mels": 40}) == (86,)
+    assert F.feature_shape({"kind": "log_mel_patch", "patch_frames": 64}) == (128, 64)
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"n_mels": -3}, "features.n_mels"),
+        ({"n_fft": 2048.0}, "features.n_fft"),
+        ({"hop_length": True}, "features.hop_length"),
+        ({"kind": "wavelets"}, "features.kind"),
+        ({"sample_rate": "22050"}, "features.sample_rate"),
+        ({"fmin_f0": 300, "fmax_f0": 200}, "features.fmax_f0"),
+        ({"n_mfcc": 200, "n_mels": 40}, "features.n_mfcc"),
+        ({"n_mel": 40}, "features.n_mel"),
+    ],
+)
+def test_validate_names_the_bad_key(bad, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        F.validate_feature_config(bad)
+
+
+def test_validate_fills_defaults():
+    cfg = F.validate_feature_config({"sample_rate": "native"})
+    assert cfg["n_fft"] == 2048 and cfg["sample_rate"] == "native"
+
+
+# -- mean_mel fast path vs the report's librosa pipeline ---------------------------------------------
+
+
+def test_mean_mel_matches_librosa_on_synthetic_24k():
+    import librosa
+
+    y = tone(180, 2.0, noise=0.05) + tone(3100, 2.0, amp=0.1)
+    data = wav_bytes(y, subtype="FLOAT")
+    for rate in (22050, "native"):
+        ours = F.featurize(data, {"kind": "mean_mel", "sample_rate": rate})
+        ref = F.mean_mel_reference(data, sr=None if rate == "native" else rate)
+        assert ours.shape == ref.shape == (128,)
+        assert max_rel(ours, ref) <= 1e-4
+    # the same comparison spelled out: librosa at the native rate
+    ref_native = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
+    assert max_rel(F.mean_mel(y, SR), ref_native) <= 1e-4
+
+
+@pytest.mark.skipif(not REAL_FILES, reason="real speech sample not available")
+@pytest.mark.parametrize("path", REAL_FILES, ids=lambda p: p.name)
+def test_mean_mel_matches_librosa_on_real_speech(path):
+    data = path.read_bytes()
+    assert max_rel(F.featurize(data, {"kind": "mean_mel"}), F.mean_mel_reference(str(path))) <= 1e-4
+    native = F.featurize(data, {"kind": "mean_mel", "sample_rate": "native"})
+    assert max_rel(native, F.mean_mel_reference(str(path), sr=None)) <= 1e-4
+
+
+def test_mfcc_matches_librosa():
+    import librosa
+
+    y = tone(140, 1.5, noise=0.05)
+    ref = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20)
+    ours = F.mfcc(y, SR, n_mfcc=20)
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) < 1e-3 * np.max(np.abs(ref))
+    d1 = librosa.feature.delta(ref)
+    stats = F.mfcc_stats(y, SR, n_mfcc=20)
+    np.testing.assert_allclose(stats[:20], ref.mean(axis=1), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(stats[20:40], d1.mean(axis=1), atol=1e-3)
+
+
+def test_log_mel_stats_are_db_mean_then_std():
+    import librosa
+
+    y = tone(200, 1.0, noise=0.02)
+    S = librosa.feature.melspectrogram(y=y, sr=SR)
+    db = librosa.power_to_db(S, top_db=None)
+    v = F.log_mel_stats(y, SR)
+    np.testing.assert_allclose(v[:128], db.mean(axis=1), atol=1e-3)
+    np.testing.assert_allclose(v[128:], db.std(axis=1), atol=1e-3)
+
+
+# -- pitch ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f0", [120.0, 220.0])
+@pytest.mark.parametrize("sr", [22050, 24000, 16000])
+def test_pitch_of_pure_and_harmonic_tones(f0, sr):
+    for y in (tone(f0, 1.0, sr=sr), voice(f0, 1.0, sr=sr)):
+        v = F.pitch_stats(y, sr, fmin=60, fmax=400)
+        median, mean, std, p10, p90, voiced = v
+        assert abs(median - f0) < 2.0 and abs(p10 - f0) < 3.0 and abs(p90 - f0) < 3.0
+        assert voiced > 0.9
+
+
+def test_pitch_fallback_on_silence_and_noise():
+    for y in (np.zeros(SR, np.float32), 0.1 * np.random.default_rng(1).standard_normal(SR).astype(np.float32)):
+        v = F.pitch_stats(y, SR, fmin=60, fmax=400)
+        assert np.isfinite(v).all()
+        assert v[-1] < 0.1  # voiced fraction
+    v = F.pitch_stats(np.zeros(SR, np.float32), SR, fmin=60, fmax=400)
+    np.testing.assert_allclose(v, [np.sqrt(60 * 400)] * 2 + [0] + [np.sqrt(60 * 400)] * 2 + [0], rtol=1e-6)
+
+
+# -- robustness ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", F.KINDS)
+@pytest.mark.parametrize(
+    "name, y",
+    [
+        ("silence", np.zeros(SR, np.float32)),
+        ("clipping", np.clip(tone(130, 1.0, amp=5.0), -1, 1)),
+        ("very_short", tone(200, 100 / SR)),
+        ("one_sample", np.array([0.3], np.float32)),
+    ],
+)
+def test_finite_on_edge_cases(kind, name, y):
+    cfg = {"kind": kind, "sample_rate": 22050}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (log of 0, 0/0) either
+        v = F.featurize(wav_bytes(y, subtype="FLOAT"), cfg)
+    assert v.shape == F.feature_shape(cfg)
+    assert np.isfinite(v).all(), name
+
+
+def test_log_mel_patch_crop_and_pad():
+    cfg = {"kind": "log_mel_patch", "sample_rate": "native", "patch_frames": 40}
+    long = F.compute_features(tone(150, 3.0, noise=0.01), SR, cfg)
+    short = F.compute_features(tone(150, 0.2, noise=0.01), SR, cfg)  # 10 frames
+    assert long.shape == short.shape == (128, 40)
+    assert np.all(short[:, :15] == F.LOG_FLOOR_DB) and np.all(short[:, 25:] == F.LOG_FLOOR_DB)
+    assert np.all(short[:, 15:25] > F.LOG_FLOOR_DB)
+
+
+def test_decode_stereo_is_mixed_to_mono():
+    y = tone(200, 0.5)
+    stereo = np.stack([y, np.zeros_like(y)], axis=1)
+    z, sr = F.decode(wav_bytes(stereo, subtype="FLOAT"))
+    assert sr == SR and z.ndim == 1
+    np.testing.assert_allclose(z, y / 2, atol=1e-7)
+
+
+# -- extract_many ------------------------------------------------------------------------------------------
+
+
+def _items():
+    good = [(f"u{i}", wav_bytes(tone(100 + 20 * i, 0.5, noise=0.01, seed=i))) for i in range(9)]
+    bad = [
+        ("empty_wav", wav_bytes(np.zeros(0, np.float32))),
+        ("empty_bytes", b""),
+        ("not_audio", b"this is a text file, not audio" * 10),
+        ("truncated", good[0][1][:30]),
+    ]
+    return good[:3] + bad[:2] + good[3:6] + bad[2:] + good[6:]
+
+
+@pytest.mark.parametrize("kind", ["mean_mel", "pitch_mel"])
+def test_extract_many_order_errors_and_determinism(kind):
+    cfg = {"kind": kind}
+    items = _items()
+    one = list(F.extract_many(iter(items), cfg, n_jobs=1))
+    two = list(F.extract_many((it for it in items), cfg, n_jobs=2, chunksize=2, max_pending=2))
+    assert [r[0] for r in one] == [r[0] for r in two] == [i for i, _ in items]
+    for (i, x1, e1), (_, x2, e2) in zip(one, two):
+        if i in ("empty_wav", "empty_bytes", "not_audio", "truncated"):
+            assert x1 is None and x2 is None and e1 and e1 == e2
+        else:
+            assert e1 is None and e2 is None
+            assert x1.tobytes() == x2.tobytes()  # byte-identical across processes
+
+
+def test_extract_many_is_lazy():
+    consumed = []
+
+    def gen():
+        for i in range(100):
+            consumed.append(i)
+            yield f"u{i}", wav_bytes(tone(150, 0.1))
+
+    it = F.extract_many(gen(), {"kind": "mean_mel", "sample_rate": "native"}, n_jobs=2, chunksize=2, max_pending=2)
+    next(it)
+    assert len(consumed) <= 2 * 2 + 2  # bounded window, not the whole generator
+    assert len(list(it)) == 99
+
+
+def test_repeated_output_is_byte_identical():
+    data = wav_bytes(tone(170, 1.0, noise=0.05))
+    for kind in F.KINDS:
+        a = F.featurize(data, {"kind": kind})
+        b = F.featurize(data, {"kind": kind})
+        assert a.tobytes() == b.tobytes()
+
+
+# -- standardiser --------------------------------------------------------------------------------------------
+
+
+def test_standardizer_uses_train_stats_and_floors_std():
+    rng = np.random.default_rng(0)
+    X = rng.normal(5.0, 2.0, size=(200, 4)).astype(np.float32)
+    X[:, 3] = 7.0  # constant column
+    mean, std = F.fit_standardizer(X)
+    Z = F.apply_standardizer(X, mean, std)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
+    np.testing.assert_allclose(Z[:, :3].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(Z[:, :3].std(axis=0), 1, atol=1e-4)
+    assert np.all(Z[:, 3] == 0)
