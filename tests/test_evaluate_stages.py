@@ -1,8 +1,7 @@
 """The baselines and evaluate stages and the README results script, end to end on small arrays."""
 
 import json
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -60,15 +59,15 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def _run(stage, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=cwd, env=env, check=True,
-                   capture_output=True, text=True)
+def _run(stage, cwd, monkeypatch):
+    # in-process (as `python stages/<stage>.py` from the repo root): torch and sklearn are imported once
+    monkeypatch.chdir(cwd)
+    runpy.run_path(str(ROOT / "stages" / f"{stage}.py"), run_name="__main__")
 
 
-def test_stages_write_their_metrics_and_plots_and_the_readme_table(workdir):
-    _run("evaluate", workdir)
-    _run("baselines", workdir)
+def test_stages_write_their_metrics_and_plots_and_the_readme_table(workdir, monkeypatch):
+    _run("evaluate", workdir, monkeypatch)
+    _run("baselines", workdir, monkeypatch)
     ev = json.loads((workdir / "metrics/evaluate.json").read_text())
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "n_utterances", "n_speakers"):
         assert key in ev  # the contract keys

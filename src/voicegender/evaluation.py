@@ -81,6 +81,19 @@ def speaker_metrics(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
     }
 
 
+def _weighted_auc(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of ``weights`` (resamples x utterances) as sample weights; ties
+    count one half (the Mann-Whitney form, equal to sklearn's weighted roc_auc_score)."""
+    order = np.argsort(proba, kind="stable")
+    p_sorted, y_sorted, w = proba[order], y[order], weights[:, order]
+    starts = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])  # groups of tied scores
+    pos = np.add.reduceat(w * y_sorted, starts, axis=1)
+    neg = np.add.reduceat(w * (1 - y_sorted), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
 CI_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "speaker_accuracy_mean_proba")
 
 
@@ -91,8 +104,8 @@ def bootstrap_ci(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, th
     Utterances of one speaker are not independent, so whole speakers are resampled with
     replacement (a speaker drawn twice counts twice). Returns ``{metric: [low, high]}`` for
     :data:`CI_METRICS`. Counting metrics come from per-speaker confusion counts times the
-    draw counts (one matrix product for all resamples); ROC AUC uses the draw counts as
-    sample weights.
+    draw counts (one matrix product for all resamples); ROC AUC weighs each utterance by its
+    speaker's draw count. Resamples without both sexes are left out of the ROC AUC interval.
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y_true).astype(int)
@@ -116,11 +129,7 @@ def bootstrap_ci(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, th
             "speaker_accuracy": draws @ (by_vote == truth) / n_spk,
             "speaker_accuracy_mean_proba": draws @ (by_mean == truth) / n_spk,
         }
-    auc = np.full(n_resamples, np.nan)
-    for b in range(n_resamples):
-        w = draws[b][inverse]
-        if (w * y).sum() > 0 and (w * (1 - y)).sum() > 0:
-            auc[b] = skm.roc_auc_score(y, proba, sample_weight=w)
+    auc = _weighted_auc(y, proba, draws[:, inverse].astype(float))
     samples["roc_auc"] = auc
     alpha = (1 - level) / 2
     out = {}
