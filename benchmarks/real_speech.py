@@ -67,7 +67,7 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
     path = cache / f"{config['kind']}-{digest}.npy" if cache else None
     if path is not None and path.exists():
         return np.load(path)
-    items = ((r["id"], Path(r["path"]).read_bytes()) for r in rows)
+    items = ((r["id"], r["data"] if "data" in r else Path(r["path"]).read_bytes()) for r in rows)
     out = []
     for uid, x, err in extract_many(items, config, n_jobs=n_jobs):
         if err:
@@ -151,15 +151,29 @@ def table(rows: list[dict]) -> str:
 
 
 def synthetic_rows(args) -> list[dict] | None:
-    """The generated corpus as rows (id, speaker, sex, path), or None when the generator is absent."""
+    """The generated corpus (``voicegender.synth``, written to ``--synthetic-dir`` outside the
+    repo) as rows (id, speaker, sex, path, data), or None when skipped or the generator is absent."""
+    if args.synthetic_speakers <= 0:
+        return None
     try:
-        from voicegender import synth  # noqa: F401  (branch `synth`)
+        from voicegender.synth import generate_corpus
     except ImportError:
         print("generated corpus: voicegender.synth is not available on this branch -- skipped", file=sys.stderr)
         return None
-    print("generated corpus: voicegender.synth is present but not wired into this benchmark yet -- skipped",
-          file=sys.stderr)
-    return None
+    from voicegender.corpus import iter_audio, scan_source
+
+    n_test = max(2, args.synthetic_speakers // 4)
+    archives = generate_corpus(Path(args.synthetic_dir), train_speakers=args.synthetic_speakers - n_test,
+                               test_speakers=n_test, utterances_per_speaker=args.synthetic_utterances,
+                               seed=args.seed, workers=args.n_jobs, progress=False)
+    rows = []
+    for archive in archives.values():  # both subsets pooled: the CV below makes its own speaker splits
+        utts = {u["member"]: u for u in scan_source(archive).utterances}
+        for member, data in iter_audio(archive, list(utts)):
+            u = utts[member]
+            rows.append({"id": u["id"], "speaker": f"synth{u['speaker']}", "sex": u["sex"],
+                         "path": f"{archive}::{member}", "data": data})
+    return rows
 
 
 def main(argv=None) -> None:
@@ -180,6 +194,10 @@ def main(argv=None) -> None:
                     help="cnn2d blocks (smaller than params' default: 2 CPU cores)")
     ap.add_argument("--no-standardize", dest="standardize", action="store_false",
                     help="feed the networks raw features (train.standardize=false, as the report did)")
+    ap.add_argument("--synthetic-speakers", type=int, default=32, help="generated corpus speakers (0 = skip it)")
+    ap.add_argument("--synthetic-utterances", type=int, default=6, help="utterances per generated speaker")
+    ap.add_argument("--synthetic-dir", default="/tmp/voicegender-real-speech-synth", help="outside the repo")
+    ap.add_argument("--skip-real", action="store_true", help="only the generated corpus")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--cache", default="/tmp/voicegender-real-speech-cache", help="feature cache (outside the repo)")
     ap.add_argument("--out", default="benchmarks/real_speech.json", help="per-fold results + summary")
@@ -188,10 +206,12 @@ def main(argv=None) -> None:
     from joblib import Parallel, delayed
 
     params = yaml.safe_load(Path(args.params).read_text())
-    datasets = {"librispeech": load_sample(args.sample)}
+    datasets = {} if args.skip_real else {"librispeech": load_sample(args.sample)}
     synth = synthetic_rows(args)
     if synth:
         datasets["generated"] = synth
+        print(f"generated corpus: {len(synth)} utterances of {len({r['speaker'] for r in synth})} speakers",
+              file=sys.stderr, flush=True)
 
     results: dict = {}
     out = Path(args.out) if args.out else None
