@@ -44,3 +44,10 @@ def test_shape_mismatch_is_a_clear_error():
         build_model({"name": "cnn2d"}, (128,))
     with pytest.raises(ValueError, match="1-D"):
         build_model({"name": "report_cnn"}, (64, 10))
+
+
+def test_load_trained_names_the_missing_file(tmp_path):
+    from voicegender.models import load_trained
+
+    with pytest.raises(FileNotFoundError, match="model.json not found"):
+        load_trained(tmp_path)

@@ -164,3 +164,29 @@ def _expect_vector(name: str, input_shape: tuple[int, ...]) -> None:
     if len(input_shape) != 1:
         raise ValueError(f"{name} needs 1-D feature vectors, got shape {input_shape}: "
                          "use model.name=cnn2d for log_mel_patch features")
+
+
+def load_trained(model_dir="models", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the trained network saved by the train stage: ``(model in eval mode, card)``.
+
+    ``model_dir`` holds ``model.pt`` (a state dict, loaded with ``weights_only=True``: no pickled
+    code runs) and ``model.json`` (the card: ``model`` and ``features`` configs, ``input_shape``,
+    ``standardized``, ``threshold``, ``positive_class``). Raises FileNotFoundError naming what
+    is missing.
+    """
+    import json
+    from pathlib import Path
+
+    model_dir = Path(model_dir)
+    card_path, weights_path = model_dir / "model.json", model_dir / "model.pt"
+    for p in (card_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found: train a model first (dvc repro train) or pass --model-dir")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    shape = tuple(card["input_shape"])
+    # placeholders of the right shape; the real train statistics come with the state dict
+    mean, std = (torch.zeros(shape), torch.ones(shape)) if card.get("standardized") else (None, None)
+    model = build_model(card["model"], shape, mean, std)
+    model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
+    model.to(device).eval()
+    return model, card

@@ -16,6 +16,7 @@ CORPORA = ("synthetic", "libritts", "folder")
 MODELS = ("report_cnn", "cnn1d", "cnn2d", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
+BASELINE_MODELS = ("logistic", "mlp", "random_forest", "hist_gradient_boosting")  # voicegender.baselines.BASELINES
 
 
 class ParamError(ValueError):
@@ -86,6 +87,23 @@ def validate_params(params: dict) -> None:
     check("train.standardize", _bool)
     check("train.patience", _optional(_positive_int))
     check("evaluate.bootstrap", _positive_int)
+    check("evaluate.calibration_bins", _int_at_least(2))
+
+    check("baselines.models", _list_of(BASELINE_MODELS))
+    check("baselines.n_jobs", _nonzero_int)
+    check("baselines.logistic.C", _positive_float)
+    check("baselines.logistic.max_iter", _positive_int)
+    check("baselines.mlp.hidden", _list_of_positive_ints)
+    check("baselines.mlp.alpha", _nonnegative_float)
+    check("baselines.mlp.max_iter", _positive_int)
+    check("baselines.mlp.early_stopping", _bool)
+    check("baselines.random_forest.n_estimators", _positive_int)
+    check("baselines.random_forest.max_depth", _optional(_positive_int))
+    check("baselines.random_forest.min_samples_leaf", _positive_int)
+    check("baselines.hist_gradient_boosting.max_iter", _positive_int)
+    check("baselines.hist_gradient_boosting.learning_rate", _positive_float)
+    check("baselines.hist_gradient_boosting.max_leaf_nodes", _int_at_least(2))
+    check("baselines.hist_gradient_boosting.l2_regularization", _nonnegative_float)
 
     check("tune.num_samples", _positive_int)
     check("tune.search", _one_of(("random", "tpe")))
@@ -215,6 +233,18 @@ def _device(v):
 def _list_of_positive_ints(v):
     ok = isinstance(v, list) and v and all(_positive_int(c) is None for c in v)
     return None if ok else "must be a non-empty list of positive integers"
+
+
+def _list_of(choices):
+    def check(v):
+        ok = isinstance(v, list) and v and all(c in choices for c in v)
+        return None if ok else "must be a non-empty list of " + ", ".join(choices)
+
+    return check
+
+
+def _nonzero_int(v):
+    return None if _int(v) is None and v != 0 else "must be a non-zero integer (-1 = all cores)"
 
 
 def _checksums(v):

@@ -1,0 +1,56 @@
+"""baselines stage: scikit-learn classifiers on the networks' features and splits.
+
+Reads data/features/; writes metrics/baselines.json (per model: threshold chosen on val, val
+and test accuracy, balanced accuracy, ROC AUC, F1, speaker accuracy), plots/baselines/
+comparison.csv (one row per model and split, for `dvc plots show`) and comparison.png.
+"""
+
+import numpy as np
+
+from voicegender.baselines import run_baselines
+from voicegender.dataset import load_features
+from voicegender.features import resolve_n_jobs
+from voicegender.params import load_params
+from voicegender.reporting import figure, save_figure, write_json, write_table
+
+
+def main() -> None:
+    params = load_params()
+    config = params["baselines"]
+    splits = {s: load_features("data/features", s) for s in ("train", "val", "test")}
+    results = run_baselines(config["models"], config, splits["train"], splits["val"], splits["test"],
+                            seed=params["seed"], n_jobs=resolve_n_jobs(config["n_jobs"]))
+    for name, r in results.items():
+        test = r.get("test", {})
+        print(f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "
+              f"test acc {test.get('accuracy', float('nan')):.4f} balanced {test.get('balanced_accuracy', float('nan')):.4f} "
+              f"({r['fit_s']:.1f} s)", flush=True)
+    # fit time varies run to run: keep it out of the metrics so they diff only on content
+    write_json("metrics/baselines.json", {name: {k: v for k, v in r.items() if k != "fit_s"}
+                                          for name, r in results.items()})
+
+    # wide: one row per model, one column per split and metric (the bar templates take one x column)
+    rows = [{"model": name, **{f"{split}_{m}": r[split][m] for split in ("val", "test") if split in r
+                               for m in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy")}}
+            for name, r in results.items()]
+    write_table("plots/baselines/comparison.csv", rows)
+
+    fig, _ = figure(10, 3.8)
+    fig.clf()
+    names = list(results)
+    for i, metric in enumerate(("balanced_accuracy", "roc_auc")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        x = np.arange(len(names))
+        for j, split in enumerate(("val", "test")):
+            values = [results[n].get(split, {}).get(metric, np.nan) for n in names]
+            ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=split)
+        ax.set_xticks(x, [n.replace("_", "\n") for n in names])
+        ax.set_ylim(0.4, 1.0)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.axhline(0.5, color="grey", linestyle=":")
+        ax.legend(loc="lower right")
+    save_figure(fig, "plots/baselines/comparison.png")
+
+
+if __name__ == "__main__":
+    main()

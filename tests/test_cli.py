@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from voicegender.cli import main, predict_files
+from voicegender.features import feature_shape
+from voicegender.models import build_model, load_trained
+
+FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8}
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A (untrained) model saved exactly as the train stage saves one."""
+    shape = feature_shape(FEATURES)
+    model = build_model({"name": "mlp", "hidden": 8}, shape, np.zeros(shape), np.ones(shape), seed=0)
+    d = tmp_path / "models"
+    d.mkdir()
+    torch.save(model.state_dict(), d / "model.pt")
+    (d / "model.json").write_text(json.dumps({
+        "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0}, "features": FEATURES,
+        "input_shape": list(shape), "standardized": True, "threshold": 0.5, "positive_class": "female"}))
+    return d
+
+
+def _tone(path, sr, hz, fmt=None):
+    t = np.arange(int(0.5 * sr)) / sr
+    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t), sr, format=fmt)
+    return str(path)
+
+
+def test_load_trained_round_trip(model_dir):
+    model, card = load_trained(model_dir)
+    assert not model.training and card["positive_class"] == "female"
+    assert torch.equal(model.state_dict()["mean"], torch.zeros(feature_shape(FEATURES)))
+
+
+def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model_dir, capsys):
+    wav = _tone(tmp_path / "a.wav", 24000, 220)
+    flac = _tone(tmp_path / "b.flac", 44100, 120, "FLAC")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    code = main(["predict", wav, flac, str(tmp_path / "missing.wav"), str(text), "--model-dir", str(model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1  # some files failed ...
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [wav, flac]  # ... and the others were still answered
+    for line in lines:
+        _, sex, p = line.split("\t")
+        assert sex in ("female", "male") and 0 <= float(p.removeprefix("p_female=")) <= 1
+    assert "missing.wav\terror: no such file" in err
+    assert "notes.wav\terror: cannot decode audio" in err
+
+
+def test_all_good_files_exit_zero_and_match_the_library(tmp_path, model_dir, capsys):
+    wav = _tone(tmp_path / "a.wav", 16000, 180)
+    assert main(["predict", wav, "--model-dir", str(model_dir)]) == 0
+    [r] = predict_files([wav], str(model_dir))
+    assert f"p_female={r['p_female']:.3f}" in capsys.readouterr().out
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["predict", "x.wav", "--model-dir", str(tmp_path)]) == 2
+    assert "model.json not found" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""The baselines and evaluate stages and the README results script, end to end on small arrays."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from voicegender.dataset import save_features
+from voicegender.features import DEFAULT_CONFIG
+from voicegender.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_split(d, split, rng, n_speakers, per_speaker=5, female_share=0.5):
+    n_f = round(female_share * n_speakers)
+    sex = np.array([1] * n_f + [0] * (n_speakers - n_f), dtype=np.float32)
+    y = np.repeat(sex, per_speaker)
+    X = rng.normal(size=(len(y), 16)).astype(np.float32)
+    X[:, :3] += 1.5 * (2 * y[:, None] - 1)
+    speakers = np.repeat([f"{split}{k}" for k in range(n_speakers)], per_speaker)
+    save_features(d, split, X, y, [f"{s}_{i}" for i, s in enumerate(speakers)], speakers.tolist())
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # keep only the feature keys the features library knows (the featurize stage's own keys aside)
+    params["features"] = {k: v for k, v in params["features"].items() if k in DEFAULT_CONFIG}
+    params["model"]["name"] = "mlp"  # as the saved card says
+    params["evaluate"]["bootstrap"] = 100
+    params["baselines"]["random_forest"]["n_estimators"] = 20
+    params["baselines"]["hist_gradient_boosting"]["max_iter"] = 20
+    params["baselines"]["mlp"]["max_iter"] = 50
+    params["baselines"]["n_jobs"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    _write_split(tmp_path / "data/features", "train", rng, 20)
+    _write_split(tmp_path / "data/features", "val", rng, 6)
+    _write_split(tmp_path / "data/features", "test", rng, 10, female_share=0.6)
+    shape = (16,)
+    model = build_model({"name": "mlp", "hidden": 8}, shape, np.zeros(shape), np.ones(shape), seed=0)
+    with torch.no_grad():  # a fixed "trained" model: logit = sum of the first three features
+        model.model.head[1].weight.zero_()
+        model.model.head[1].weight[:, :3] = 1.0
+        model.model.head[1].bias.fill_(0.1)
+        model.model.head[4].weight.fill_(1.0)
+        model.model.head[4].bias.fill_(-0.1)
+    (tmp_path / "models").mkdir()
+    torch.save(model.state_dict(), tmp_path / "models/model.pt")
+    (tmp_path / "models/model.json").write_text(json.dumps({
+        "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0}, "features": params["features"],
+        "input_shape": [16], "standardized": True, "threshold": 0.5, "positive_class": "female"}))
+    return tmp_path
+
+
+def _run(stage, cwd, monkeypatch):
+    # in-process (as `python stages/<stage>.py` from the repo root): torch and sklearn are imported once
+    monkeypatch.chdir(cwd)
+    runpy.run_path(str(ROOT / "stages" / f"{stage}.py"), run_name="__main__")
+
+
+def test_stages_write_their_metrics_and_plots_and_the_readme_table(workdir, monkeypatch):
+    _run("evaluate", workdir, monkeypatch)
+    _run("baselines", workdir, monkeypatch)
+    ev = json.loads((workdir / "metrics/evaluate.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "n_utterances", "n_speakers"):
+        assert key in ev  # the contract keys
+    assert ev["n_speakers"] == 10 and ev["majority_class_accuracy"] == pytest.approx(0.6)
+    assert ev["ci95"]["accuracy"][0] <= ev["accuracy"] <= ev["ci95"]["accuracy"][1]
+    assert ev["accuracy"] > 0.8 and ev["val"]["n_speakers"] == 6
+    for name in ("confusion.csv", "roc.csv", "calibration.csv", "speakers.csv", "summary.png"):
+        assert (workdir / "plots/evaluate" / name).stat().st_size > 0
+    assert len((workdir / "plots/evaluate/confusion.csv").read_text().splitlines()) == 51  # header + utterances
+    base = json.loads((workdir / "metrics/baselines.json").read_text())
+    assert set(base) == {"logistic", "mlp", "random_forest", "hist_gradient_boosting"}
+    assert all(set(r) == {"threshold", "val", "test"} for r in base.values())
+    header = (workdir / "plots/baselines/comparison.csv").read_text().splitlines()[0]
+    assert header.startswith("model,val_accuracy,") and "test_balanced_accuracy" in header
+    assert (workdir / "plots/baselines/comparison.png").stat().st_size > 0
+
+    readme = workdir / "README.md"
+    readme.write_text("# title\n\nintro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\n\ntail\n")
+    results_table = _results_table()
+    script = ["--root", str(workdir)]
+    assert results_table.main(script) == 0
+    text = readme.read_text()
+    assert "STALE TABLE" not in text and text.startswith("# title\n\nintro\n<!-- results:start -->\n")
+    assert text.endswith("<!-- results:end -->\n\ntail\n")
+    assert "| hist_gradient_boosting (baseline) |" in text and "**mlp** (trained" in text
+    assert results_table.main(script + ["--check"]) == 0  # idempotent
+    readme.write_text(text.replace("(baseline)", "(edited)", 1))
+    assert results_table.main(script + ["--check"]) == 1
+
+
+def _results_table():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    return results_table
+
+
+def test_results_script_refuses_a_readme_without_markers(tmp_path):
+    results_table = _results_table()
+    with pytest.raises(ValueError, match="markers"):
+        results_table.replace_between("no markers here", "x")
+    assert "Data" not in results_table.render(tmp_path / "metrics")  # no metrics yet: just the note
