@@ -107,7 +107,7 @@ def run_one(model: str, X, y, speakers, split, params: dict, args) -> dict:
         p_val, p_test = proba_female(est, X[va]), proba_female(est, X[te])
         epochs = None
     else:
-        from voicegender.features import fit_standardizer
+        from voicegender.training import fit_standardizer
         from voicegender.models import build_model
         from voicegender.training import fit, predict_proba
 

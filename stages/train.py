@@ -12,7 +12,7 @@ import yaml
 
 from voicegender.dataset import load_features
 from voicegender.evaluation import choose_threshold
-from voicegender.features import fit_standardizer
+from voicegender.training import fit_standardizer
 from voicegender.models import build_model
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table

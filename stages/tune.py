@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from voicegender.dataset import load_features
-from voicegender.features import fit_standardizer
+from voicegender.training import fit_standardizer
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
 from voicegender.tuning import run_search

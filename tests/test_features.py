@@ -252,16 +252,3 @@ def test_repeated_output_is_byte_identical():
         assert a.tobytes() == b.tobytes()
 
 
-# -- standardiser --------------------------------------------------------------------------------------------
-
-
-def test_standardizer_uses_train_stats_and_floors_std():
-    rng = np.random.default_rng(0)
-    X = rng.normal(5.0, 2.0, size=(200, 4)).astype(np.float32)
-    X[:, 3] = 7.0  # constant column
-    mean, std = F.fit_standardizer(X)
-    Z = F.apply_standardizer(X, mean, std)
-    assert Z.dtype == np.float32 and np.isfinite(Z).all()
-    np.testing.assert_allclose(Z[:, :3].mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_allclose(Z[:, :3].std(axis=0), 1, atol=1e-4)
-    assert np.all(Z[:, 3] == 0)

@@ -60,3 +60,24 @@ def test_auto_device_is_cpu_without_a_gpu():
     expected = "cuda" if torch.cuda.is_available() else None
     assert resolve_device("auto").type in {expected, "cpu", "mps"}
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_standardizer_uses_train_stats_and_floors_std():
+    from voicegender.training import fit_standardizer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(5.0, 2.0, size=(200, 4)).astype(np.float32)
+    X[:, 3] = 7.0  # constant column
+    mean, std = fit_standardizer(X)
+    Z = (X - mean) / std
+    assert mean.dtype == np.float32 and np.isfinite(Z).all()
+    np.testing.assert_allclose(Z[:, :3].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(Z[:, :3].std(axis=0), 1, atol=1e-4)
+    assert np.all(Z[:, 3] == 0)
+
+
+def test_a_trailing_batch_of_one_does_not_break_batchnorm():
+    X, y = separable(n=300)
+    model = build_model({"name": "cnn1d", "channels": [4], "hidden": 8}, (32,), seed=0)
+    result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0)
+    assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)

@@ -511,25 +511,3 @@ def extract_many(
                 yield from pending.popleft().get()
         while pending:
             yield from pending.popleft().get()
-
-
-# ----------------------------------------------------------------------------- normalisation
-
-
-def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over axis 0 of the *training* features (float32).
-
-    Works for vectors (N, D) and patches (N, n_mels, T) alike (statistics per element).
-    std is floored at ``std_floor`` (absolute) so that constant features do not divide by 0.
-    """
-    X = np.asarray(X_train, dtype=np.float64)
-    if X.ndim < 2 or X.shape[0] == 0:
-        raise ValueError(f"X_train must have shape (n_samples, ...) with n_samples > 0, got {X.shape}")
-    mean = X.mean(axis=0)
-    std = np.maximum(X.std(axis=0), std_floor)
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def apply_standardizer(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(X - mean) / std as float32."""
-    return ((np.asarray(X, dtype=np.float32) - mean) / std).astype(np.float32)

@@ -96,6 +96,21 @@ class _Update:
                     eps=ADAM_EPS, maximize=False)
 
 
+def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over axis 0 of the *training* features (float32), for
+    :class:`voicegender.models.Standardized`; validation and test never contribute.
+
+    Works for vectors (N, D) and patches (N, n_mels, T) alike (statistics per element).
+    std is floored at ``std_floor`` (absolute) so that constant features do not divide by 0.
+    """
+    X = np.asarray(X_train, dtype=np.float64)
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"X_train must have shape (n_samples, ...) with n_samples > 0, got {X.shape}")
+    mean = X.mean(axis=0)
+    std = np.maximum(X.std(axis=0), std_floor)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` leaves behind: the best epoch's weights and per-epoch history."""
@@ -156,13 +171,16 @@ def fit(
     history: list[dict] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     n = len(Xt)
+    # BatchNorm cannot train on a batch of one: leave such a trailing example to the next
+    # epoch's shuffle (it is seen in the other epochs)
+    n_used = n - 1 if n > 1 and n % batch_size == 1 else n
     logits_seen = torch.empty(n, device=device)  # each step's train logits, for the epoch's metrics
     for epoch in range(1, epochs + 1):
         net.train()
         order = torch.randperm(n, generator=shuffler).to(device)
         # one gather per epoch; each batch is then a view (no per-step index copy)
         Xe, ye = Xt[order], yt[order]
-        for start in range(0, n, batch_size):
+        for start in range(0, n_used, batch_size):
             xb, yb = Xe[start : start + batch_size], ye[start : start + batch_size]
             logits = net(xb)
             loss = bce(logits, yb)
@@ -170,8 +188,8 @@ def fit(
             update(torch.autograd.grad(loss, params))
             logits_seen[start : start + batch_size] = logits.detach()
         with torch.inference_mode():
-            train_loss = bce(logits_seen, ye).item()
-            train_accuracy = ((logits_seen > 0) == (ye > 0.5)).float().mean().item()
+            train_loss = bce(logits_seen[:n_used], ye[:n_used]).item()
+            train_accuracy = ((logits_seen[:n_used] > 0) == (ye[:n_used] > 0.5)).float().mean().item()
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} at epoch {epoch} (lr={lr})")
         val_loss, val_accuracy = evaluate_loss(model, Xv, yv)
