@@ -52,7 +52,7 @@ def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model
         _, sex, p = line.split("\t")
         assert sex in ("female", "male") and 0 <= float(p.removeprefix("p_female=")) <= 1
     assert "missing.wav\terror: no such file" in err
-    assert "notes.wav\terror: cannot decode audio" in err
+    assert "notes.wav\terror: audio: not readable audio" in err
 
 
 def test_all_good_files_exit_zero_and_match_the_library(tmp_path, model_dir, capsys):

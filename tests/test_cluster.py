@@ -1,5 +1,6 @@
 """The search on an existing Ray cluster: a local head node started (and stopped) here."""
 
+import json
 import os
 import secrets
 import shutil
@@ -73,14 +74,29 @@ def cluster():
                 os.environ[k] = v
 
 
-def test_search_runs_unchanged_on_a_cluster(cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
+SEARCH = """
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from test_tuning import FIXED, small_data
+from voicegender.tuning import run_search
+space = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
+         "batch_size": {"type": "choice", "values": [16, 32]}}
+result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3, address=sys.argv[1],
+                    storage_path=sys.argv[2], seed=1, log=lambda m: None)
+print(json.dumps([t["error"] for t in result["trials"]]))
+"""
+
+
+def test_search_runs_unchanged_on_a_cluster(cluster, tmp_path):
+    # in a process of its own, as the tune stage runs: a Ray driver keeps the cluster's auth
+    # settings for the rest of its life, which would leak into later local searches here
     storage = tmp_path / "shared"  # stands in for NFS / s3://: every node sees it
-    space = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
-             "batch_size": {"type": "choice", "values": [16, 32]}}
-    result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3, address=cluster,
-                        storage_path=str(storage), seed=1, log=lambda m: None)
-    assert len(result["trials"]) == 3 and not any(t["error"] for t in result["trials"])
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", SEARCH, cluster, str(storage), str(Path(__file__).parent)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(errors) == 3 and not any(errors)
     assert (storage / "search").is_dir()  # trial results went to the shared storage
     assert not (tmp_path / "ray_results").exists()
 

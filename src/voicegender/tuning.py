@@ -140,7 +140,9 @@ def run_search(
     else:
         # Unix socket paths are capped at 107 bytes: keep Ray's session dir short
         scratch.append(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-        init_kwargs.update(_temp_dir=scratch[-1], num_cpus=os.cpu_count())
+        # address="local": always a fresh instance of our own, never a `ray start` cluster
+        # that happens to run on this machine
+        init_kwargs.update(address="local", _temp_dir=scratch[-1], num_cpus=os.cpu_count())
     if storage_path is None:
         if address:
             raise ValueError("on a cluster, trial results need shared storage: set tune.storage "
