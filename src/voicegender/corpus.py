@@ -197,6 +197,20 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
     if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and h.data_offset + h.data_bytes > len(data):
         raise AudioError(f"{name}: truncated WAV ({len(data) - h.data_offset} of "
                          f"{h.data_bytes} data bytes present)")
+    # Fast path, the common case (LibriTTS): a canonical 16-bit PCM WAV (fmt chunk first, sized
+    # data chunk, present in full per the check above) is read with np.frombuffer, no libsndfile.
+    # Same samples as libsndfile's int16 -> float32 (x / 32768, exact), ~3x faster. Anything else
+    # (float/24-bit/extensible wav, flac, unsized or empty data chunk) goes through soundfile.
+    if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and data[12:16] == b"fmt ":
+        tag, channels, rate, byte_rate, block_align, bits = struct.unpack("<HHIIHH", data[20:36])
+        if tag == 1 and bits == 16 and channels >= 1 and rate > 0 and block_align == 2 * channels \
+                and byte_rate == rate * block_align and h.data_bytes >= block_align:
+            n = h.data_bytes // block_align * channels
+            pcm = np.frombuffer(data, dtype="<i2", count=n, offset=h.data_offset)
+            x = np.multiply(pcm, np.float32(1.0 / 32768.0), dtype=np.float32)
+            if channels == 1:
+                return x, int(rate)  # integer samples: always finite
+            return np.ascontiguousarray(x.reshape(-1, channels).mean(axis=1), dtype=np.float32), int(rate)
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, frames = f.samplerate, f.frames
