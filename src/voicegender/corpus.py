@@ -105,11 +105,7 @@ def parse_speakers_txt(text: str, *, where: str = SPEAKERS_TXT) -> dict[str, str
         if len(fields) < 2 or not fields[0]:
             log.warning("%s line %d: not 'ID | SEX | ...': %r", where, lineno, line)
             continue
-        sex = normalize_sex(fields[1])
-        if sex is None:
-            log.warning("%s line %d: speaker %s has unknown sex %r", where, lineno, fields[0], fields[1])
-            continue
-        _add_speaker(out, fields[0], sex, where)
+        _add_row(out, fields[0], fields[1], where, lineno)
     return out
 
 
@@ -124,12 +120,17 @@ def parse_speakers_tsv(text: str, *, where: str = SPEAKERS_TSV) -> dict[str, str
         fields = [f.strip() for f in line.split("\t")]
         if len(fields) < 2 or not re.fullmatch(_PART, fields[0]) or fields[0].upper() == "READER":
             continue
-        sex = normalize_sex(fields[1])
-        if sex is None:
-            log.warning("%s line %d: speaker %s has unknown sex %r", where, lineno, fields[0], fields[1])
-            continue
-        _add_speaker(out, fields[0], sex, where)
+        _add_row(out, fields[0], fields[1], where, lineno)
     return out
+
+
+def _add_row(out: dict[str, str], spk: str, sex_text: str, where: str, lineno: int) -> None:
+    """Record a metadata row's speaker, or warn (and skip it) when its sex is unknown."""
+    sex = normalize_sex(sex_text)
+    if sex is None:
+        log.warning("%s line %d: speaker %s has unknown sex %r", where, lineno, spk, sex_text)
+        return
+    _add_speaker(out, spk, sex, where)
 
 
 def speaker_sexes(metadata: dict[str, str], where: str) -> tuple[dict[str, str], str]:
