@@ -7,8 +7,6 @@ Speakers and utterances are counted from the audio actually present, not from me
 import json
 from pathlib import Path
 
-import soundfile as sf
-
 from voicegender import corpus
 from voicegender.dataset import SPLITS, data_summary, split_speakers, write_labels
 from voicegender.params import load_params
@@ -20,7 +18,7 @@ def main() -> None:
     info = json.loads(Path("data/raw/corpus.json").read_text())
     rows, unknown_sex = [], []
     if info["corpus"] == "folder":
-        rows = [{**r, "split": r["split"] or "", "seconds": audio_seconds(r["path"])}
+        rows = [{**r, "split": r["split"] or "", "seconds": r["duration_s"] or 0.0}
                 for r in corpus.read_folder_manifest(info["manifest"])]
     else:
         for src in info["sources"]:
@@ -66,15 +64,6 @@ def assign_splits(rows: list[dict], params: dict) -> None:
     for r in rows:
         if r["split"] == "train" and r["speaker"] in val:
             r["split"] = "val"
-
-
-def audio_seconds(path: str) -> float:
-    """Duration of an audio file from its header, in seconds (0 when unreadable: featurize reports it)."""
-    try:
-        info = sf.info(path)
-        return info.frames / info.samplerate
-    except (RuntimeError, sf.LibsndfileError):
-        return 0.0
 
 
 if __name__ == "__main__":

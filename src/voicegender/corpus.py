@@ -509,7 +509,8 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
     missing files, unsupported extensions, unknown sex or split values, a speaker given two
     sexes, and (with `check_audio`, a header read per file) files libsndfile cannot open.
 
-    Returns dicts {id, speaker, sex, split, path, source, member}: `source`/`member` as in
+    Returns dicts {id, speaker, sex, split, path, source, member, duration_s}: `duration_s`
+    from the header read (None without `check_audio`); `source`/`member` as in
     `iter_audio` (the manifest folder + relative path, or the file's folder + name for a file
     outside it); `id` is the member without extension ('/' kept), unique per manifest.
     """
@@ -554,6 +555,7 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
             problems.append("no path")
         else:
             file = Path(os.path.normpath(base / Path(raw_path).expanduser()))
+            duration_s = None
             if file.suffix.lower() not in suffixes:
                 problems.append(f"{raw_path}: not an audio file extension (wav, flac, ...)")
             elif not file.is_file():
@@ -561,6 +563,7 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
             elif check_audio:
                 try:
                     info = sf.info(str(file))
+                    duration_s = info.frames / info.samplerate
                     if info.frames == 0:
                         problems.append(f"{raw_path}: no audio samples")
                 except (RuntimeError, ValueError, OSError) as e:
@@ -583,7 +586,7 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
             continue
         seen_ids[uid] = lineno
         rows.append({"id": uid, "speaker": speaker, "sex": sex, "split": split, "path": str(file),
-                     "source": str(source), "member": member})
+                     "source": str(source), "member": member, "duration_s": duration_s})
     for speaker, by_sex in sorted(sexes_of.items()):
         if len(by_sex) > 1:
             where = ", ".join(f"{s} on line(s) {', '.join(map(str, ls))}" for s, ls in sorted(by_sex.items()))
