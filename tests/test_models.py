@@ -19,6 +19,30 @@ def test_report_cnn_is_the_printed_network():
     assert net(torch.randn(5, 128)).shape == (5,)
 
 
+@pytest.mark.parametrize("n_features, batch", [(128, 2), (128, 4), (128, 7), (128, 16), (64, 5), (256, 3)])
+def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
+    torch.manual_seed(batch)
+    ref, fast = ReportCNN(n_features), ReportCNN(n_features)
+    fast.load_state_dict(ref.state_dict())
+    ref.train(), fast.train()
+    x = torch.randn(batch, n_features) * 3 + 1
+    x[0, :16] = 1.5  # equal neighbours: max-pool ties must route the gradient like MaxPool1d
+    y = (torch.arange(batch) % 2).float()
+    for _ in range(2):  # twice: running statistics carried from one step into the next
+        logits = ref(x)
+        grads = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
+                                    list(ref.parameters()))
+        fast_logits, fast_grads = fast.logits_and_gradients(x, y)
+        torch.testing.assert_close(fast_logits, logits.detach(), rtol=1e-5, atol=1e-6)
+        assert len(fast_grads) == len(grads)
+        for g_fast, g in zip(fast_grads, grads):
+            assert g_fast.shape == g.shape
+            torch.testing.assert_close(g_fast, g, rtol=1e-4, atol=1e-5 * g.abs().max().item())
+    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert not any(p.grad is not None for p in fast.parameters())
+
+
 @pytest.mark.parametrize("name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)),
                                          ("cnn2d", (64, 50))])
 def test_every_model_maps_a_batch_to_one_logit_each(name, shape):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from voicegender.models import build_model
 from voicegender.training import fit, predict_proba, resolve_device
@@ -81,3 +82,21 @@ def test_a_trailing_batch_of_one_does_not_break_batchnorm():
     model = build_model({"name": "cnn1d", "channels": [4], "hidden": 8}, (32,), seed=0)
     result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0)
     assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)
+
+
+def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
+    from voicegender.models import ReportCNN
+
+    class AutogradOnly(ReportCNN):
+        logits_and_gradients = None
+
+    X, y = separable(n=260, d=64, seed=5)
+    histories = []
+    for cls in (ReportCNN, AutogradOnly):
+        torch.manual_seed(0)
+        model = cls(64)
+        result = fit(model, X[:200], y[:200], X[200:], y[200:], lr=3e-3, batch_size=8, epochs=3, seed=2)
+        histories.append(result.history)
+    for fast, ref in zip(*histories):
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            assert fast[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-4), key

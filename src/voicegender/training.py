@@ -165,6 +165,10 @@ def fit(
         net = model.model
     params = [p for p in net.parameters() if p.requires_grad]
     update = _Update(optimizer, params, lr, weight_decay)
+    # a network may compute a step's gradients itself, faster than autograd (ReportCNN does)
+    by_hand = getattr(net, "logits_and_gradients", None)
+    if by_hand is not None and len(params) != len(list(net.parameters())):
+        by_hand = None  # its gradients cover every parameter, frozen ones too
     bce = nn.functional.binary_cross_entropy_with_logits
     shuffler = torch.Generator().manual_seed(seed)
 
@@ -182,10 +186,13 @@ def fit(
         Xe, ye = Xt[order], yt[order]
         for start in range(0, n_used, batch_size):
             xb, yb = Xe[start : start + batch_size], ye[start : start + batch_size]
-            logits = net(xb)
-            loss = bce(logits, yb)
-            # gradients straight from autograd: nothing to zero, no .grad bookkeeping
-            update(torch.autograd.grad(loss, params))
+            if by_hand is not None:
+                logits, grads = by_hand(xb, yb)
+            else:
+                logits = net(xb)
+                # gradients straight from autograd: nothing to zero, no .grad bookkeeping
+                grads = torch.autograd.grad(bce(logits, yb), params)
+            update(grads)
             logits_seen[start : start + batch_size] = logits.detach()
         with torch.inference_mode():
             train_loss = bce(logits_seen[:n_used], ye[:n_used]).item()
