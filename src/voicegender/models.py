@@ -57,23 +57,21 @@ class ReportCNN(nn.Module):
         """
         conv1, bn1, _, _, conv2, bn2, _, _, conv3, _, _, fc1, fc2 = self.blocks
         B, D = x.shape
+        w1, w2, w3 = conv1.weight.view(32, 3), conv2.weight.view(64, 96), conv3.weight.view(128, 192)
         # forward; z: conv output, n: normalised, h: pooled + ReLU, all (batch * length, channels)
         cols1 = _im2col(x.unsqueeze(2), 2)
-        z1 = torch.mm(cols1, conv1.weight.view(32, 3).t())
-        n1, rstd1 = _batch_norm_train(z1, bn1)
-        h1, mask1 = _pool_relu(n1, B, 32)
+        n1, rstd1 = _batch_norm_train(torch.mm(cols1, w1.t()), bn1)
+        h1, pick1 = _relu_pool(n1, B, 32)
         cols2 = _im2col(h1, 2)
-        z2 = torch.mm(cols2, conv2.weight.view(64, 96).t())
-        n2, rstd2 = _batch_norm_train(z2, bn2)
-        h2, mask2 = _pool_relu(n2, B, 64)
+        n2, rstd2 = _batch_norm_train(torch.mm(cols2, w2.t()), bn2)
+        h2, pick2 = _relu_pool(n2, B, 64)
         cols3 = _im2col(h2, 1)
-        z3 = torch.mm(cols3, conv3.weight.view(128, 192).t()).view(B, D // 32, 2, 128)
-        lo, hi = z3[:, :, 0], z3[:, :, 1]
-        pick3 = hi > lo
+        z3 = torch.mm(cols3, w3.t()).view(B, -1, 2, 128)
+        pick3 = z3[:, :, 1] > z3[:, :, 0]
         L4 = D // 32
         # nn.Flatten reads (channels, length); our rows are (length, channels): permute fc1 instead
         fc1_w = fc1.weight.view(32, 128, L4).transpose(1, 2).reshape(32, 128 * L4)
-        flat = torch.maximum(lo, hi).reshape(B, L4 * 128)
+        flat = torch.maximum(z3[:, :, 0], z3[:, :, 1]).view(B, L4 * 128)
         h4 = torch.addmm(fc1.bias, flat, fc1_w.t())
         logits = torch.addmm(fc2.bias, h4, fc2.weight.t())
         # backward of mean BCE-with-logits: d/dlogit = (sigmoid - y) / batch
@@ -82,13 +80,15 @@ class ReportCNN(nn.Module):
         g_h4 = torch.mm(g, fc2.weight)
         g_fc1_w = torch.mm(g_h4.t(), flat).view(32, L4, 128).transpose(1, 2).reshape(32, 128 * L4)
         g_fc1_b = g_h4.sum(0)
-        g_z3 = (torch.mm(g_h4, fc1_w).view(B, L4, 1, 128) * torch.stack((~pick3, pick3), 2)).view(-1, 128)
+        g_z3 = _pool_backward(torch.mm(g_h4, fc1_w).view(B, L4, 128), pick3)
         g_conv3 = torch.mm(g_z3.t(), cols3).view(128, 64, 3)
-        g_h2 = _col2im(torch.mm(g_z3, conv3.weight.view(128, 192)).view(B, -1, 64, 3), 1)
-        g_z2 = _batch_norm_train_backward(g_h2.view(B, -1, 1, 64).mul(mask2).view(-1, 64), n2, rstd2)
+        g_h2 = _col2im(torch.mm(g_z3, w3).view(B, -1, 64, 3), 1)
+        g_n2 = _pool_backward(torch.ops.aten.threshold_backward(g_h2, h2, 0), pick2)
+        g_z2 = _batch_norm_train_backward(g_n2, n2, rstd2)
         g_conv2 = torch.mm(g_z2.t(), cols2).view(64, 32, 3)
-        g_h1 = _col2im(torch.mm(g_z2, conv2.weight.view(64, 96)).view(B, -1, 32, 3), 2)
-        g_z1 = _batch_norm_train_backward(g_h1.view(B, -1, 1, 32).mul(mask1).view(-1, 32), n1, rstd1)
+        g_h1 = _col2im(torch.mm(g_z2, w2).view(B, -1, 32, 3), 2)
+        g_n1 = _pool_backward(torch.ops.aten.threshold_backward(g_h1, h1, 0), pick1)
+        g_z1 = _batch_norm_train_backward(g_n1, n1, rstd1)
         g_conv1 = torch.mm(g_z1.t(), cols1).view(32, 1, 3)
         return logits.view(B), [g_conv1, g_conv2, g_conv3, g_fc1_w, g_fc1_b, g_fc2_w, g_fc2_b]
 
@@ -135,16 +135,18 @@ def _batch_norm_train_backward(g: torch.Tensor, normalised: torch.Tensor, rstd: 
     return (g - g.sum(0).div_(n) - normalised * (g * normalised).sum(0).div_(n)).mul_(rstd)
 
 
-def _pool_relu(z: torch.Tensor, B: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """ReLU then MaxPool1d(2) of rows (B * length, C) -> ((B, length / 2, C), the (B, length / 2,
-    2, C) 0/1 mask of where each output's gradient goes: the first maximum, if positive)."""
+def _relu_pool(z: torch.Tensor, B: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReLU then MaxPool1d(2) of rows (B * length, C) -> (B, length / 2, C) and where each
+    maximum came from (True: the second of its pair). The two commute; pooling first is cheaper."""
     pairs = z.view(B, -1, 2, C)
-    lo, hi = pairs[:, :, 0], pairs[:, :, 1]
-    pick = hi > lo  # ties go to the first element, as MaxPool1d does
-    pooled = torch.maximum(lo, hi)
-    positive = pooled > 0
-    mask = torch.stack((positive & ~pick, positive & pick), 2)
-    return pooled.clamp_min_(0), mask
+    pick = pairs[:, :, 1] > pairs[:, :, 0]  # ties go to the first element, as in MaxPool1d
+    return torch.maximum(pairs[:, :, 0], pairs[:, :, 1]).clamp_min_(0), pick
+
+
+def _pool_backward(g: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Adjoint of MaxPool1d(2): (B, length / 2, C) gradients -> rows (B * length, C)."""
+    second = torch.where(pick, g, 0.0)
+    return torch.stack((g - second, second), 2).view(-1, g.shape[2])
 
 
 class CNN1d(nn.Module):
