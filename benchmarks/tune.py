@@ -2,6 +2,9 @@
 features the size of LibriTTS train-clean-100 (33,000 x 128 train, 6,000 val, float32).
 
     PYTHONPATH=src python benchmarks/tune.py [--trials 20] [--search random|tpe] [--cpus N]
+                                             [--grace-period N] [--reduction-factor R]
+
+ASHA's settings default to params.yaml's tune.asha (what `dvc repro` runs).
 
 Prints the wall time, its ratio to the report's 2,280 s, the epochs trained and the training
 throughput, against the compute floor of the report's CNN (~1.9 MFLOP per sample fwd+bwd).
@@ -14,9 +17,14 @@ import json
 import os
 import time
 
+import pathlib
+
 import numpy as np
+import yaml
 
 from voicegender.tuning import run_search
+
+PARAMS = pathlib.Path(__file__).resolve().parents[1] / "params.yaml"
 
 REPORT_WALL_S = 2280.0  # the report's 20-trial search on 2 CPUs
 REPORT_SPACE = {  # the report's search, as in params.yaml's default tune.space
@@ -44,6 +52,10 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count(), help="cores the search may use")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", help="also write the figures to this file")
+    asha = yaml.safe_load(PARAMS.read_text())["tune"]["asha"]
+    ap.add_argument("--grace-period", type=int, default=asha["grace_period"], help="ASHA: epochs before a stop")
+    ap.add_argument("--reduction-factor", type=float, default=asha["reduction_factor"],
+                    help="ASHA: keep the best 1/R at each milestone")
     args = ap.parse_args()
 
     X, y = gaussian_features(args.train + args.val, 128, args.seed)
@@ -52,7 +64,8 @@ def main() -> None:
              "seed": args.seed, "epochs": 20, "mean": Xt.mean(0), "std": Xt.std(0)}
     started = time.perf_counter()
     result = run_search(Xt, yt, Xv, yv, space=REPORT_SPACE, fixed=fixed, num_samples=args.trials,
-                        search=args.search, seed=args.seed, log=lambda m: print(m, flush=True))
+                        search=args.search, seed=args.seed, grace_period=args.grace_period,
+                        reduction_factor=args.reduction_factor, log=lambda m: print(m, flush=True))
     wall = time.perf_counter() - started
     trials = result["trials"]
     epochs = sum(t["epochs_run"] for t in trials)
@@ -67,10 +80,12 @@ def main() -> None:
         "best_val_accuracy": round(best["val_accuracy"], 4), "best_val_loss": round(best["val_loss"], 4),
         "best_config": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in best["config"].items()},
         "search": args.search, "cpus": args.cpus,
+        "asha": {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor},
     }
     print(f"wall: {wall:.1f} s")
     print(f"{len(trials)} trials ({figures['failed']} failed), {epochs} epochs trained in total "
-          f"(ASHA stopped the rest early)")
+          f"(ASHA, grace period {args.grace_period}, reduction factor {args.reduction_factor:g}, "
+          f"stopped the rest early)")
     print(f"speed-up vs the report's {REPORT_WALL_S:.0f} s: {REPORT_WALL_S / wall:.1f}x")
     print(f"throughput: {per_core:,.0f} training samples/s per core "
           f"= {figures['gflop_per_s_per_core']} GFLOP/s per core at {FLOP_PER_SAMPLE / 1e6:.1f} MFLOP/sample "

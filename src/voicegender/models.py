@@ -67,7 +67,7 @@ class ReportCNN(nn.Module):
         h2, pick2 = _relu_pool(n2, B, 64)
         cols3 = _im2col(h2, 1)
         z3 = torch.mm(cols3, w3.t()).view(B, -1, 2, 128)
-        pick3 = z3[:, :, 1] > z3[:, :, 0]
+        pick3 = (z3[:, :, 1] > z3[:, :, 0]).to(z3.dtype)
         L4 = D // 32
         # nn.Flatten reads (channels, length); our rows are (length, channels): permute fc1 instead
         fc1_w = fc1.weight.view(32, 128, L4).transpose(1, 2).reshape(32, 128 * L4)
@@ -137,15 +137,16 @@ def _batch_norm_train_backward(g: torch.Tensor, normalised: torch.Tensor, rstd: 
 
 def _relu_pool(z: torch.Tensor, B: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ReLU then MaxPool1d(2) of rows (B * length, C) -> (B, length / 2, C) and where each
-    maximum came from (True: the second of its pair). The two commute; pooling first is cheaper."""
+    maximum came from (1.0: the second of its pair). The two commute; pooling first is cheaper."""
     pairs = z.view(B, -1, 2, C)
-    pick = pairs[:, :, 1] > pairs[:, :, 0]  # ties go to the first element, as in MaxPool1d
+    pick = (pairs[:, :, 1] > pairs[:, :, 0]).to(z.dtype)  # ties go to the first element, as in MaxPool1d
     return torch.maximum(pairs[:, :, 0], pairs[:, :, 1]).clamp_min_(0), pick
 
 
 def _pool_backward(g: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
-    """Adjoint of MaxPool1d(2): (B, length / 2, C) gradients -> rows (B * length, C)."""
-    second = torch.where(pick, g, 0.0)
+    """Adjoint of MaxPool1d(2): (B, length / 2, C) gradients and :func:`_relu_pool`'s ``pick``
+    -> rows (B * length, C)."""
+    second = g * pick
     return torch.stack((g - second, second), 2).view(-1, g.shape[2])
 
 

@@ -221,8 +221,13 @@ def fit(
     return FitResult(state_dict=best_state, best_epoch=best_epoch, history=history)
 
 
+# Inference batches small enough that a network's intermediate tensors stay in the CPU caches:
+# the report CNN evaluates 6,000 examples ~3x faster in batches of 1,024 than in one batch (measured)
+EVAL_BATCH = 1024
+
+
 @torch.inference_mode()
-def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> tuple[float, float]:
+def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """Mean binary cross-entropy and accuracy (threshold 0.5) of ``model`` on ``X``, ``y``."""
     logits = predict_logits(model, X, batch_size)
     loss = nn.functional.binary_cross_entropy_with_logits(logits, y).item()
@@ -231,7 +236,7 @@ def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, X, batch_size: int = 4096) -> torch.Tensor:
+def predict_logits(model: nn.Module, X, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for every row of ``X``."""
     model.eval()
     device = next(model.parameters()).device
@@ -239,6 +244,6 @@ def predict_logits(model: nn.Module, X, batch_size: int = 4096) -> torch.Tensor:
     return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
-def predict_proba(model: nn.Module, X, batch_size: int = 4096) -> np.ndarray:
+def predict_proba(model: nn.Module, X, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Probability that each row of ``X`` is a female speaker."""
     return torch.sigmoid(predict_logits(model, X, batch_size)).cpu().numpy()
