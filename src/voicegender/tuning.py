@@ -264,6 +264,10 @@ def _Recorder(total: int, metric: str, log):
             self.configs: dict[str, dict] = {}
             self.errors: dict[str, str] = {}
             self.done = 0
+            self.started = time.perf_counter()
+
+        def stamp(self) -> str:
+            return f"[tune {time.perf_counter() - self.started:6.1f}s]"
 
         def trials(self):
             """(trial_id, history, config) in sampling order (Ray's ids end in the sample index)."""
@@ -272,7 +276,7 @@ def _Recorder(total: int, metric: str, log):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.configs[trial.trial_id] = dict(trial.config)
-            log(f"[tune] start      {trial.trial_id} {_short(trial.config)}")
+            log(f"{self.stamp()} start      {trial.trial_id} {_short(trial.config)}")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.history.setdefault(trial.trial_id, []).append(
@@ -281,7 +285,7 @@ def _Recorder(total: int, metric: str, log):
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
             last = (self.history.get(trial.trial_id) or [{}])[-1]
-            log(f"[tune] {self.done:>3}/{total} done {trial.trial_id} epochs={last.get('epoch')} "
+            log(f"{self.stamp()} {self.done:>3}/{total} done {trial.trial_id} epochs={last.get('epoch')} "
                 f"{metric}={last.get(metric, float('nan')):.4f} "
                 f"val_accuracy={last.get('val_accuracy', float('nan')):.4f}")
 
@@ -289,7 +293,7 @@ def _Recorder(total: int, metric: str, log):
             self.done += 1
             self.configs.setdefault(trial.trial_id, dict(trial.config))
             self.errors[trial.trial_id] = "failed"
-            log(f"[tune] {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
+            log(f"{self.stamp()} {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
                 "(recorded; the search goes on)")
 
     return Recorder()
