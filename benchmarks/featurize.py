@@ -87,9 +87,8 @@ def fft_floor(items: list[tuple[str, bytes]], n_fft: int = 2048, hop: int = 512)
     """Decode + one float32 rfft per centred frame, nothing else: the floor of any exact method."""
     for _, data in items:
         y, _ = decode_audio(data)
-        frames = F._frames(y, n_fft, hop)
-        for start in range(0, len(frames), 32):
-            scipy.fft.rfft(frames[start : start + 32], axis=-1, workers=1)
+        for frames in F._frame_blocks(y, n_fft, hop, F._BLOCK_FRAMES):
+            scipy.fft.rfft(frames, axis=-1, workers=1)
 
 
 def main(argv: list[str] | None = None) -> None:
