@@ -87,9 +87,8 @@ def fft_floor(items: list[tuple[str, bytes]], n_fft: int = 2048, hop: int = 512)
     """Decode + one float32 rfft per centred frame, nothing else: the floor of any exact method."""
     for _, data in items:
         y, _ = decode_audio(data)
-        frames = F._frames(y, n_fft, hop)
-        for start in range(0, len(frames), 32):
-            scipy.fft.rfft(frames[start : start + 32], axis=-1, workers=1)
+        for frames in F._frame_blocks(y, n_fft, hop, F._BLOCK_FRAMES):
+            scipy.fft.rfft(frames, axis=-1, workers=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,8 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     seconds = sum(sf.info(io.BytesIO(b)).duration for _, b in items)
     rates = sorted({sf.info(io.BytesIO(b)).samplerate for _, b in items})
     n_jobs = F.resolve_n_jobs(args.n_jobs)
+    try:
+        import miniaudio  # noqa: F401
+        flac_decoder = "dr_flac (miniaudio)"
+    except ImportError:
+        flac_decoder = "libsndfile (miniaudio not installed: slower)"
     print(f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; 16-bit FLAC decoder: {flac_decoder}")
 
     def ours(rate, jobs):
         def run():

@@ -220,6 +220,24 @@ def test_decode_audio_mixes_stereo_and_keeps_rate():
     assert np.allclose(x, 0.125, atol=1e-3)
 
 
+@pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_16", 2), ("PCM_24", 1)])
+def test_decode_audio_flac_matches_libsndfile(subtype, channels):
+    # 16-bit FLAC takes the dr_flac path when miniaudio is installed, the rest libsndfile: the
+    # samples must be libsndfile's float32 ones either way, bit for bit
+    rng = np.random.default_rng(channels)
+    buf = io.BytesIO()
+    sf.write(buf, rng.uniform(-0.9, 0.9, (12_345, channels)), 22_050, format="FLAC", subtype=subtype)
+    data = buf.getvalue()
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        ref = f.read(dtype="float32", always_2d=True)
+    ref = ref[:, 0] if channels == 1 else ref.mean(axis=1)
+    x, sr = decode_audio(data)
+    assert sr == 22_050 and x.dtype == np.float32 and x.tobytes() == np.ascontiguousarray(ref).tobytes()
+    for cut in (len(data) - 10, len(data) // 2):  # cut FLACs are reported, whichever decoder tries
+        with pytest.raises(AudioError):
+            decode_audio(data[:cut])
+
+
 # --------------------------------------------------------------------------- folder corpus
 
 def _write(path: Path, data: bytes) -> Path:

@@ -184,6 +184,40 @@ def _wav_duration_s(head: bytes, total_bytes: int) -> float | None:
 
 # --------------------------------------------------------------------------- decoding
 
+def _flac_streaminfo(data: bytes) -> tuple[int, int, int, int] | None:
+    """(sample rate Hz, channels, bits per sample, total frames; 0 = unknown) from a FLAC
+    stream's mandatory first metadata block, or None if `data` does not start like one."""
+    if len(data) < 42 or data[:4] != b"fLaC" or data[4] & 0x7F != 0:  # block type 0: STREAMINFO
+        return None
+    bits = int.from_bytes(data[18:26], "big")  # rate:20 channels-1:3 bits-1:5 total:36
+    return bits >> 44, ((bits >> 41) & 7) + 1, ((bits >> 36) & 31) + 1, bits & ((1 << 36) - 1)
+
+
+def _decode_flac16(data: bytes) -> tuple[np.ndarray, int] | None:
+    """decode_audio for a 16-bit FLAC of known length, decoded by dr_flac (miniaudio): the same
+    integer samples as libsndfile, ~1.7x faster (libsndfile copies them out one at a time).
+    None, for the general path to handle, if miniaudio is missing, the stream is not 16-bit,
+    or dr_flac did not return exactly the declared number of frames (e.g. a cut or corrupt file)."""
+    info = _flac_streaminfo(data)
+    if info is None or info[2] != 16 or info[3] == 0:
+        return None
+    try:
+        import miniaudio
+    except ImportError:
+        return None
+    rate, channels, _, frames = info
+    try:
+        dec = miniaudio.flac_read_s16(data)
+    except miniaudio.DecodeError:
+        return None
+    if dec.nchannels != channels or dec.sample_rate != rate or dec.num_frames != frames:
+        return None
+    x = np.multiply(np.frombuffer(dec.samples, dtype=np.int16), np.float32(1.0 / 32768.0), dtype=np.float32)
+    if channels == 1:
+        return x, int(rate)
+    return np.ascontiguousarray(x.reshape(-1, channels).mean(axis=1), dtype=np.float32), int(rate)
+
+
 def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
     """WAV/FLAC (any format libsndfile reads) bytes -> (float32 mono samples, sample rate Hz).
 
@@ -200,8 +234,9 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
                          f"{h.data_bytes} data bytes present)")
     # Fast path, the common case (LibriTTS): a canonical 16-bit PCM WAV (fmt chunk first, sized
     # data chunk, present in full per the check above) is read with np.frombuffer, no libsndfile.
-    # Same samples as libsndfile's int16 -> float32 (x / 32768, exact), ~3x faster. Anything else
-    # (float/24-bit/extensible wav, flac, unsized or empty data chunk) goes through soundfile.
+    # Same samples as libsndfile's int16 -> float32 (x / 32768, exact), ~3x faster. 16-bit FLAC
+    # goes through dr_flac (_decode_flac16); anything else (float/24-bit/extensible wav, other
+    # FLAC, unsized or empty data chunk, files either fast path declines) through soundfile.
     if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and data[12:16] == b"fmt ":
         tag, channels, rate, byte_rate, block_align, bits = struct.unpack("<HHIIHH", data[20:36])
         if tag == 1 and bits == 16 and channels >= 1 and rate > 0 and block_align == 2 * channels \
@@ -212,6 +247,9 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
             if channels == 1:
                 return x, int(rate)  # integer samples: always finite
             return np.ascontiguousarray(x.reshape(-1, channels).mean(axis=1), dtype=np.float32), int(rate)
+    flac = _decode_flac16(data)
+    if flac is not None:
+        return flac
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, frames = f.samplerate, f.frames
