@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from threadpoolctl import threadpool_limits
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from voicegender.models import ReportCNN
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 12, 16])
     args = ap.parse_args()
     torch.set_num_threads(1)
+    threadpool_limits(1, user_api="blas")  # as fit() does around the hand-written step
     torch.manual_seed(0)
     net = ReportCNN(128).train()
     params = list(net.parameters())

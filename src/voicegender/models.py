@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 
@@ -42,112 +44,128 @@ class ReportCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x.unsqueeze(1)).squeeze(1)
 
-    @torch.no_grad()
     def logits_and_gradients(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One training step by hand: the logits (batch,) of ``forward`` in train mode and the
-        gradients of the mean binary cross-entropy (with logits) against ``y``, one per tensor of
-        ``parameters()`` in that order. BatchNorm running statistics are updated as ``forward``
-        would. Same numbers as autograd to float32 rounding (tested).
+        """One training step by hand, on the CPU: the logits (batch,) of ``forward`` in train mode
+        and the gradients of the mean binary cross-entropy (with logits) against ``y``, one per
+        tensor of ``parameters()`` in that order. BatchNorm running statistics are updated as
+        ``forward`` would. Same numbers as autograd to float32 rounding (tested).
 
-        Why: at the report's batch sizes (4-16) autograd with mkldnn's convolution, BatchNorm and
-        max-pool kernels spends most of a step on per-call overhead and slow small-tensor paths
-        (~0.2 ms per call here). Each convolution is done as one matmul over a channels-last
-        (batch, length, channels) layout instead, pooling as an elementwise maximum, and BatchNorm's
-        sums as plain reductions: ~2.5x faster per step on a CPU (benchmarks/tune.py).
+        Why: at the report's batch sizes (4-16) a step of this network is ~0.4 MFLOP per example,
+        and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
+        on per-call overhead (~5-200 us a call here). This step is written over NumPy arrays that
+        share the parameters' memory, with each convolution as one matmul over a channels-last
+        (batch, length, channels) layout and pooling as an elementwise maximum: ~3x faster than
+        autograd per step (``python benchmarks/train_step.py``).
         """
         conv1, bn1, _, _, conv2, bn2, _, _, conv3, _, _, fc1, fc2 = self.blocks
+        w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())
+        x, y = x.numpy(), y.numpy()
         B, D = x.shape
-        w1, w2, w3 = conv1.weight.view(32, 3), conv2.weight.view(64, 96), conv3.weight.view(128, 192)
-        # forward; z: conv output, n: normalised, h: pooled + ReLU, all (batch * length, channels)
-        cols1 = _im2col(x.unsqueeze(2), 2)
-        n1, rstd1 = _batch_norm_train(torch.mm(cols1, w1.t()), bn1)
+        w1, w2, w3 = w1.reshape(32, 3), w2.reshape(64, 96), w3.reshape(128, 192)
+        # forward; rows are (batch * length, channels)
+        cols1 = _im2col(x.reshape(B, D, 1), 2)
+        n1, rstd1 = _batch_norm_train(cols1 @ w1.T, bn1)
         h1, pick1 = _relu_pool(n1, B, 32)
         cols2 = _im2col(h1, 2)
-        n2, rstd2 = _batch_norm_train(torch.mm(cols2, w2.t()), bn2)
+        n2, rstd2 = _batch_norm_train(cols2 @ w2.T, bn2)
         h2, pick2 = _relu_pool(n2, B, 64)
         cols3 = _im2col(h2, 1)
-        z3 = torch.mm(cols3, w3.t()).view(B, -1, 2, 128)
-        pick3 = (z3[:, :, 1] > z3[:, :, 0]).to(z3.dtype)
+        z3 = (cols3 @ w3.T).reshape(B, -1, 2, 128)
+        pick3 = z3[:, :, 1] > z3[:, :, 0]
         L4 = D // 32
         # nn.Flatten reads (channels, length); our rows are (length, channels): permute fc1 instead
-        fc1_w = fc1.weight.view(32, 128, L4).transpose(1, 2).reshape(32, 128 * L4)
-        flat = torch.maximum(z3[:, :, 0], z3[:, :, 1]).view(B, L4 * 128)
-        h4 = torch.addmm(fc1.bias, flat, fc1_w.t())
-        logits = torch.addmm(fc2.bias, h4, fc2.weight.t())
-        # backward of mean BCE-with-logits: d/dlogit = (sigmoid - y) / batch
-        g = (torch.sigmoid(logits) - y.view(B, 1)).div_(B)
-        g_fc2_w, g_fc2_b = torch.mm(g.t(), h4), g.sum(0)
-        g_h4 = torch.mm(g, fc2.weight)
-        g_fc1_w = torch.mm(g_h4.t(), flat).view(32, L4, 128).transpose(1, 2).reshape(32, 128 * L4)
-        g_fc1_b = g_h4.sum(0)
-        g_z3 = _pool_backward(torch.mm(g_h4, fc1_w).view(B, L4, 128), pick3)
-        g_conv3 = torch.mm(g_z3.t(), cols3).view(128, 64, 3)
-        g_h2 = _col2im(torch.mm(g_z3, w3).view(B, -1, 64, 3), 1)
-        g_n2 = _pool_backward(torch.ops.aten.threshold_backward(g_h2, h2, 0), pick2)
-        g_z2 = _batch_norm_train_backward(g_n2, n2, rstd2)
-        g_conv2 = torch.mm(g_z2.t(), cols2).view(64, 32, 3)
-        g_h1 = _col2im(torch.mm(g_z2, w2).view(B, -1, 32, 3), 2)
-        g_n1 = _pool_backward(torch.ops.aten.threshold_backward(g_h1, h1, 0), pick1)
-        g_z1 = _batch_norm_train_backward(g_n1, n1, rstd1)
-        g_conv1 = torch.mm(g_z1.t(), cols1).view(32, 1, 3)
-        return logits.view(B), [g_conv1, g_conv2, g_conv3, g_fc1_w, g_fc1_b, g_fc2_w, g_fc2_b]
+        fc1_w = f1w.reshape(32, 128, L4).transpose(0, 2, 1).reshape(32, 128 * L4)
+        flat = np.maximum(z3[:, :, 0], z3[:, :, 1]).reshape(B, L4 * 128)
+        h4 = flat @ fc1_w.T + f1b
+        logits = h4 @ f2w.T + f2b
+        # backward; d(mean BCE-with-logits)/d logit = (sigmoid - y) / batch
+        g = (expit(logits) - y.reshape(B, 1)) / B
+        g_f2w, g_f2b = g.T @ h4, g.sum(0)
+        g_h4 = g @ f2w
+        g_f1w = (g_h4.T @ flat).reshape(32, L4, 128).transpose(0, 2, 1).reshape(32, 128 * L4)
+        g_f1b = g_h4.sum(0)
+        g_z3 = _pool_backward((g_h4 @ fc1_w).reshape(B, L4, 128), pick3)
+        g_w3 = (g_z3.T @ cols3).reshape(128, 64, 3)
+        g_h2 = _col2im((g_z3 @ w3).reshape(B, -1, 64, 3), 1)
+        g_z2 = _batch_norm_train_backward(_pool_backward(g_h2 * (h2 > 0), pick2), n2, rstd2)
+        g_w2 = (g_z2.T @ cols2).reshape(64, 32, 3)
+        g_h1 = _col2im((g_z2 @ w2).reshape(B, -1, 32, 3), 2)
+        g_z1 = _batch_norm_train_backward(_pool_backward(g_h1 * (h1 > 0), pick1), n1, rstd1)
+        g_w1 = (g_z1.T @ cols1).reshape(32, 1, 3)
+        grads = [g_w1, g_w2, g_w3, g_f1w, g_f1b, g_f2w, g_f2b]
+        return torch.from_numpy(logits.reshape(B)), [torch.from_numpy(np.ascontiguousarray(g)) for g in grads]
 
 
-def _im2col(h: torch.Tensor, stride: int) -> torch.Tensor:
+# NumPy helpers of ReportCNN.logits_and_gradients; rows are (batch * length, channels)
+
+
+def _im2col(h: np.ndarray, stride: int) -> np.ndarray:
     """(batch, length, channels) -> the kernel-3, padding-1 windows as rows (batch * out_length,
     channels * 3), columns in a Conv1d weight's (in_channel, tap) order."""
-    return nn.functional.pad(h, (0, 0, 1, 1)).unfold(1, 3, stride).reshape(-1, h.shape[2] * 3)
+    B, L, C = h.shape
+    padded = np.zeros((B, L + 2, C), np.float32)
+    padded[:, 1:-1] = h
+    s0, s1, s2 = padded.strides
+    out_len = (L - 1) // stride + 1
+    windows = np.ndarray((B, out_len, C, 3), np.float32, padded, 0, (s0, s1 * stride, s2, s1))
+    return windows.reshape(B * out_len, C * 3)
 
 
-def _col2im(g_cols: torch.Tensor, stride: int) -> torch.Tensor:
+def _col2im(g_cols: np.ndarray, stride: int) -> np.ndarray:
     """Adjoint of :func:`_im2col` for stride 1 or 2: (batch, out_length, channels, 3) window
     gradients -> (batch, out_length * stride, channels) input gradients."""
     B, L, C, _ = g_cols.shape
     if stride == 1:  # input position l gets tap 1 of window l, tap 2 of window l-1, tap 0 of window l+1
-        g = g_cols[:, :, :, 1].clone()
+        g = g_cols[:, :, :, 1].copy()
         g[:, 1:] += g_cols[:, :-1, :, 2]
         g[:, :-1] += g_cols[:, 1:, :, 0]
         return g
     # stride 2: position 2l gets tap 1 of window l; 2l+1 gets tap 2 of window l and tap 0 of l+1
-    g = torch.empty(B, L, 2, C, dtype=g_cols.dtype, device=g_cols.device)
+    g = np.empty((B, L, 2, C), np.float32)
     g[:, :, 0] = g_cols[:, :, :, 1]
     g[:, :, 1] = g_cols[:, :, :, 2]
     g[:, :-1, 1] += g_cols[:, 1:, :, 0]
-    return g.view(B, 2 * L, C)
+    return g.reshape(B, 2 * L, C)
 
 
-def _batch_norm_train(z: torch.Tensor, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train-mode BatchNorm (no affine) of rows ``z`` (n, channels), updating ``bn``'s running
-    statistics as nn.BatchNorm1d does; returns the normalised rows and 1/std per channel."""
+def _batch_norm_train(z: np.ndarray, bn: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Train-mode BatchNorm (no affine) of rows ``z`` (n, channels), in place, updating ``bn``'s
+    running statistics as nn.BatchNorm1d does; returns the normalised rows and 1/std per channel."""
     n = z.shape[0]
-    mean = z.sum(0).div_(n)
-    zc = z - mean
-    var = (zc * zc).sum(0).div_(n)
-    bn.running_mean.lerp_(mean, bn.momentum)
-    bn.running_var.lerp_(var * (n / (n - 1)), bn.momentum)  # running variance is the unbiased one
-    bn.num_batches_tracked.add_(1)
-    rstd = (var + bn.eps).rsqrt_()
-    return zc.mul_(rstd), rstd
+    mean = z.mean(0)
+    z -= mean
+    var = np.einsum("ij,ij->j", z, z) / n
+    running_mean, running_var = bn.running_mean.numpy(), bn.running_var.numpy()
+    running_mean *= 1 - bn.momentum
+    running_mean += bn.momentum * mean
+    running_var *= 1 - bn.momentum
+    running_var += (bn.momentum * n / (n - 1)) * var  # the running variance is the unbiased one
+    bn.num_batches_tracked += 1
+    rstd = 1 / np.sqrt(var + bn.eps)
+    z *= rstd
+    return z, rstd
 
 
-def _batch_norm_train_backward(g: torch.Tensor, normalised: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+def _batch_norm_train_backward(g: np.ndarray, normalised: np.ndarray, rstd: np.ndarray) -> np.ndarray:
     n = g.shape[0]
-    return (g - g.sum(0).div_(n) - normalised * (g * normalised).sum(0).div_(n)).mul_(rstd)
+    return (g - g.mean(0) - normalised * (np.einsum("ij,ij->j", g, normalised) / n)) * rstd
 
 
-def _relu_pool(z: torch.Tensor, B: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _relu_pool(z: np.ndarray, B: int, C: int) -> tuple[np.ndarray, np.ndarray]:
     """ReLU then MaxPool1d(2) of rows (B * length, C) -> (B, length / 2, C) and where each
-    maximum came from (1.0: the second of its pair). The two commute; pooling first is cheaper."""
-    pairs = z.view(B, -1, 2, C)
-    pick = (pairs[:, :, 1] > pairs[:, :, 0]).to(z.dtype)  # ties go to the first element, as in MaxPool1d
-    return torch.maximum(pairs[:, :, 0], pairs[:, :, 1]).clamp_min_(0), pick
+    maximum came from (True: the second of its pair). The two commute; pooling first is cheaper."""
+    pairs = z.reshape(B, -1, 2, C)
+    first, second = pairs[:, :, 0], pairs[:, :, 1]
+    pick = second > first  # ties go to the first element, as in MaxPool1d
+    pooled = np.maximum(first, second)
+    return np.maximum(pooled, 0, out=pooled), pick
 
 
-def _pool_backward(g: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+def _pool_backward(g: np.ndarray, pick: np.ndarray) -> np.ndarray:
     """Adjoint of MaxPool1d(2): (B, length / 2, C) gradients and :func:`_relu_pool`'s ``pick``
     -> rows (B * length, C)."""
-    second = g * pick
-    return torch.stack((g - second, second), 2).view(-1, g.shape[2])
+    to_second = g * pick
+    return np.stack((g - to_second, to_second), 2).reshape(-1, g.shape[2])
 
 
 class CNN1d(nn.Module):
