@@ -54,8 +54,9 @@ class ReportCNN(nn.Module):
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
         on per-call overhead (~5-200 us a call here). This step is written over NumPy arrays that
         share the parameters' memory, with each convolution as one matmul over a channels-last
-        (batch, length, channels) layout and pooling as an elementwise maximum: ~3x faster than
-        autograd per step (``python benchmarks/train_step.py``).
+        (batch, length, channels) layout and pooling as an elementwise maximum: 2-2.6x faster than
+        autograd per step here (``python benchmarks/train_step.py``). Callers should hold NumPy's
+        BLAS to one thread (as ``fit`` does): at these sizes more threads only contend.
         """
         conv1, bn1, _, _, conv2, bn2, _, _, conv3, _, _, fc1, fc2 = self.blocks
         w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())
