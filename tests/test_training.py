@@ -88,7 +88,7 @@ def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
     from voicegender.models import ReportCNN
 
     class AutogradOnly(ReportCNN):
-        logits_and_gradients = None
+        hand_written_step = None
 
     X, y = separable(n=260, d=64, seed=5)
     histories = []

@@ -168,9 +168,9 @@ def fit(
     params = [p for p in net.parameters() if p.requires_grad]
     update = _Update(optimizer, params, lr, weight_decay)
     # a network may compute a CPU step's gradients itself, faster than autograd (ReportCNN does)
-    by_hand = getattr(net, "logits_and_gradients", None) if device.type == "cpu" else None
-    if by_hand is not None and len(params) != len(list(net.parameters())):
-        by_hand = None  # its gradients cover every parameter, frozen ones too
+    make_step = getattr(net, "hand_written_step", None) if device.type == "cpu" else None
+    # its gradients cover every parameter, frozen ones too
+    by_hand = make_step() if make_step is not None and len(params) == len(list(net.parameters())) else None
     bce = nn.functional.binary_cross_entropy_with_logits
     shuffler = torch.Generator().manual_seed(seed)
 
