@@ -116,14 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     seconds = sum(sf.info(io.BytesIO(b)).duration for _, b in items)
     rates = sorted({sf.info(io.BytesIO(b)).samplerate for _, b in items})
     n_jobs = F.resolve_n_jobs(args.n_jobs)
-    try:
-        import miniaudio  # noqa: F401
-        flac_decoder = "dr_flac (miniaudio)"
-    except ImportError:
-        flac_decoder = "libsndfile (miniaudio not installed: slower)"
     print(f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes, "
           f"{args.passes} passes per call (figures per pass); "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; 16-bit FLAC decoder: {flac_decoder}")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     def ours(rate, jobs):
         def run():

@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-
 import pathlib
+import time
 
 import numpy as np
 import yaml

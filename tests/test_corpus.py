@@ -222,7 +222,7 @@ def test_decode_audio_mixes_stereo_and_keeps_rate():
 
 @pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_16", 2), ("PCM_24", 1)])
 def test_decode_audio_flac_matches_libsndfile(subtype, channels):
-    # 16-bit FLAC takes the dr_flac path when miniaudio is installed, the rest libsndfile: the
+    # 16-bit FLAC takes the dr_flac path, the rest libsndfile: the
     # samples must be libsndfile's float32 ones either way, bit for bit
     rng = np.random.default_rng(channels)
     buf = io.BytesIO()

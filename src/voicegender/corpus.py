@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import miniaudio
 import numpy as np
 import soundfile as sf
 
@@ -196,14 +197,10 @@ def _flac_streaminfo(data: bytes) -> tuple[int, int, int, int] | None:
 def _decode_flac16(data: bytes) -> tuple[np.ndarray, int] | None:
     """decode_audio for a 16-bit FLAC of known length, decoded by dr_flac (miniaudio): the same
     integer samples as libsndfile, ~1.7x faster (libsndfile copies them out one at a time).
-    None, for the general path to handle, if miniaudio is missing, the stream is not 16-bit,
-    or dr_flac did not return exactly the declared number of frames (e.g. a cut or corrupt file)."""
+    None, for the general path to handle, if the stream is not 16-bit or dr_flac did not return
+    exactly the declared number of frames (e.g. a cut or corrupt file)."""
     info = _flac_streaminfo(data)
     if info is None or info[2] != 16 or info[3] == 0:
-        return None
-    try:
-        import miniaudio
-    except ImportError:
         return None
     rate, channels, _, frames = info
     try:

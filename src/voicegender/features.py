@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import scipy.fft
+from threadpoolctl import ThreadpoolController
 
 from voicegender.corpus import decode_audio
 
@@ -516,13 +517,9 @@ def mean_mel_reference(path_or_bytes: str | os.PathLike | bytes, sr: int | None 
 
 
 @functools.lru_cache(maxsize=1)
-def _thread_pools() -> Any:
-    """threadpoolctl's controller of the loaded native thread pools (OpenBLAS & co.), or None.
+def _thread_pools() -> ThreadpoolController:
+    """threadpoolctl's controller of the loaded native thread pools (OpenBLAS & co.).
     Built once in the parent (a ~30 ms library scan); forked workers inherit it."""
-    try:
-        from threadpoolctl import ThreadpoolController  # present with scikit-learn; optional
-    except ImportError:
-        return None
     return ThreadpoolController()
 
 
@@ -560,9 +557,8 @@ def _worker_init(uses_blas: bool, shared: mmap.mmap | None) -> None:
     global _SHARED
     _SHARED = shared
     _keep_freed_memory()
-    controller = _thread_pools()
-    if uses_blas and controller is not None:
-        controller.limit(limits=1)
+    if uses_blas:
+        _thread_pools().limit(limits=1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
