@@ -100,3 +100,29 @@ def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
     for fast, ref in zip(*histories):
         for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
             assert fast[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-4), key
+
+
+def test_the_hand_written_step_runs_every_blas_on_one_thread():
+    # In a fresh process: threadpoolctl limits only the BLAS libraries loaded when the limit is set,
+    # and the compiled step's BLAS (scipy's) was once loaded later, on the first step. Two
+    # concurrent trials then ran two BLAS threads each, ~5x slower a step.
+    import subprocess
+    import sys
+
+    script = """
+import json, numpy as np
+from threadpoolctl import threadpool_info
+from voicegender.models import build_model
+from voicegender.training import fit
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(64, 128)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
+seen = []
+record = lambda _: seen.append({i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+fit(build_model({"name": "report_cnn"}, (128,)), X[:48], y[:48], X[48:], y[48:],
+    lr=1e-3, batch_size=4, epochs=1, seed=0, on_epoch=record)
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    (threads,) = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert any("scipy" in path for path in threads), threads  # the step's BLAS is among them
+    assert set(threads.values()) == {1}, threads

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 
 
@@ -51,143 +50,33 @@ class ReportCNN(nn.Module):
         order. Each call updates the BatchNorm running statistics as ``forward`` would. Same
         numbers as autograd to float32 rounding (tested). ``step`` works on NumPy views of the
         parameters' memory taken here: it stays valid while they are updated in place (as an
-        optimizer does), not after ``to()`` or a reassignment.
+        optimizer does), not after ``to()`` or a reassignment. The gradient tensors are reused:
+        each call overwrites the previous call's.
 
         Why: at the report's batch sizes (4-16) a step of this network is ~0.4 MFLOP per example,
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
-        on per-call overhead (~5-200 us a call here). Here each convolution is one matmul over a
-        channels-last (batch, length, channels) layout, pooling an elementwise maximum, and the
-        per-channel sums of BatchNorm matmuls with a ones row: 2-3x faster than autograd per step
-        (``python benchmarks/train_step.py``). Callers should hold NumPy's BLAS to one thread (as
+        on per-call overhead (~5-200 us a call here). The step here is one compiled call
+        (:func:`voicegender.report_cnn_kernels.train_step`): ~4-9x faster than autograd per step
+        (``python benchmarks/train_step.py``). Callers should hold the BLAS to one thread (as
         ``fit`` does): at these sizes more threads only contend.
         """
+        from voicegender.report_cnn_kernels import train_step  # numba compiles on first use
+
         _, bn1, _, _, _, bn2, *_ = self.blocks
         w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())
-        w1, w2, w3 = w1.reshape(32, 3), w2.reshape(64, 96), w3.reshape(128, 192)
-        norm1, norm2 = _BatchNormState(bn1), _BatchNormState(bn2)
+        weights = (w1.reshape(32, 3), w2.reshape(64, 96), w3.reshape(128, 192), f1w, f1b, f2w, f2b)
+        norms = tuple((bn.running_mean.numpy(), bn.running_var.numpy(), bn.num_batches_tracked.numpy().reshape(1))
+                      for bn in (bn1, bn2))
+        momentum, eps = bn1.momentum, bn1.eps
+        grads = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.parameters()]
+        grad_views = tuple(g.numpy().reshape(w.shape) for g, w in zip(grads, weights))
 
         def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-            x, y = x.numpy(), y.numpy()
-            B, D = x.shape
-            # forward; rows are (batch * length, channels)
-            cols1 = _im2col(x.reshape(B, D, 1), 2)
-            n1, rstd1 = norm1.train(cols1 @ w1.T)
-            h1, pick1 = _relu_pool(n1, B, 32)
-            cols2 = _im2col(h1, 2)
-            n2, rstd2 = norm2.train(cols2 @ w2.T)
-            h2, pick2 = _relu_pool(n2, B, 64)
-            cols3 = _im2col(h2, 1)
-            z3 = (cols3 @ w3.T).reshape(B, -1, 2, 128)
-            pick3 = z3[:, :, 1] > z3[:, :, 0]
-            L4 = D // 32
-            # nn.Flatten reads (channels, length); our rows are (length, channels): permute fc1 instead
-            fc1_w = f1w.reshape(32, 128, L4).transpose(0, 2, 1).reshape(32, 128 * L4)
-            flat = np.maximum(z3[:, :, 0], z3[:, :, 1]).reshape(B, L4 * 128)
-            h4 = flat @ fc1_w.T + f1b
-            logits = h4 @ f2w.T + f2b
-            # backward; d(mean BCE-with-logits)/d logit = (sigmoid - y) / batch
-            g = (expit(logits) - y.reshape(B, 1)) / B
-            g_f2w, g_f2b = g.T @ h4, g.sum(0)
-            g_h4 = g @ f2w
-            g_f1w = (g_h4.T @ flat).reshape(32, L4, 128).transpose(0, 2, 1).reshape(32, 128 * L4)
-            g_f1b = g_h4.sum(0)
-            g_z3 = _pool_backward((g_h4 @ fc1_w).reshape(B, L4, 128), pick3)
-            g_w3 = (g_z3.T @ cols3).reshape(128, 64, 3)
-            g_h2 = _col2im((g_z3 @ w3).reshape(B, -1, 64, 3), 1)
-            g_z2 = norm2.backward(_pool_backward(g_h2 * (h2 > 0), pick2), n2, rstd2)
-            g_w2 = (g_z2.T @ cols2).reshape(64, 32, 3)
-            g_h1 = _col2im((g_z2 @ w2).reshape(B, -1, 32, 3), 2)
-            g_z1 = norm1.backward(_pool_backward(g_h1 * (h1 > 0), pick1), n1, rstd1)
-            g_w1 = (g_z1.T @ cols1).reshape(32, 1, 3)
-            grads = [g_w1, g_w2, g_w3, g_f1w, g_f1b, g_f2w, g_f2b]
-            return torch.from_numpy(logits.reshape(B)), [torch.from_numpy(np.ascontiguousarray(g)) for g in grads]
+            logits = np.empty(len(x), np.float32)
+            train_step(x.numpy(), y.numpy(), *weights, *norms, momentum, eps, logits, grad_views)
+            return torch.from_numpy(logits), grads
 
         return step
-
-
-# NumPy helpers of ReportCNN.hand_written_step; rows are (batch * length, channels)
-
-
-def _im2col(h: np.ndarray, stride: int) -> np.ndarray:
-    """(batch, length, channels) -> the kernel-3, padding-1 windows as rows (batch * out_length,
-    channels * 3), columns in a Conv1d weight's (in_channel, tap) order."""
-    B, L, C = h.shape
-    padded = np.zeros((B, L + 2, C), np.float32)
-    padded[:, 1:-1] = h
-    s0, s1, s2 = padded.strides
-    out_len = (L - 1) // stride + 1
-    windows = np.ndarray((B, out_len, C, 3), np.float32, padded, 0, (s0, s1 * stride, s2, s1))
-    return windows.reshape(B * out_len, C * 3)
-
-
-def _col2im(g_cols: np.ndarray, stride: int) -> np.ndarray:
-    """Adjoint of :func:`_im2col` for stride 1 or 2: (batch, out_length, channels, 3) window
-    gradients -> (batch, out_length * stride, channels) input gradients."""
-    B, L, C, _ = g_cols.shape
-    if stride == 1:  # input position l gets tap 1 of window l, tap 2 of window l-1, tap 0 of window l+1
-        g = g_cols[:, :, :, 1].copy()
-        g[:, 1:] += g_cols[:, :-1, :, 2]
-        g[:, :-1] += g_cols[:, 1:, :, 0]
-        return g
-    # stride 2: position 2l gets tap 1 of window l; 2l+1 gets tap 2 of window l and tap 0 of l+1
-    g = np.empty((B, L, 2, C), np.float32)
-    g[:, :, 0] = g_cols[:, :, :, 1]
-    g[:, :, 1] = g_cols[:, :, :, 2]
-    g[:, :-1, 1] += g_cols[:, 1:, :, 0]
-    return g.reshape(B, 2 * L, C)
-
-
-class _BatchNormState:
-    """Train-mode BatchNorm (no affine) over rows (n, channels) in NumPy, updating an
-    nn.BatchNorm1d's running statistics in place as it would."""
-
-    def __init__(self, bn: nn.BatchNorm1d):
-        self.running_mean, self.running_var = bn.running_mean.numpy(), bn.running_var.numpy()
-        self.batches = bn.num_batches_tracked.numpy()
-        self.momentum, self.eps = bn.momentum, bn.eps
-        self.ones: dict[int, np.ndarray] = {}  # a (1, n) row of 1/n: sums as BLAS calls
-
-    def _mean_row(self, n: int) -> np.ndarray:
-        if n not in self.ones:
-            self.ones[n] = np.full((1, n), 1.0 / n, np.float32)
-        return self.ones[n]
-
-    def train(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalise ``z`` in place; returns it and 1/std per channel."""
-        n = z.shape[0]
-        row = self._mean_row(n)
-        mean = (row @ z)[0]
-        z -= mean
-        var = (row @ (z * z))[0]
-        self.running_mean *= 1 - self.momentum
-        self.running_mean += self.momentum * mean
-        self.running_var *= 1 - self.momentum
-        self.running_var += (self.momentum * n / (n - 1)) * var  # the running variance is the unbiased one
-        self.batches += 1
-        rstd = 1 / np.sqrt(var + self.eps)
-        z *= rstd
-        return z, rstd
-
-    def backward(self, g: np.ndarray, normalised: np.ndarray, rstd: np.ndarray) -> np.ndarray:
-        row = self._mean_row(g.shape[0])
-        return (g - row @ g - normalised * (row @ (g * normalised))) * rstd
-
-
-def _relu_pool(z: np.ndarray, B: int, C: int) -> tuple[np.ndarray, np.ndarray]:
-    """ReLU then MaxPool1d(2) of rows (B * length, C) -> (B, length / 2, C) and where each
-    maximum came from (True: the second of its pair). The two commute; pooling first is cheaper."""
-    pairs = z.reshape(B, -1, 2, C)
-    first, second = pairs[:, :, 0], pairs[:, :, 1]
-    pick = second > first  # ties go to the first element, as in MaxPool1d
-    pooled = np.maximum(first, second)
-    return np.maximum(pooled, 0, out=pooled), pick
-
-
-def _pool_backward(g: np.ndarray, pick: np.ndarray) -> np.ndarray:
-    """Adjoint of MaxPool1d(2): (B, length / 2, C) gradients and :func:`_relu_pool`'s ``pick``
-    -> rows (B * length, C)."""
-    to_second = g * pick
-    return np.stack((g - to_second, to_second), 2).reshape(-1, g.shape[2])
 
 
 class CNN1d(nn.Module):
