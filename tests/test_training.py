@@ -126,3 +126,23 @@ print(json.dumps(seen))
     (threads,) = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert any("scipy" in path for path in threads), threads  # the step's BLAS is among them
     assert set(threads.values()) == {1}, threads
+
+
+@pytest.mark.parametrize("name, weight_decay", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.1), ("sgd", 0.1)])
+def test_the_fused_update_is_torch_optim(name, weight_decay):
+    from voicegender.training import _Update, make_optimizer
+
+    torch.manual_seed(0)
+    shapes = [(32, 1, 3), (64, 32, 3), (7,), (1,)]
+    ours = [torch.randn(s) for s in shapes]
+    ref = [p.clone().requires_grad_() for p in ours]
+    update = _Update(name, ours, lr=1e-2, weight_decay=weight_decay)
+    optimizer = make_optimizer(name, ref, lr=1e-2, weight_decay=weight_decay)
+    for _ in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        update(grads)
+        for p, g in zip(ref, grads):
+            p.grad = g.clone()
+        optimizer.step()
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
