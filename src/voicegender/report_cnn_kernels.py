@@ -93,13 +93,15 @@ def _relu_pool(z, B):
 def _relu_pool_backward(g, h, pick):
     """Adjoint of :func:`_relu_pool`: (B, L, C) gradients -> rows (B * 2L, C)."""
     B, L, C = g.shape
-    out = np.zeros((B * L * 2, C), np.float32)
+    out = np.empty((B * L * 2, C), np.float32)
     for b in range(B):
         for l in range(L):
             r = (b * L + l) * 2
             for c in range(C):
-                if h[b, l, c] > 0:
-                    out[r + pick[b, l, c], c] = g[b, l, c]
+                v = g[b, l, c] if h[b, l, c] > 0 else np.float32(0)
+                second = pick[b, l, c]
+                out[r, c] = np.float32(0) if second else v
+                out[r + 1, c] = v if second else np.float32(0)
     return out
 
 
@@ -200,7 +202,7 @@ def train_step(x, y, w1, w2, w3, fc1_w, fc1_b, fc2_w, fc2_b, bn1, bn2, momentum,
             g_fc2_w[0, j] += g[b] * h4[b, j]
             g_h4[b, j] = g[b] * fc2_w[0, j]
             g_fc1_b[j] += g_h4[b, j]
-    g_fc1_w[:] = np.dot(g_h4.T, flat)
+    np.dot(g_h4.T, flat, g_fc1_w)
     g_flat = np.dot(g_h4, fc1_w)
     g_z3 = np.zeros((B * L3, 128), np.float32)
     for b in range(B):
@@ -208,10 +210,10 @@ def train_step(x, y, w1, w2, w3, fc1_w, fc1_b, fc2_w, fc2_b, bn1, bn2, momentum,
             r = b * L3 + 2 * l
             for c in range(128):
                 g_z3[r + pick3[b, l, c], c] = g_flat[b, c * P3 + l]
-    g_w3[:] = np.dot(g_z3.T, cols3)
+    np.dot(g_z3.T, cols3, g_w3)
     g_z2 = _relu_pool_backward(_col2im(np.dot(g_z3, w3), B, 1, h2.shape[1]), h2, pick2)
     _batch_norm_backward(g_z2, z2, rstd2)
-    g_w2[:] = np.dot(g_z2.T, cols2)
+    np.dot(g_z2.T, cols2, g_w2)
     g_z1 = _relu_pool_backward(_col2im(np.dot(g_z2, w2), B, 2, h1.shape[1]), h1, pick1)
     _batch_norm_backward(g_z1, z1, rstd1)
     g_w1[:] = 0
