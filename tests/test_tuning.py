@@ -69,9 +69,14 @@ def test_unreachable_cluster_fails_fast_naming_the_address():
     check_reachable("auto", 1)  # left to Ray
 
 
-def test_local_search_records_failures_is_seeded_and_leaves_no_files(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One home directory for this module's in-process searches: Ray >= 2.59 keeps a local
+    cluster's auth token in ~/.ray, and a driver caches the first token it loads for its life."""
+    return tmp_path_factory.mktemp("home")
+
+
+def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     made = []  # run_search's temporary folders (Ray's session dir, the storage)
     real_mkdtemp = tempfile.mkdtemp
@@ -90,3 +95,19 @@ def test_local_search_records_failures_is_seeded_and_leaves_no_files(tmp_path, m
     assert runs[0]["best"] in ok
     assert not (home / "ray_results").exists()
     assert made and not any(os.path.exists(p) for p in made)  # all removed
+
+
+def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
+    from voicegender.tuning import _short
+
+    monkeypatch.setenv("HOME", str(home))
+
+    # Optuna names trials by random hex, not by sample index: the order must not come from the ids
+    logged = []
+    result = run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=4, seed=3, search="tpe",
+                        cpus_per_trial=0.5, log=logged.append)
+    trials = result["trials"]
+    assert len(trials) == 4 and result["best"] in trials
+    # trials start in the order they are sampled; the "start" lines end with the config
+    started = [line.split(" start ")[1].split(maxsplit=1)[1] for line in logged if " start " in line]
+    assert started == [_short(t["config"]) for t in trials]

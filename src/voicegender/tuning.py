@@ -263,6 +263,7 @@ def _Recorder(total: int, metric: str, log):
             self.history: dict[str, list[dict]] = {}
             self.configs: dict[str, dict] = {}
             self.errors: dict[str, str] = {}
+            self.created: dict[str, int] = {}
             self.done = 0
             self.started = time.perf_counter()
 
@@ -270,12 +271,18 @@ def _Recorder(total: int, metric: str, log):
             return f"[tune {time.perf_counter() - self.started:6.1f}s]"
 
         def trials(self):
-            """(trial_id, history, config) in sampling order (Ray's ids end in the sample index)."""
-            order = sorted(self.configs, key=lambda t: int(t.rsplit("_", 1)[-1]))
+            """(trial_id, history, config) in sampling order."""
+            order = sorted(self.configs, key=self.created.__getitem__)
             return [(t, self.history.get(t, []), self.configs[t]) for t in order]
 
+        def note(self, trials, trial):
+            # ``trials`` is Tune's list in creation (= sampling) order; ids are not ordered
+            # (a searcher such as Optuna's names trials by random hex)
+            self.configs.setdefault(trial.trial_id, dict(trial.config))
+            self.created.setdefault(trial.trial_id, trials.index(trial))
+
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.configs[trial.trial_id] = dict(trial.config)
+            self.note(trials, trial)
             log(f"{self.stamp()} start      {trial.trial_id} {_short(trial.config)}")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -291,7 +298,7 @@ def _Recorder(total: int, metric: str, log):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1
-            self.configs.setdefault(trial.trial_id, dict(trial.config))
+            self.note(trials, trial)
             self.errors[trial.trial_id] = "failed"
             log(f"{self.stamp()} {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
                 "(recorded; the search goes on)")
