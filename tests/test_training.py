@@ -106,6 +106,7 @@ def test_the_hand_written_step_runs_every_blas_on_one_thread():
     # In a fresh process: threadpoolctl limits only the BLAS libraries loaded when the limit is set,
     # and the compiled step's BLAS (scipy's) was once loaded later, on the first step. Two
     # concurrent trials then ran two BLAS threads each, ~5x slower a step.
+    import json
     import subprocess
     import sys
 
@@ -123,7 +124,7 @@ fit(build_model({"name": "report_cnn"}, (128,)), X[:48], y[:48], X[48:], y[48:],
 print(json.dumps(seen))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    (threads,) = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    (threads,) = json.loads(out.stdout.strip().splitlines()[-1])
     assert any("scipy" in path for path in threads), threads  # the step's BLAS is among them
     assert set(threads.values()) == {1}, threads
 

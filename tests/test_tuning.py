@@ -101,7 +101,6 @@ def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
     from voicegender.tuning import _short
 
     monkeypatch.setenv("HOME", str(home))
-
     # Optuna names trials by random hex, not by sample index: the order must not come from the ids
     logged = []
     result = run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=4, seed=3, search="tpe",

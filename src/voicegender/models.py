@@ -56,7 +56,7 @@ class ReportCNN(nn.Module):
         Why: at the report's batch sizes (4-16) a step of this network is ~0.4 MFLOP per example,
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
         on per-call overhead (~5-200 us a call here). The step here is one compiled call
-        (:func:`voicegender.report_cnn_kernels.train_step`): ~4-9x faster than autograd per step
+        (:func:`voicegender.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
         (``python benchmarks/train_step.py``). Callers should hold the BLAS to one thread (as
         ``fit`` does): at these sizes more threads only contend.
         """

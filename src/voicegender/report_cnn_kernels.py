@@ -151,16 +151,9 @@ def train_step(x, y, w1, w2, w3, fc1_w, fc1_b, fc2_w, fc2_b, bn1, bn2, momentum,
     """
     g_w1, g_w2, g_w3, g_fc1_w, g_fc1_b, g_fc2_w, g_fc2_b = grads
     B, D = x.shape
-    L1, L3 = D // 2, D // 16  # conv1 and conv3 output lengths
-    P3 = D // 32  # length after the last pool
-    # conv1: one input channel, stride 2, padding 1
-    z1 = np.empty((B * L1, 32), np.float32)
-    for b in range(B):
-        for l in range(L1):
-            left = x[b, 2 * l - 1] if l > 0 else np.float32(0)
-            mid, right = x[b, 2 * l], x[b, 2 * l + 1]
-            for c in range(32):
-                z1[b * L1 + l, c] = w1[c, 0] * left + w1[c, 1] * mid + w1[c, 2] * right
+    L3, P3 = D // 16, D // 32  # conv3's output length, the length after the last pool
+    cols1 = _im2col(np.ascontiguousarray(x).reshape(B, D, 1), 2)
+    z1 = np.dot(cols1, w1.T)
     rstd1 = _batch_norm_train(z1, bn1[0], bn1[1], bn1[2], momentum, eps)
     h1, pick1 = _relu_pool(z1, B)
     cols2 = _im2col(h1, 2)
@@ -216,13 +209,4 @@ def train_step(x, y, w1, w2, w3, fc1_w, fc1_b, fc2_w, fc2_b, bn1, bn2, momentum,
     np.dot(g_z2.T, cols2, g_w2)
     g_z1 = _relu_pool_backward(_col2im(np.dot(g_z2, w2), B, 2, h1.shape[1]), h1, pick1)
     _batch_norm_backward(g_z1, z1, rstd1)
-    g_w1[:] = 0
-    for b in range(B):
-        for l in range(L1):
-            left = x[b, 2 * l - 1] if l > 0 else np.float32(0)
-            mid, right = x[b, 2 * l], x[b, 2 * l + 1]
-            for c in range(32):
-                gz = g_z1[b * L1 + l, c]
-                g_w1[c, 0] += gz * left
-                g_w1[c, 1] += gz * mid
-                g_w1[c, 2] += gz * right
+    np.dot(g_z1.T, cols1, g_w1)
