@@ -12,6 +12,9 @@ Kinds (``config["kind"]``), all returned as float32:
 ``pitch_stats``    (6,)                  F0 (YIN) statistics over voiced frames, in Hz.
 ``pitch_mel``      (2 * n_mels + 6,)     ``log_mel_stats`` followed by ``pitch_stats``.
 ``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
+``ge2e``           (256,)                a pretrained GE2E speaker encoder's embedding
+                                          (``voicegender.speaker_encoder``; always at 16 kHz,
+                                          ``sample_rate`` / ``n_fft`` / ... do not apply).
 
 ``mean_mel`` reproduces ``librosa.load`` + ``librosa.feature.melspectrogram`` + time mean
 (``max|diff| / max|librosa|`` ~2e-7; criterion and per-band figures in ``mean_mel``) several
@@ -42,7 +45,7 @@ from threadpoolctl import ThreadpoolController
 
 from voicegender.corpus import decode_audio
 
-KINDS = ("mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch")
+KINDS = ("ge2e", "mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch")
 
 #: Defaults for every ``features.*`` key; ``validate_feature_config`` fills in missing keys.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -56,6 +59,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fmax_f0": 400.0,  # Hz, highest F0 searched
     "yin_threshold": 0.15,  # YIN aperiodicity below which a frame counts as voiced
     "patch_frames": 128,  # frames (of hop_length samples) per log_mel_patch
+    "ge2e_rate": 1.3,  # ge2e: 1.6 s partial utterances per second of audio
+    "ge2e_min_coverage": 0.75,  # ge2e: keep a last, partly padded partial covering at least this share
+    "target_dbfs": -30.0,  # ge2e: quieter recordings are raised to this RMS level (dBFS), louder left alone
     "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
 }
 
@@ -106,8 +112,16 @@ def validate_feature_config(cfg: dict | None) -> dict:
             ) from None
     for key in ("n_fft", "hop_length", "n_mels", "n_mfcc", "patch_frames"):
         positive_int(key)
-    for key in ("fmin_f0", "fmax_f0", "yin_threshold"):
+    for key in ("fmin_f0", "fmax_f0", "yin_threshold", "ge2e_rate", "ge2e_min_coverage"):
         positive_float(key)
+    v = out["target_dbfs"]
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not -120 < v < 0:
+        raise ValueError(f"features.target_dbfs must be a number in (-120, 0) dBFS, got {v!r}")
+    out["target_dbfs"] = float(v)
+    if out["ge2e_min_coverage"] > 1:
+        raise ValueError(f"features.ge2e_min_coverage must be in (0, 1], got {out['ge2e_min_coverage']}")
+    if not 0.625 <= out["ge2e_rate"] <= 50:
+        raise ValueError(f"features.ge2e_rate must be in [0.625, 50] partials per second, got {out['ge2e_rate']}")
     if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
         raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
     if out["n_fft"] < 16:
@@ -116,7 +130,7 @@ def validate_feature_config(cfg: dict | None) -> dict:
         raise ValueError(f"features.n_mfcc must be <= features.n_mels ({out['n_mels']}), got {out['n_mfcc']}")
     if out["fmin_f0"] >= out["fmax_f0"]:
         raise ValueError(f"features.fmax_f0 must exceed features.fmin_f0 ({out['fmin_f0']}), got {out['fmax_f0']}")
-    if out["sample_rate"] != "native" and out["fmax_f0"] >= out["sample_rate"] / 4:
+    if out["kind"] != "ge2e" and out["sample_rate"] != "native" and out["fmax_f0"] >= out["sample_rate"] / 4:
         raise ValueError(f"features.fmax_f0 must be below sample_rate / 4, got {out['fmax_f0']}")
     if out["yin_threshold"] >= 1:
         raise ValueError(f"features.yin_threshold must be in (0, 1), got {out['yin_threshold']}")
@@ -128,6 +142,7 @@ def feature_shape(cfg: dict) -> tuple[int, ...]:
     cfg = validate_feature_config(cfg)
     kind, n_mels = cfg["kind"], cfg["n_mels"]
     return {
+        "ge2e": (256,),
         "mean_mel": (n_mels,),
         "log_mel_stats": (2 * n_mels,),
         "mfcc_stats": (6 * cfg["n_mfcc"],),
@@ -478,8 +493,12 @@ def _compute(y: np.ndarray, sr: int, cfg: dict) -> np.ndarray:
     # cfg already validated: extract_many validates once per batch, not once per file
     if y.size == 0:
         raise ValueError("empty audio (0 samples)")
-    y, sr = _analysis_signal(y, sr, cfg)
     kind = cfg["kind"]
+    if kind == "ge2e":
+        from voicegender.speaker_encoder import ge2e_embedding
+
+        return ge2e_embedding(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
+    y, sr = _analysis_signal(y, sr, cfg)
     n_fft, hop, n_mels = cfg["n_fft"], cfg["hop_length"], cfg["n_mels"]
     if kind == "mean_mel":
         return mean_mel(y, sr, n_fft, hop, n_mels)
@@ -567,7 +586,11 @@ def _warm_up(cfg: dict) -> None:
     import librosa.filters  # noqa: F401  (imports numba & co.: slow, do it once)
     import soxr  # noqa: F401
 
-    if cfg["sample_rate"] != "native":
+    if cfg["kind"] == "ge2e":
+        from voicegender.speaker_encoder import load_encoder
+
+        load_encoder()  # the weights once, here: forked workers share them
+    elif cfg["sample_rate"] != "native":
         _mel_segments(cfg["sample_rate"], cfg["n_fft"], cfg["n_mels"])  # and mel_filterbank
 
 

@@ -142,6 +142,18 @@ class MLP(nn.Module):
         return self.head(x.flatten(1)).squeeze(1)
 
 
+class Linear(nn.Module):
+    """Logistic regression: one linear unit over a flat feature vector (regularise with
+    ``train.weight_decay``). The probe that suits a pretrained embedding (``features.kind: ge2e``)."""
+
+    def __init__(self, n_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1)).squeeze(1)
+
+
 def _head(n_in: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
                          nn.Dropout(dropout), nn.Linear(hidden, 1))
@@ -189,6 +201,8 @@ def _build(config: dict, input_shape: tuple[int, ...], mean, std) -> nn.Module:
         model = CNN2d(channels, hidden, dropout)
     elif name == "mlp":
         model = MLP(n_features, hidden, dropout)
+    elif name == "linear":
+        model = Linear(n_features, dropout)
     else:
         raise ValueError(f"model.name: unknown model {name!r}")
     if mean is not None:

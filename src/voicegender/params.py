@@ -13,7 +13,7 @@ from typing import Any, Callable
 import yaml
 
 CORPORA = ("synthetic", "libritts", "folder")
-MODELS = ("report_cnn", "cnn1d", "cnn2d", "mlp")
+MODELS = ("linear", "report_cnn", "cnn1d", "cnn2d", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
 BASELINE_MODELS = ("logistic", "mlp", "random_forest", "hist_gradient_boosting")  # voicegender.baselines.BASELINES

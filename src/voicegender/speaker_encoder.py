@@ -1,0 +1,130 @@
+"""A frozen pretrained speaker encoder as a feature: GE2E speaker embeddings (256 numbers).
+
+The network and its weights are Resemblyzer's (Jemine, 2019; the GE2E loss of Wan et al., 2018):
+a 3-layer LSTM (256 units) over 40-band mel frames of 16 kHz audio, then Linear(256, 256) + ReLU
+and L2 normalisation, trained to tell thousands of speakers apart (LibriSpeech, VoxCeleb 1 and 2).
+The weights ship inside the ``resemblyzer`` wheel (``pretrained.pt``, 17 MB), so they work
+offline. Only that file is read: importing the ``resemblyzer`` package would import ``webrtcvad``,
+whose source build needs ``pkg_resources``, which current setuptools no longer has.
+
+Why this feature: hand-made spectral features learn the training corpus's microphone and
+band (16 kHz LibriSpeech has nothing above 8 kHz) as much as the voice; an encoder trained on
+many corpora to ignore all but the speaker carries the voice, and sex is nearly linear in it
+(see README, *Real speech*).
+
+Units: samples float in [-1, 1] at any rate (resampled to 16 kHz here), rate in partial
+utterances per second, levels in dBFS (dB re a full-scale square wave's RMS of 1.0).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+#: The pretrained network's fixed front end: changing any of these breaks the weights.
+SAMPLE_RATE = 16000  # Hz
+N_FFT = 400  # samples: 25 ms windows
+HOP_LENGTH = 160  # samples: 10 ms
+N_MELS = 40
+PARTIAL_FRAMES = 160  # mel frames per partial utterance: 1.6 s
+EMBEDDING_SIZE = 256
+
+
+class GE2EEncoder(nn.Module):
+    """Resemblyzer's VoiceEncoder network: (batch, frames, 40) mel power -> (batch, 256), L2-normed."""
+
+    def __init__(self, n_mels: int = N_MELS, hidden: int = 256, layers: int = 3, size: int = EMBEDDING_SIZE):
+        super().__init__()
+        self.lstm = nn.LSTM(n_mels, hidden, layers, batch_first=True)
+        self.linear = nn.Linear(hidden, size)
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        _, (hidden, _) = self.lstm(mels)
+        raw = torch.relu(self.linear(hidden[-1]))
+        return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def weights_path() -> Path:
+    """Where the pretrained weights are: ``pretrained.pt`` inside the installed resemblyzer package."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the GE2E weights come with the `resemblyzer` package: pip install resemblyzer==0.1.4")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing: reinstall resemblyzer (pip install --force-reinstall resemblyzer==0.1.4)")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def load_encoder() -> GE2EEncoder:
+    """The pretrained encoder in eval mode on the CPU, loaded once per process."""
+    model = GE2EEncoder()
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)["model_state"]
+    # the checkpoint also holds the GE2E loss's similarity scale (similarity_weight/bias): not needed
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity")})
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def normalize_level(y: np.ndarray, target_dbfs: float) -> np.ndarray:
+    """Raise the signal's RMS level to ``target_dbfs`` if it is quieter (never lowered, as
+    Resemblyzer does: loud recordings are left alone). All-zero input is returned unchanged."""
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+    if rms == 0.0:
+        return y
+    gain_db = target_dbfs - 20.0 * math.log10(rms)
+    return y if gain_db <= 0 else (y * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+
+
+def partial_starts(n_samples: int, rate: float, min_coverage: float) -> np.ndarray:
+    """First mel frame of each 1.6 s partial utterance, ``rate`` partials per second; the last
+    partial is kept if at least ``min_coverage`` of it lies inside the signal (Resemblyzer's
+    ``compute_partial_slices``). Always at least one partial (short files are zero-padded)."""
+    n_frames = int(math.ceil((n_samples + 1) / HOP_LENGTH))
+    frame_step = int(round((SAMPLE_RATE / rate) / HOP_LENGTH))
+    if not 0 < frame_step <= PARTIAL_FRAMES:
+        raise ValueError(f"partial rate {rate}/s must be in [{SAMPLE_RATE / HOP_LENGTH / PARTIAL_FRAMES:.3f}, "
+                         f"{SAMPLE_RATE / HOP_LENGTH / 0.5:.0f}]")
+    starts = np.arange(0, max(1, n_frames - PARTIAL_FRAMES + frame_step + 1), frame_step)
+    coverage = (n_samples - starts[-1] * HOP_LENGTH) / (PARTIAL_FRAMES * HOP_LENGTH)
+    if coverage < min_coverage and len(starts) > 1:
+        starts = starts[:-1]
+    return starts
+
+
+def ge2e_embedding(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float = 0.75,
+                   target_dbfs: float = -30.0) -> np.ndarray:
+    """GE2E speaker embedding (256,) float32, unit L2 norm, of mono samples at ``sr`` Hz.
+
+    Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
+    utterances (``rate`` per second, see ``partial_starts``), each embedded by the pretrained
+    encoder; the result is the L2-normed mean of the partial embeddings. Runs on one thread, so
+    that its bytes do not depend on how many cores the caller has.
+    """
+    from voicegender.features import mel_spectrogram, resample  # the project's librosa-equal DSP
+
+    w = normalize_level(resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE), target_dbfs)
+    starts = partial_starts(len(w), rate, min_coverage)
+    end = (starts[-1] + PARTIAL_FRAMES) * HOP_LENGTH
+    if end > len(w):
+        w = np.pad(w, (0, end - len(w)))
+    mel = mel_spectrogram(w, SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS).T.astype(np.float32)  # (frames, 40)
+    mels = np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            partials = load_encoder()(torch.from_numpy(mels)).numpy()
+    finally:
+        torch.set_num_threads(threads)
+    raw = partials.mean(axis=0, dtype=np.float64)
+    norm = np.linalg.norm(raw)
+    return (raw / norm if norm > 0 else raw).astype(np.float32)

@@ -1,0 +1,100 @@
+"""Tests for voicegender.speaker_encoder (the pretrained GE2E embedding, features.kind: ge2e)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from voicegender import features as F
+from voicegender import speaker_encoder as E
+
+SR = 24000
+
+
+def vibrato_voice(f0=140.0, seconds=2.5, sr=SR, amp=0.05):
+    """A harmonic-rich tone with 3 Hz vibrato: a deterministic stand-in for a voiced sound."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * f0 * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+    return (amp * sum(np.sin(k * phase) / k for k in range(1, 20))).astype(np.float32)
+
+
+def test_matches_resemblyzer_on_a_fixed_signal():
+    # Recorded from resemblyzer 0.1.4: VoiceEncoder().embed_utterance(normalize_volume(
+    # librosa.resample(vibrato_voice(), 24000, 16000), -30, increase_only=True)).
+    # Its largest six components and the sum of all 256 (ours matched to ~1e-7).
+    e = E.ge2e_embedding(vibrato_voice(), SR)
+    assert e.shape == (256,) and e.dtype == np.float32
+    top = [127, 180, 158, 42, 119, 235]
+    np.testing.assert_allclose(e[top], [0.251182, 0.219244, 0.215454, 0.193837, 0.192669, 0.17991], atol=2e-5)
+    assert e.sum() == pytest.approx(9.103668, abs=1e-3)
+    assert np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("n_samples", [1, 8000, 25600, 25601, 40000, 160000, 160001])
+def test_partial_starts_follow_resemblyzer(n_samples):
+    # resemblyzer's compute_partial_slices, written out independently
+    rate, min_cov = 1.3, 0.75
+    n_frames = int(np.ceil((n_samples + 1) / 160))
+    step = int(np.round((16000 / rate) / 160))
+    expected = list(range(0, max(1, n_frames - 160 + step + 1), step))
+    cov = (n_samples - expected[-1] * 160) / (160 * 160)
+    if cov < min_cov and len(expected) > 1:
+        expected = expected[:-1]
+    assert list(E.partial_starts(n_samples, rate, min_cov)) == expected
+
+
+def test_partial_rate_out_of_range_is_named():
+    with pytest.raises(ValueError, match="partial rate"):
+        E.partial_starts(16000, 0.1, 0.75)
+
+
+def test_quiet_recordings_are_raised_loud_ones_left_alone():
+    y = vibrato_voice(amp=0.05)
+    quiet = E.normalize_level(0.01 * y, -30.0)
+    rms_db = 20 * math.log10(float(np.sqrt(np.mean(quiet.astype(np.float64) ** 2))))
+    assert rms_db == pytest.approx(-30.0, abs=1e-3)
+    loud = 0.9 * y / np.abs(y).max()
+    assert E.normalize_level(loud, -30.0) is loud
+    zeros = np.zeros(100, np.float32)
+    assert E.normalize_level(zeros, -30.0) is zeros
+
+
+def test_embedding_does_not_depend_on_level_or_rate():
+    y = vibrato_voice(amp=0.01)  # ~ -41 dBFS
+    e = E.ge2e_embedding(y, SR)
+    assert float(e @ E.ge2e_embedding(0.1 * y, SR)) > 0.9999  # both raised to -30 dBFS
+    import soxr
+
+    y16 = soxr.resample(y, SR, 16000, quality="soxr_hq").astype(np.float32)
+    assert float(e @ E.ge2e_embedding(y16, 16000)) > 0.999
+
+
+def test_different_voices_get_different_embeddings():
+    low, high = E.ge2e_embedding(vibrato_voice(110.0), SR), E.ge2e_embedding(vibrato_voice(230.0), SR)
+    assert float(low @ high) < 0.99
+
+
+def test_ge2e_is_a_feature_kind_with_validated_settings():
+    cfg = F.validate_feature_config({"kind": "ge2e"})
+    assert F.feature_shape(cfg) == (256,)
+    np.testing.assert_array_equal(F.compute_features(vibrato_voice(), SR, cfg), E.ge2e_embedding(vibrato_voice(), SR))
+    for key, bad in [("ge2e_rate", 0.1), ("ge2e_min_coverage", 1.5), ("target_dbfs", 3.0), ("target_dbfs", "loud")]:
+        with pytest.raises(ValueError, match=f"features.{key}"):
+            F.validate_feature_config({"kind": "ge2e", key: bad})
+
+
+def test_extraction_is_byte_identical_across_worker_counts():
+    items = [(f"u{i}", _wav(vibrato_voice(100.0 + 30 * i, 1.0 + 0.3 * i))) for i in range(5)]
+    one = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=1)]
+    two = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=2)]
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
+
+
+def _wav(y, sr=SR):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
