@@ -72,7 +72,7 @@ def load_sample(directory: str) -> list[dict]:
 def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> tuple[np.ndarray, float]:
     """(features of every row, extraction speed in x real time), cached in ``cache`` (outside the
     repository) per config; the speed is the one measured when the features were computed."""
-    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k != "n_jobs")
+    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k not in ("n_jobs", "augment"))
     digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
     path = cache / f"{config['kind']}-{digest}.npy" if cache else None
     if path is not None and path.exists() and path.with_suffix(".json").exists():
@@ -98,6 +98,39 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
     return X, speed
 
 
+def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> np.ndarray | None:
+    """Features of ``features.augment.copies`` altered versions of every row (voicegender.augment),
+    shape (copies, rows, *feature); None when augmentation is off. Cached like featurize_rows."""
+    from voicegender.augment import augmented_wavs
+    from voicegender.corpus import decode_audio
+
+    aug = config["augment"]
+    if not aug["copies"]:
+        return None
+    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k != "n_jobs")
+    digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
+    path = cache / f"{config['kind']}-aug-{digest}.npy" if cache else None
+    if path is not None and path.exists():
+        return np.load(path)
+
+    def items():
+        for r in rows:
+            y, sr = decode_audio(r["data"] if "data" in r else Path(r["path"]).read_bytes())
+            for k, wav in enumerate(augmented_wavs(y, sr, r["id"], aug)):
+                yield (r["id"], k), wav
+
+    X = np.zeros((aug["copies"], len(rows), *feature_shape(config)), dtype=np.float32)
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    for (uid, k), x, err in extract_many(items(), config, n_jobs=n_jobs):
+        if err:
+            raise RuntimeError(f"{uid} copy {k}: {err}")
+        X[k, index[uid]] = x
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, X)
+    return X
+
+
 def cross_corpus_split(y: np.ndarray, speakers: np.ndarray, n_train: int, val_fraction: float, seed: int):
     """The one (repeat, fold, train, val, test) of the cross-corpus measurement: rows < n_train are
     the training corpus (its val speakers drawn as the label stage does), the rest the test corpus."""
@@ -121,17 +154,22 @@ def folds(y: np.ndarray, speakers: np.ndarray, n_folds: int, repeats: int, seed:
             yield r, k, fit_idx[~is_val], fit_idx[is_val], test_idx
 
 
-def run_one(model: str, X, y, speakers, split, params: dict, args) -> dict:
-    """Fit one model on one fold; scores of the held-out fold at the validation threshold."""
+def run_one(model: str, X, y, speakers, split, params: dict, args, X_aug=None) -> dict:
+    """Fit one model on one fold; scores of the held-out fold at the validation threshold.
+    With ``X_aug`` (copies, rows, ...), the training rows' augmented copies join the training set."""
     import torch
 
     torch.set_num_threads(1)  # two jobs in parallel on two cores
     r, k, tr, va, te = split
+    X_fit, y_fit = X[tr], y[tr]
+    if X_aug is not None:
+        X_fit = np.concatenate([X_fit] + [copy[tr] for copy in X_aug])
+        y_fit = np.concatenate([y_fit] * (1 + len(X_aug)))
     seed = args.seed + 100 * r + k
     started = time.perf_counter()
     if model in SKLEARN:
         name = model.removeprefix("sk_")
-        est = fit_baseline(name, params.get("baselines", {}).get(name, {}), X[tr], y[tr], seed)
+        est = fit_baseline(name, params.get("baselines", {}).get(name, {}), X_fit, y_fit, seed)
         p_val, p_test = proba_female(est, X[va]), proba_female(est, X[te])
         epochs = None
     else:
@@ -142,9 +180,9 @@ def run_one(model: str, X, y, speakers, split, params: dict, args) -> dict:
         config = {**params["model"], "name": model}
         if model == "cnn2d":
             config["channels"] = args.cnn2d_channels
-        mean, std = fit_standardizer(X[tr]) if args.standardize else (None, None)
+        mean, std = fit_standardizer(X_fit) if args.standardize else (None, None)
         net = build_model(config, X.shape[1:], mean, std, seed=seed)
-        result = fit(net, X[tr], y[tr], X[va], y[va], lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+        result = fit(net, X_fit, y_fit, X[va], y[va], lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                      seed=seed, optimizer=params["train"]["optimizer"], weight_decay=params["train"]["weight_decay"],
                      patience=params["train"]["patience"])
         p_val, p_test = predict_proba(net, X[va]), predict_proba(net, X[te])
@@ -223,6 +261,8 @@ def main(argv=None) -> None:
                     help="cnn2d blocks (smaller than params' default: 2 CPU cores)")
     ap.add_argument("--no-standardize", dest="standardize", action="store_false",
                     help="feed the networks raw features (train.standardize=false, as the report did)")
+    ap.add_argument("--no-augment", dest="augment", action="store_false",
+                    help="train without features.augment's altered copies of the training recordings")
     ap.add_argument("--synthetic-speakers", type=int, default=0, help="generated corpus speakers (0 = skip it)")
     ap.add_argument("--synthetic-utterances", type=int, default=6, help="utterances per generated speaker")
     ap.add_argument("--synthetic-dir", default="/tmp/voicegender-real-speech-synth", help="outside the repo")
@@ -231,7 +271,12 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="/tmp/voicegender-real-speech-cache", help="feature cache (outside the repo)")
     ap.add_argument("--out", default="benchmarks/real_speech.json", help="per-fold results + summary")
     ap.add_argument("--resume", action="store_true", help="keep the results already in --out, run the rest")
+    ap.add_argument("--readme", metavar="README", help="only rewrite README's real-speech block from --out, run nothing")
     args = ap.parse_args(argv)
+    if args.readme:
+        previous = json.loads(Path(args.out).read_text())
+        write_readme_block(Path(args.readme), wide_table(previous["summary"], previous["x_real_time"]))
+        return
     from joblib import Parallel, delayed
 
     params = yaml.safe_load(Path(args.params).read_text())
@@ -276,6 +321,10 @@ def main(argv=None) -> None:
                 speeds.setdefault(kind, {})[Path(part[0]["path"]).parent.name if "::" not in part[0]["path"]
                                           else "generated"] = speed
             X = np.concatenate(blocks)
+            X_aug = augmented_features(parts[0], config, Path(args.cache) if args.cache else None, args.n_jobs) \
+                if args.augment else None
+            if X_aug is not None and len(parts) == 2:  # only the training corpus is augmented
+                X_aug = np.concatenate([X_aug, np.zeros((len(X_aug), len(parts[1]), *X_aug.shape[2:]), np.float32)], 1)
             print(f"{dataset} {kind}: features {X.shape}; extraction "
                   + ", ".join(f"{v:.0f}x real time" for v in speeds[kind].values()), file=sys.stderr, flush=True)
             for model in args.models:
@@ -283,7 +332,7 @@ def main(argv=None) -> None:
                     continue
                 t0 = time.perf_counter()
                 per_fold = Parallel(n_jobs=min(args.n_jobs, len(splits)))(
-                    delayed(run_one)(model, X, y, speakers, split, params, args) for split in splits)
+                    delayed(run_one)(model, X, y, speakers, split, params, args, X_aug) for split in splits)
                 results[(dataset, kind, model)] = per_fold
                 acc = np.array([f["balanced_accuracy"] for f in per_fold])
                 print(f"  {model:<24} balanced acc {acc.mean():.3f} ± {acc.std():.3f}  "
@@ -317,13 +366,27 @@ def wide_table(rows: list[dict], speeds: dict) -> str:
     return "\n".join(lines)
 
 
+def write_readme_block(readme: Path, table_text: str) -> None:
+    """Replace the text between README's real-speech markers with ``table_text``."""
+    start, end = "<!-- real-speech:start -->", "<!-- real-speech:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: markers {start} ... {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    note = ("_Written by `python benchmarks/real_speech.py --readme README.md` from `benchmarks/real_speech.json`. "
+            "Cross-corpus: trained on the LibriSpeech sample, scored on cross-corpus-dev; CV: speaker-disjoint, "
+            "5 folds x 2 repeats, mean ± std; extraction on 2 processes (the slower of the two sets)._")
+    readme.write_text(f"{head}{start}\n{note}\n\n{table_text}\n{end}{tail}")
+
+
 def save(out: Path | None, results: dict, speeds: dict, args) -> None:
     if out is None:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "protocol": {k: getattr(args, k) for k in ("folds", "repeats", "seed", "lr", "batch_size", "epochs",
-                                                  "sample_rate", "cnn2d_channels", "standardize")},
+                                                  "sample_rate", "cnn2d_channels", "standardize", "augment")},
         "summary": summarize(results),
         "x_real_time": speeds,
         "folds": [{"dataset": d, "kind": k, "model": m, **f} for (d, k, m), fs in results.items() for f in fs],

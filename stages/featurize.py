@@ -31,6 +31,7 @@ def main() -> None:
     # no timings here: the same inputs must give the same bytes (dvc.lock unchanged on a rerun)
     write_json("metrics/featurize.json", {
         "kind": config["kind"], "shape": list(feature_shape(config)), "utterances": report["utterances"],
+        "augmented": report["augmented"],
         "skipped": len(report["skipped"]), "skipped_ids": report["skipped"],
     })
 

@@ -105,54 +105,77 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     Audio is streamed from each source (one sequential pass per archive) through
     :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
-    are reported and skipped. Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
+    are reported and skipped. Training recordings also get ``features.augment.copies`` altered
+    versions (:mod:`voicegender.augment`), stored after the originals in the train split with ids
+    ``<id>~aug<k>``; val and test are never altered. Returns ``{"utterances", "augmented",
+    "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
-    from voicegender.corpus import iter_audio
-    from voicegender.features import extract_many, feature_shape
+    from voicegender.augment import augmented_wavs
+    from voicegender.corpus import AudioError, decode_audio, iter_audio
+    from voicegender.features import extract_many, feature_shape, validate_feature_config
 
+    config = validate_feature_config(config)
+    augment = config["augment"]
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     shape = feature_shape(config)
-    by_split = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
-    slot = {(r["source"], r["member"]): (s, i) for s, part in by_split.items() for i, r in enumerate(part)}
+    by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
+    by_split["train"] += [(r, k) for k in range(1, augment["copies"] + 1) for r, _ in list(by_split["train"])]
+    slot = {(r["source"], r["member"], k): (s, i) for s, part in by_split.items() for i, (r, k) in enumerate(part)}
     partial = {s: _open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
     done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
     skipped: dict[str, str] = {}
 
+    def uid(split: str, i: int) -> str:
+        r, k = by_split[split][i]
+        return r["id"] if k == 0 else f"{r['id']}~aug{k}"
+
     def items():
         for source in sorted({r["source"] for r in rows}):
-            wanted = {m for (src, m) in slot if src == source}
+            wanted = {m for (src, m, k) in slot if src == source and k == 0}
             for member, data in iter_audio(source, wanted):
-                yield (source, member), data
+                yield (source, member, 0), data
+                if augment["copies"] and (source, member, 1) in slot:
+                    try:
+                        y, sr = decode_audio(data)
+                    except AudioError:
+                        continue  # the original is reported as skipped by the extractor
+                    r, _ = by_split["train"][slot[(source, member, 0)][1]]
+                    for k, wav in enumerate(augmented_wavs(y, sr, r["id"], augment), 1):
+                        yield (source, member, k), wav
 
-    bar = tqdm(total=len(rows), unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
+    total = sum(len(part) for part in by_split.values())
+    bar = tqdm(total=total, unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
     for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1)):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector
             done[split][i] = True
         else:
-            skipped[by_split[split][i]["id"]] = error
-            log(f"skipped {by_split[split][i]['id']}: {error}")
+            skipped[uid(split, i)] = error
+            log(f"skipped {uid(split, i)}: {error}")
         bar.update()
     bar.close()
 
     for split, part in by_split.items():
         for i in np.flatnonzero(~done[split]):
-            skipped.setdefault(part[i]["id"], "not found in its source")
+            if part[i][1] and part[i][0]["id"] in skipped:
+                continue  # an unreadable recording has no copies: it is reported once, itself
+            skipped.setdefault(uid(split, i), "not found in its source")
         keep = np.flatnonzero(done[split])
         X = _open_rows(d / f"{split}_X.npy", len(keep), shape)
         for start in range(0, len(keep), 4096):  # copy in blocks: bounded memory
             X[start:start + 4096] = partial[split][keep[start:start + 4096]]
         del X, partial[split]  # flushes and unmaps
         (d / f".{split}_X.partial.npy").unlink()
-        kept = [part[i] for i in keep]
+        kept = [part[i][0] for i in keep]
         _save_labels(d, split, [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
-                     [r["id"] for r in kept], [r["speaker"] for r in kept])
-    n = sum(int(v.sum()) for v in done.values())
-    return {"utterances": n, "skipped": dict(sorted(skipped.items())),
+                     [uid(split, i) for i in keep], [r["speaker"] for r in kept])
+    n_augmented = sum(int(done[s][i]) for s, part in by_split.items() for i, (_, k) in enumerate(part) if k)
+    n = sum(int(v.sum()) for v in done.values()) - n_augmented
+    return {"utterances": n, "augmented": n_augmented, "skipped": dict(sorted(skipped.items())),
             "seconds": sum(r["seconds"] for r in rows)}
 
 

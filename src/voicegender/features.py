@@ -63,6 +63,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ge2e_min_coverage": 0.75,  # ge2e: keep a last, partly padded partial covering at least this share
     "target_dbfs": -30.0,  # ge2e: quieter recordings are raised to this RMS level (dBFS), louder left alone
     "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
+    # training-time augmentation (voicegender.augment); ranges are [low, high]
+    "augment": {"copies": 1, "seed": 0, "reverb_probability": 0.5, "rt60_s": [0.2, 0.8], "tilt": [-0.9, 0.9],
+                "lowpass_probability": 0.5, "lowpass_hz": [3400.0, 7000.0], "snr_db": [5.0, 30.0],
+                "gain_db": [-20.0, 6.0]},
 }
 
 PITCH_STATS_NAMES = ("f0_median_hz", "f0_mean_hz", "f0_std_hz", "f0_p10_hz", "f0_p90_hz", "voiced_fraction")
@@ -124,6 +128,7 @@ def validate_feature_config(cfg: dict | None) -> dict:
         raise ValueError(f"features.ge2e_rate must be in [0.625, 50] partials per second, got {out['ge2e_rate']}")
     if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
         raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
+    out["augment"] = _validate_augment(out["augment"])
     if out["n_fft"] < 16:
         raise ValueError(f"features.n_fft must be >= 16, got {out['n_fft']}")
     if out["n_mfcc"] > out["n_mels"]:
@@ -134,6 +139,40 @@ def validate_feature_config(cfg: dict | None) -> dict:
         raise ValueError(f"features.fmax_f0 must be below sample_rate / 4, got {out['fmax_f0']}")
     if out["yin_threshold"] >= 1:
         raise ValueError(f"features.yin_threshold must be in (0, 1), got {out['yin_threshold']}")
+    return out
+
+
+def _validate_augment(aug) -> dict:
+    defaults = DEFAULT_CONFIG["augment"]
+    if not isinstance(aug, dict):
+        raise ValueError(f"features.augment must be a mapping, got {aug!r}")
+    unknown = sorted(set(aug) - set(defaults))
+    if unknown:
+        raise ValueError(f"features.augment.{unknown[0]} is not a known key (known: {', '.join(defaults)})")
+    out = {**defaults, **aug}
+
+    def number(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and math.isfinite(v)
+
+    for key in ("copies", "seed"):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"features.augment.{key} must be an int >= 0, got {v!r}")
+        out[key] = int(v)
+    for key in ("reverb_probability", "lowpass_probability"):
+        if not number(out[key]) or not 0 <= out[key] <= 1:
+            raise ValueError(f"features.augment.{key} must be a probability in [0, 1], got {out[key]!r}")
+        out[key] = float(out[key])
+    positive = {"rt60_s": True, "lowpass_hz": True, "tilt": False, "snr_db": False, "gain_db": False}
+    for key, must_be_positive in positive.items():
+        v = out[key]
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) and v[0] <= v[1]) \
+                or (must_be_positive and v[0] <= 0):
+            raise ValueError(f"features.augment.{key} must be [low, high] numbers with low <= high"
+                             f"{' and low > 0' if must_be_positive else ''}, got {v!r}")
+        out[key] = [float(v[0]), float(v[1])]
+    if not (-1 < out["tilt"][0] and out["tilt"][1] < 1):
+        raise ValueError(f"features.augment.tilt must lie in (-1, 1), got {out['tilt']!r}")
     return out
 
 

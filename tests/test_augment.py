@@ -1,0 +1,115 @@
+"""Tests for voicegender.augment and the augmented train split of dataset.build_features."""
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voicegender import augment as A
+from voicegender.corpus import decode_audio
+from voicegender.dataset import build_features, load_features
+from voicegender.features import DEFAULT_CONFIG, validate_feature_config
+
+SR = 16000
+SETTINGS = DEFAULT_CONFIG["augment"]
+OFF = {"reverb_probability": 0.0, "rt60_s": [0.3, 0.3], "tilt": [0.0, 0.0], "lowpass_probability": 0.0,
+       "lowpass_hz": [4000.0, 4000.0], "snr_db": [200.0, 200.0], "gain_db": [0.0, 0.0]}
+
+
+def voice(seconds=1.0, f0=150.0, amp=0.2):
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))).astype(np.float32)
+
+
+def test_copies_are_reproducible_and_independent():
+    y = voice()
+    a = A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})
+    assert a == A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})  # same bytes
+    assert a[0] != a[1]  # copy 1 and 2 differ
+    assert a[0] != A.augmented_wavs(y, SR, "u2", {**SETTINGS, "copies": 1})[0]  # so do utterances
+    assert a[0] != A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 1, "seed": 1})[0]  # and seeds
+    x, sr = decode_audio(a[0])
+    assert sr == SR and len(x) == len(y) and np.abs(x).max() <= 1.0
+
+
+def test_with_every_effect_off_the_signal_is_unchanged():
+    y = voice()
+    out = A.augment(y, SR, A.rng_for(0, "u", 1), **OFF)
+    np.testing.assert_allclose(out, y, atol=1e-6)
+
+
+def test_noise_is_added_at_the_drawn_snr():
+    y = voice(3.0)
+    out = A.augment(y, SR, A.rng_for(0, "u", 1), **{**OFF, "snr_db": [10.0, 10.0]})
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((out - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.3)
+
+
+def test_gain_and_lowpass_do_what_they_say():
+    y = voice()
+    quiet = A.augment(y, SR, A.rng_for(0, "u", 1), **{**OFF, "gain_db": [-20.0, -20.0]})
+    np.testing.assert_allclose(quiet, 0.1 * y, atol=1e-6)
+    t = np.arange(SR) / SR
+    two_tones = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    low = A.augment(two_tones, SR, A.rng_for(0, "u", 1),
+                    **{**OFF, "lowpass_probability": 1.0, "lowpass_hz": [2000.0, 2000.0]})
+    spec = np.abs(np.fft.rfft(low[SR // 4:]))
+    freqs = np.fft.rfftfreq(len(low) - SR // 4, 1 / SR)
+    assert spec[np.argmin(np.abs(freqs - 6000))] < 1e-3 * spec[np.argmin(np.abs(freqs - 300))]
+
+
+def test_room_impulse_response_decays_by_60_db_in_rt60():
+    rir = A.room_impulse_response(SR, 0.5, np.random.default_rng(0))
+    assert len(rir) == SR // 2 and np.sum(rir**2) == pytest.approx(1.0)
+    env = np.exp(-np.log(1000.0) * np.arange(len(rir)) / len(rir))
+    assert 20 * np.log10(env[-1] / env[0]) == pytest.approx(-60.0, abs=0.1)
+
+
+@pytest.mark.parametrize("key, bad, message", [
+    ("copies", -1, "features.augment.copies"), ("snr_db", [30.0, 5.0], "features.augment.snr_db"),
+    ("reverb_probability", 1.5, "features.augment.reverb_probability"), ("tilt", [-1.0, 0.5], "features.augment.tilt"),
+    ("rt60_s", [0.0, 0.5], "features.augment.rt60_s"), ("loudness", 1, "features.augment.loudness"),
+])
+def test_bad_settings_are_named(key, bad, message):
+    with pytest.raises(ValueError, match=message):
+        validate_feature_config({"augment": {key: bad}})
+
+
+def _wav(y):
+    buf = io.BytesIO()
+    sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_only_training_recordings_get_augmented_copies(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    rows = []
+    for i, (split, sex) in enumerate([("train", "F"), ("train", "M"), ("val", "F"), ("test", "M")]):
+        (rec / f"{i}.wav").write_bytes(_wav(voice(0.5, 120.0 + 40 * i)))
+        rows.append({"id": f"u{i}", "speaker": f"s{i}", "sex": sex, "split": split, "source": str(rec),
+                     "member": f"{i}.wav", "seconds": 0.5})
+    (rec / "bad.wav").write_bytes(b"RIFF not audio")
+    rows.append({"id": "bad", "speaker": "s9", "sex": "F", "split": "train", "source": str(rec),
+                 "member": "bad.wav", "seconds": 0.5})
+    config = {"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}}
+    report = build_features(rows, config, tmp_path / "f", log=lambda m: None)
+    train, val, test = (load_features(tmp_path / "f", s) for s in ("train", "val", "test"))
+    assert list(train["ids"]) == ["u0", "u1", "u0~aug1", "u1~aug1", "u0~aug2", "u1~aug2"]
+    assert list(train["speakers"]) == ["s0", "s1"] * 3 and list(train["y"]) == list(train["y"][:2]) * 3
+    assert list(val["ids"]) == ["u2"] and list(test["ids"]) == ["u3"]
+    assert report["utterances"] == 4 and report["augmented"] == 4 and list(report["skipped"]) == ["bad"]
+    assert not np.array_equal(train["X"][0], train["X"][2])  # the copy really is altered
+    again = build_features(rows, config, tmp_path / "g", log=lambda m: None)
+    assert again == report
+    for name in ("X", "ids"):
+        assert (tmp_path / "f" / f"train_{name}.npy").read_bytes() == (tmp_path / "g" / f"train_{name}.npy").read_bytes()
+    assert validate_feature_config(config)["augment"]["copies"] == 2
+
+
+def test_float_wav_round_trips_exactly():
+    y = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
+    x, sr = decode_audio(A.float_wav(y, 22050))
+    assert sr == 22050 and np.array_equal(x, y)
+    assert A.float_wav(y, 22050) == A.float_wav(y.copy(), 22050)
