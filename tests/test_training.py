@@ -56,11 +56,17 @@ def test_diverging_training_raises():
         fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
 
 
-def test_auto_device_is_cpu_without_a_gpu():
+def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
     import torch
-    expected = "cuda" if torch.cuda.is_available() else None
-    assert resolve_device("auto").type in {expected, "cpu", "mps"}
+
+    # both branches, whatever this machine has: CUDA present, then absent (and no Apple MPS)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
     assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # an explicit name is taken as given
 
 
 def test_standardizer_uses_train_stats_and_floors_std():
