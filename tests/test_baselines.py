@@ -30,6 +30,7 @@ def test_params_yaml_configures_every_baseline_and_a_missing_key_is_named():
                      np.array([0, 1, 0, 1]))
 
 
+@pytest.mark.slow  # fits all four classifiers
 def test_every_baseline_learns_a_separable_problem_and_reports_val_and_test():
     rng = np.random.default_rng(0)
     train, val, test = _split(rng, 40), _split(rng, 10), _split(rng, 10)

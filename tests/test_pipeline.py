@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
 import torch
 
 from conftest import run
+
+pytestmark = pytest.mark.slow  # each test runs `dvc repro` in a fresh copy of the repository
 
 
 def test_repro_then_experiment(tiny_repo):

@@ -75,6 +75,7 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("home")
 
 
+@pytest.mark.slow  # a Ray search
 def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     made = []  # run_search's temporary folders (Ray's session dir, the storage)
@@ -96,6 +97,7 @@ def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monke
     assert made and not any(os.path.exists(p) for p in made)  # all removed
 
 
+@pytest.mark.slow  # a Ray search
 def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
     from voicegender.tuning import _short
 
