@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU wheel on this project's machines (see README for CUDA / other OSes)
 TORCH ?= torch==2.13.0
 
-.PHONY: install repro test bench clean
+.PHONY: install repro test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -13,14 +13,22 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,bench]"
 	touch $@
 
 repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: install
+# everything: lint, then the whole suite (slow end-to-end tests included)
+test: install lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# the unit tests only (under a minute): for the edit-test loop
+test-fast: install lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check
 
 bench: install
 	$(BIN)/python benchmarks/featurize.py

@@ -1,12 +1,15 @@
 """evaluate stage: score the trained model on the test split (never used for any choice).
 
-Reads models/ and data/features/; writes metrics/evaluate.json and plots/evaluate/.
+Reads models/ and data/features/; writes metrics/evaluate.json, plots/evaluate/ (per-speaker
+table, summary figure) and, through dvclive's sklearn plots, dvclive/evaluate/plots/sklearn/
+(ROC, precision-recall, confusion matrix, calibration: drawn by `dvc plots show`).
 The decision threshold is the one the train stage chose on validation; metrics at 0.5 are
 reported too, so that the effect of that choice is visible. Validation metrics are included
 for model selection (choose on `val`, never on `test`).
 """
 
 import numpy as np
+from dvclive import Live
 from sklearn.metrics import roc_curve
 
 from voicegender.dataset import load_features
@@ -14,7 +17,7 @@ from voicegender.evaluation import (bootstrap_ci, calibration_table, confusion_c
                                     expected_calibration_error, speaker_predictions)
 from voicegender.models import load_trained
 from voicegender.params import load_params
-from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.reporting import plot_evaluation_summary, write_json, write_table
 from voicegender.training import predict_proba
 
 
@@ -41,52 +44,25 @@ def main() -> None:
 
     names = {1: "female", 0: "male"}
     pred = (proba >= threshold).astype(int)
-    write_table("plots/evaluate/confusion.csv",
-                [{"actual": names[int(a)], "predicted": names[int(p)]} for a, p in zip(y, pred)])
-    fpr, tpr, _ = roc_curve(y, proba)
-    write_table("plots/evaluate/roc.csv", [{"fpr": float(a), "tpr": float(b)} for a, b in zip(fpr, tpr)])
+    # dvclive writes each plot's data at once; DVC declares them (dvc.yaml), so dvclive is told
+    # not to touch dvc.yaml or save an experiment. No `end()`: it would only add an empty summary.
+    live = Live("dvclive/evaluate", dvcyaml=False, save_dvc_exp=False, report=None)
+    p64 = proba.astype(np.float64)  # dvclive's JSON writer takes Python / float64 numbers, not float32
+    live.log_sklearn_plot("roc", y, p64)
+    live.log_sklearn_plot("precision_recall", y, p64)
+    live.log_sklearn_plot("confusion_matrix", [names[int(a)] for a in y], [names[int(b)] for b in pred])
+    live.log_sklearn_plot("calibration", y, p64, n_bins=n_bins)  # equal-width bins, as calibration_table
     ids, truth, votes, mean_p, by_vote, _ = speaker_predictions(speakers, y, proba, threshold)
     share_right = np.where(truth == 1, votes, 1 - votes)  # share of the speaker's utterances classified right
     write_table("plots/evaluate/speakers.csv", [
         {"speaker": s, "sex": "F" if t == 1 else "M", "accuracy": float(a), "mean_proba_female": float(m),
          "speaker_right": int(v == t)}
         for s, t, a, m, v in zip(ids, truth, share_right, mean_p, by_vote)])
-    calibration = calibration_table(y, proba, n_bins)
-    write_table("plots/evaluate/calibration.csv", calibration)
-
-    fig, _ = figure(15, 3.6)
-    fig.clf()
-    ax = fig.add_subplot(1, 4, 1)
-    cm = confusion_counts(y, proba, threshold)
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), count in np.ndenumerate(cm):
-        ax.text(j, i, f"{count}\n{count / max(cm[i].sum(), 1):.1%}", ha="center", va="center")
-    ax.set_xticks([0, 1], ["female", "male"])
-    ax.set_yticks([0, 1], ["female", "male"])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"confusion (utterances, threshold {threshold:.2f})")
-    ax = fig.add_subplot(1, 4, 2)
-    ax.plot(fpr, tpr)
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set_xlabel("false positive rate (male called female)")
-    ax.set_ylabel("true positive rate (female found)")
-    ax.set_title(f"ROC (AUC {metrics['roc_auc']:.3f})")
-    ax = fig.add_subplot(1, 4, 3)
-    order = np.argsort(share_right, kind="stable")
-    ax.bar(range(len(ids)), share_right[order], color=["C3" if truth[k] == 1 else "C0" for k in order])
-    ax.axhline(0.5, color="grey", linestyle=":")
-    ax.set_xlabel("test speaker (red female, blue male)")
-    ax.set_ylabel("share of utterances right")
-    ax.set_title(f"per speaker: {metrics['speaker_accuracy']:.1%} of {len(ids)} right by vote")
-    ax = fig.add_subplot(1, 4, 4)
-    ax.plot([c["mean_predicted"] for c in calibration], [c["fraction_female"] for c in calibration], "o-")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set_xlabel("mean predicted P(female)")
-    ax.set_ylabel("observed fraction female")
-    ax.set_title(f"calibration (ECE {metrics['expected_calibration_error']:.3f})")
-    fig.tight_layout()  # the four panels' axis labels otherwise overlap
-    save_figure(fig, "plots/evaluate/summary.png")
+    fpr, tpr, _ = roc_curve(y, proba)
+    plot_evaluation_summary("plots/evaluate/summary.png", threshold=threshold,
+                            confusion=confusion_counts(y, proba, threshold), fpr=fpr, tpr=tpr, truth=truth,
+                            share_right=share_right, calibration=calibration_table(y, proba, n_bins),
+                            metrics=metrics)
     ci = metrics["ci95"]
     print(f"evaluate: accuracy {metrics['accuracy']:.4f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}], "
           f"balanced {metrics['balanced_accuracy']:.4f}, AUC {metrics['roc_auc']:.4f}, speakers "

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from voicegender import corpus
-from voicegender.dataset import SPLITS, data_summary, split_speakers, write_labels
+from voicegender.dataset import SEXES, SPLITS, data_summary, split_speakers, write_labels
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
 
@@ -35,7 +35,7 @@ def main() -> None:
     summary["excluded"] = {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]}
     write_json("metrics/data.json", summary)
     table = [{"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
-             for split in SPLITS for sex in ("F", "M")]
+             for split in SPLITS for sex in SEXES]
     write_table("plots/data/summary.csv", table)
     fig, axes = figure(10, 3)
     fig.clf()

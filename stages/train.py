@@ -1,7 +1,8 @@
 """train stage: fit the chosen model on the train split, keep its best validation epoch.
 
 Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict),
-models/model.json (how to rebuild and use it), metrics/train.json and plots/train/.
+models/model.json (how to rebuild and use it), metrics/train.json, plots/train/curves.png and,
+epoch by epoch through dvclive, dvclive/train/ (so `dvc exp show` follows a running experiment).
 """
 
 import json
@@ -9,13 +10,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from dvclive import Live
 
 from voicegender.dataset import load_features
 from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model
 from voicegender.params import load_params
-from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.reporting import plot_training_curves, significant, write_json
 from voicegender.training import fit, predict_proba, resolve_device
 
 
@@ -33,14 +35,25 @@ def main() -> None:
     print(f"train: {params['model']['name']} on {len(train['X'])} utterances, lr={lr:.3g} "
           f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)
 
+    # dvclive only writes here (no dvc.yaml edits, no experiment of its own, no report): dvc.yaml
+    # declares its files. Steps are epochs; values are rounded like every other table, and
+    # dvclive writes no timestamps unless asked, so a rerun rewrites the same bytes.
+    live = Live("dvclive/train", dvcyaml=False, save_dvc_exp=False, report=None)
+
     def log_epoch(r):
         print(f"epoch {r['epoch']:>3}: train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | "
               f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}", flush=True)
+        live.step = r["epoch"]
+        for part in ("train", "val"):
+            for key in ("loss", "accuracy"):
+                live.log_metric(f"{part}/{key}", significant(r[f"{part}_{key}"]))
+        live.next_step()  # writes dvclive/train/metrics.json: the latest epoch, for `dvc exp show`
 
     result = fit(model, train["X"], train["y"], val["X"], val["y"], lr=lr, batch_size=batch_size,
                  epochs=epochs, seed=params["seed"], optimizer=params["train"]["optimizer"],
                  weight_decay=params["train"]["weight_decay"], patience=params["train"]["patience"],
                  device=device, on_epoch=log_epoch)
+    live.end()
     threshold = choose_threshold(val["y"], predict_proba(model, val["X"]))
 
     Path("models").mkdir(exist_ok=True)
@@ -55,21 +68,7 @@ def main() -> None:
         "best_epoch": result.best_epoch, "loss": best["val_loss"], "accuracy": best["val_accuracy"],
         "threshold": threshold,
     })
-    for part in ("train", "val"):
-        write_table(f"plots/train/{part}.tsv",
-                    [{"epoch": r["epoch"], "loss": r[f"{part}_loss"], "accuracy": r[f"{part}_accuracy"]}
-                     for r in result.history])
-    fig, axes = figure(10, 3.5)
-    fig.clf()
-    for i, key in enumerate(("loss", "accuracy")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for part in ("train", "val"):
-            ax.plot([r["epoch"] for r in result.history], [r[f"{part}_{key}"] for r in result.history], label=part)
-        ax.axvline(result.best_epoch, color="grey", linestyle=":", label="best epoch")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("BCE loss" if key == "loss" else "accuracy")
-        ax.legend()
-    save_figure(fig, "plots/train/curves.png")
+    plot_training_curves(result.history, result.best_epoch, "plots/train/curves.png")
 
 
 if __name__ == "__main__":

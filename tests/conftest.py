@@ -24,12 +24,12 @@ def run(cmd, cwd, env=None, check=True):
 
 def copy_repo(dest: Path) -> Path:
     """Copy the repository's tracked and new (not ignored) files into ``dest`` and commit them
-    in a fresh git repo (without the committed dvc.lock, metrics or plots: a clean first run)."""
+    in a fresh git repo (without the committed dvc.lock, metrics, plots or dvclive logs: a clean first run)."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         src = ROOT / f
-        if not src.is_file() or f == "dvc.lock" or f.startswith(("metrics/", "plots/")):
+        if not src.is_file() or f == "dvc.lock" or f.startswith(("metrics/", "plots/", "dvclive/")):
             continue
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / f)

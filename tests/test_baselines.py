@@ -1,11 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from voicegender.baselines import BASELINES, fit_baseline, flatten, proba_female, run_baselines
-from voicegender.params import BASELINE_MODELS
 
-CONFIGS = {"random_forest": {"n_estimators": 30}, "hist_gradient_boosting": {"max_iter": 30},
-           "mlp": {"hidden": [16], "max_iter": 300, "early_stopping": False}}
+DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["baselines"]
+CONFIGS = {**DEFAULTS, "random_forest": {**DEFAULTS["random_forest"], "n_estimators": 30},
+           "hist_gradient_boosting": {**DEFAULTS["hist_gradient_boosting"], "max_iter": 30},
+           "mlp": {**DEFAULTS["mlp"], "hidden": [16], "max_iter": 300}}
 
 
 def _split(rng, n_speakers, per_speaker=4, shape=(12,)):
@@ -17,10 +21,16 @@ def _split(rng, n_speakers, per_speaker=4, shape=(12,)):
     return {"X": X, "y": y, "speakers": speakers}
 
 
-def test_params_know_every_baseline():
-    assert set(BASELINE_MODELS) == set(BASELINES)
+def test_params_yaml_configures_every_baseline_and_a_missing_key_is_named():
+    assert set(DEFAULTS["models"]) == set(BASELINES)
+    for name in BASELINES:
+        assert fit_baseline(name, CONFIGS[name], np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="baselines.mlp.alpha is missing"):
+        fit_baseline("mlp", {k: v for k, v in DEFAULTS["mlp"].items() if k != "alpha"}, np.zeros((4, 2)),
+                     np.array([0, 1, 0, 1]))
 
 
+@pytest.mark.slow  # fits all four classifiers
 def test_every_baseline_learns_a_separable_problem_and_reports_val_and_test():
     rng = np.random.default_rng(0)
     train, val, test = _split(rng, 40), _split(rng, 10), _split(rng, 10)
@@ -37,7 +47,7 @@ def test_two_d_features_are_flattened_and_standardised_with_train_statistics():
     rng = np.random.default_rng(1)
     train = _split(rng, 20, shape=(4, 5))
     assert flatten(train["X"]).shape == (80, 20)
-    est = fit_baseline("logistic", {}, train["X"] * 1000 + 7, train["y"])
+    est = fit_baseline("logistic", CONFIGS["logistic"], train["X"] * 1000 + 7, train["y"])
     scaler = est.steps[0][1]
     assert np.allclose(scaler.mean_, flatten(train["X"] * 1000 + 7).mean(axis=0), rtol=1e-4)
 

@@ -18,6 +18,8 @@ import voicegender
 from voicegender.tuning import run_search
 from test_tuning import FIXED, small_data
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster and runs searches on it
+
 RAY = Path(sys.executable).with_name("ray")
 
 
@@ -79,6 +81,7 @@ import json, sys
 sys.path.insert(0, sys.argv[3])
 from test_tuning import FIXED, small_data
 from voicegender.tuning import run_search
+
 space = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
          "batch_size": {"type": "choice", "values": [16, 32]}}
 result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3, address=sys.argv[1],

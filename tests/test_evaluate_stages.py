@@ -74,9 +74,16 @@ def test_stages_write_their_metrics_and_plots_and_the_readme_table(workdir, monk
     assert ev["n_speakers"] == 10 and ev["majority_class_accuracy"] == pytest.approx(0.6)
     assert ev["ci95"]["accuracy"][0] <= ev["accuracy"] <= ev["ci95"]["accuracy"][1]
     assert ev["accuracy"] > 0.8 and ev["val"]["n_speakers"] == 6
-    for name in ("confusion.csv", "roc.csv", "calibration.csv", "speakers.csv", "summary.png"):
+    for name in ("speakers.csv", "summary.png"):
         assert (workdir / "plots/evaluate" / name).stat().st_size > 0
-    assert len((workdir / "plots/evaluate/confusion.csv").read_text().splitlines()) == 51  # header + utterances
+    sklearn_plots = workdir / "dvclive/evaluate/plots/sklearn"
+    assert sorted(p.name for p in sklearn_plots.iterdir()) == [
+        "calibration.json", "confusion_matrix.json", "precision_recall.json", "roc.json"]
+    confusion = json.loads((sklearn_plots / "confusion_matrix.json").read_text())
+    assert len(confusion) == 50 and {r["actual"] for r in confusion} == {"female", "male"}  # one row per utterance
+    roc = json.loads((sklearn_plots / "roc.json").read_text())["roc"]
+    assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
+    assert not (workdir / "dvclive/evaluate/metrics.json").exists()  # nothing undeclared left behind
     base = json.loads((workdir / "metrics/baselines.json").read_text())
     assert set(base) == {"logistic", "mlp", "random_forest", "hist_gradient_boosting"}
     assert all(set(r) == {"threshold", "val", "test"} for r in base.values())

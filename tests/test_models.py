@@ -19,6 +19,7 @@ def test_report_cnn_is_the_printed_network():
     assert net(torch.randn(5, 128)).shape == (5,)
 
 
+@pytest.mark.slow  # the first call compiles the numba step (~20 s)
 @pytest.mark.parametrize("n_features, batch", [(128, 2), (128, 4), (128, 7), (128, 16), (64, 5), (256, 3)])
 def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
     torch.manual_seed(batch)

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
 import torch
 
 from conftest import run
+
+pytestmark = pytest.mark.slow  # each test runs `dvc repro` in a fresh copy of the repository
 
 
 def test_repro_then_experiment(tiny_repo):
@@ -23,8 +26,12 @@ def test_repro_then_experiment(tiny_repo):
     assert tune["trials"] == 2 and "config" in tune["best"]
     trials = (repo / "plots/tune/trials.csv").read_text().splitlines()
     assert len(trials) == 3 and "val_accuracy" in trials[0]
-    for f in ("plots/train/train.tsv", "plots/train/val.tsv", "plots/evaluate/confusion.csv"):
-        assert (repo / f).is_file(), f
+    for part in ("train", "val"):  # dvclive's per-epoch files: one row per epoch run, no timestamps
+        rows = (repo / f"dvclive/train/plots/metrics/{part}/loss.tsv").read_text().splitlines()
+        assert rows[0] == "step\tloss" and len(rows) == 1 + train_epochs_run(repo)
+    live = json.loads((repo / "dvclive/train/metrics.json").read_text())
+    assert live["step"] == train_epochs_run(repo) and set(live) == {"train", "val", "step"}
+    assert (repo / "dvclive/evaluate/plots/sklearn/confusion_matrix.json").is_file()
     state = torch.load(repo / "models/model.pt", weights_only=True)
     assert isinstance(state, dict) and state
 
@@ -42,6 +49,10 @@ def test_repro_then_experiment(tiny_repo):
     assert "metrics/train.json" in json.loads(diff.stdout)
     shown = run(["dvc", "plots", "show", "--json"], repo)
     assert "loss" in shown.stdout and "accuracy" in shown.stdout
+
+
+def train_epochs_run(repo):
+    return json.loads((repo / "metrics/train.json").read_text())["epochs_run"]
 
 
 def test_bad_param_fails_before_any_work(tiny_repo):

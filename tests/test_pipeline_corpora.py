@@ -2,8 +2,12 @@
 
 import json
 
+import pytest
+
 from conftest import run, set_params
 from libritts_fixture import make_wav, serve_directory, sha256_file, speakers_txt, write_tar_gz
+
+pytestmark = pytest.mark.slow  # each test runs `dvc repro` in a fresh copy of the repository
 
 TRAIN = {"101": "F", "102": "F", "103": "F", "104": "F", "201": "M", "202": "M", "203": "M", "204": "M"}
 TEST = {"111": "F", "112": "F", "211": "M", "212": "M"}

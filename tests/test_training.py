@@ -30,6 +30,7 @@ def test_fit_learns_and_keeps_the_best_epoch():
     assert ((proba >= 0.5) == (y[200:] > 0.5)).mean() == pytest.approx(result.best["val_accuracy"])
 
 
+@pytest.mark.slow  # four trainings
 def test_same_seed_same_history():
     assert run(seed=3)[1].history == run(seed=3)[1].history
     assert run(seed=3)[1].history != run(seed=4)[1].history
@@ -56,11 +57,17 @@ def test_diverging_training_raises():
         fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
 
 
-def test_auto_device_is_cpu_without_a_gpu():
+def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
     import torch
-    expected = "cuda" if torch.cuda.is_available() else None
-    assert resolve_device("auto").type in {expected, "cpu", "mps"}
+
+    # both branches, whatever this machine has: CUDA present, then absent (and no Apple MPS)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
     assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # an explicit name is taken as given
 
 
 def test_standardizer_uses_train_stats_and_floors_std():
@@ -84,6 +91,7 @@ def test_a_trailing_batch_of_one_does_not_break_batchnorm():
     assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)
 
 
+@pytest.mark.slow  # compiles the numba step on a fresh clone
 def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
     from voicegender.models import ReportCNN
 
@@ -102,6 +110,7 @@ def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
             assert fast[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-4), key
 
 
+@pytest.mark.slow  # a fresh process that compiles or loads the numba step
 def test_the_hand_written_step_runs_every_blas_on_one_thread():
     # In a fresh process: threadpoolctl limits only the BLAS libraries loaded when the limit is set,
     # and the compiled step's BLAS (scipy's) was once loaded later, on the first step. Two

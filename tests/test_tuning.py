@@ -53,7 +53,6 @@ def test_default_space_is_the_reports_search():
     ("dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "invalid value"),
 ])
 def test_space_is_validated(name, dist, match):
-    pytest.importorskip("voicegender.features")  # params validation checks the feature settings too
     params = load_params(os.path.join(ROOT, "params.yaml"))
     params["tune"]["space"][name] = dist
     with pytest.raises(ParamError, match=f"tune.space.{name}.*{match}"):
@@ -76,6 +75,7 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("home")
 
 
+@pytest.mark.slow  # a Ray search
 def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     made = []  # run_search's temporary folders (Ray's session dir, the storage)
@@ -97,6 +97,7 @@ def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monke
     assert made and not any(os.path.exists(p) for p in made)  # all removed
 
 
+@pytest.mark.slow  # a Ray search
 def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
     from voicegender.tuning import _short
 

@@ -18,8 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
-
-BASELINES = ("logistic", "mlp", "random_forest", "hist_gradient_boosting")
+from voicegender.params import BASELINE_MODELS as BASELINES  # the choices live with the params' checks
 
 
 def flatten(X: np.ndarray) -> np.ndarray:
@@ -29,27 +28,30 @@ def flatten(X: np.ndarray) -> np.ndarray:
 
 
 def make_baseline(name: str, config: dict, seed: int = 0, n_jobs: int = 1) -> Pipeline:
-    """An unfitted ``StandardScaler -> classifier`` pipeline; ``config`` holds the classifier's
-    hyperparameters (the ``baselines.<name>`` section of params.yaml)."""
+    """An unfitted ``StandardScaler -> classifier`` pipeline; ``config`` holds every
+    hyperparameter of the classifier (the ``baselines.<name>`` section of params.yaml, the one
+    place their defaults live: a missing key is an error, not a second default)."""
     c = dict(config or {})
-    if name == "logistic":
-        clf = LogisticRegression(C=float(c.get("C", 1.0)), max_iter=int(c.get("max_iter", 2000)))
-    elif name == "mlp":
-        clf = MLPClassifier(hidden_layer_sizes=tuple(c.get("hidden", [64])), alpha=float(c.get("alpha", 1.0e-3)),
-                            max_iter=int(c.get("max_iter", 500)), early_stopping=bool(c.get("early_stopping", True)),
-                            random_state=seed)
-    elif name == "random_forest":
-        clf = RandomForestClassifier(n_estimators=int(c.get("n_estimators", 300)), max_depth=c.get("max_depth"),
-                                     min_samples_leaf=int(c.get("min_samples_leaf", 1)), n_jobs=n_jobs,
-                                     random_state=seed)
-    elif name == "hist_gradient_boosting":
-        clf = HistGradientBoostingClassifier(max_iter=int(c.get("max_iter", 200)),
-                                             learning_rate=float(c.get("learning_rate", 0.1)),
-                                             max_leaf_nodes=int(c.get("max_leaf_nodes", 31)),
-                                             l2_regularization=float(c.get("l2_regularization", 0.0)),
-                                             early_stopping=False, random_state=seed)
-    else:
-        raise ValueError(f"baselines: unknown model {name!r} (known: {', '.join(BASELINES)})")
+    try:
+        if name == "logistic":
+            clf = LogisticRegression(C=float(c["C"]), max_iter=int(c["max_iter"]))
+        elif name == "mlp":
+            clf = MLPClassifier(hidden_layer_sizes=tuple(c["hidden"]), alpha=float(c["alpha"]),
+                                max_iter=int(c["max_iter"]), early_stopping=bool(c["early_stopping"]),
+                                random_state=seed)
+        elif name == "random_forest":
+            clf = RandomForestClassifier(n_estimators=int(c["n_estimators"]), max_depth=c["max_depth"],
+                                         min_samples_leaf=int(c["min_samples_leaf"]), n_jobs=n_jobs,
+                                         random_state=seed)
+        elif name == "hist_gradient_boosting":
+            clf = HistGradientBoostingClassifier(max_iter=int(c["max_iter"]), learning_rate=float(c["learning_rate"]),
+                                                 max_leaf_nodes=int(c["max_leaf_nodes"]),
+                                                 l2_regularization=float(c["l2_regularization"]),
+                                                 early_stopping=False, random_state=seed)
+        else:
+            raise ValueError(f"baselines: unknown model {name!r} (known: {', '.join(BASELINES)})")
+    except KeyError as e:
+        raise ValueError(f"baselines.{name}.{e.args[0]} is missing (params.yaml has every key)") from None
     return make_pipeline(StandardScaler(), clf)
 
 

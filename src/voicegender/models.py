@@ -53,7 +53,8 @@ class ReportCNN(nn.Module):
         optimizer does), not after ``to()`` or a reassignment. The gradient tensors are reused:
         each call overwrites the previous call's.
 
-        Why: at the report's batch sizes (4-16) a step of this network is ~0.4 MFLOP per example,
+        Why: at the report's batch sizes (4-16) a step of this network is ~1.9 MFLOP per example
+        (forward ~0.32 M multiply-adds, i.e. ~0.63 MFLOP, backward about twice that),
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
         on per-call overhead (~5-200 us a call here). The step here is one compiled call
         (:func:`voicegender.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
