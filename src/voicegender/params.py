@@ -77,6 +77,17 @@ def validate_params(params: dict) -> None:
         except ValueError as e:
             errors.append(str(e))
 
+    check("predict.min_speech_s", _positive_float)
+    check("predict.vad_threshold", _open_unit)
+    check("predict.vad_neg_threshold", _open_unit)
+    if _is_number(_get(params, "predict.vad_neg_threshold", None)) and _is_number(_get(params, "predict.vad_threshold", None)) \
+            and _get(params, "predict.vad_neg_threshold") > _get(params, "predict.vad_threshold"):
+        errors.append("predict.vad_neg_threshold: must not exceed predict.vad_threshold "
+                      f"({_get(params, 'predict.vad_threshold')}), got {_get(params, 'predict.vad_neg_threshold')!r}")
+    check("predict.min_segment_s", _nonnegative_float)
+    check("predict.min_silence_s", _nonnegative_float)
+    check("predict.pad_s", _nonnegative_float)
+
     check("model.name", _one_of(MODELS))
     check("model.channels", _list_of_positive_ints)
     check("model.hidden", _positive_int)
@@ -190,6 +201,10 @@ def _float_above(low: float):
 
 def _fraction(v):
     return None if _is_number(v) and 0 < v < 1 else "must be a number strictly between 0 and 1"
+
+
+def _open_unit(v):
+    return None if _is_number(v) and 0 < v < 1 else "must be a probability strictly between 0 and 1"
 
 
 def _fraction_below_one(v):

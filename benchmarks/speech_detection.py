@@ -1,0 +1,106 @@
+"""Speech detection (voicegender.speech): what it rejects, what it accepts, and how fast.
+
+    python benchmarks/speech_detection.py [--sets DIR ...] [--params params.yaml]
+
+Prints, with the `predict:` settings of params.yaml:
+- the verdict on generated non-speech (silence, white / pink noise, a pure tone, clicks, files
+  under 0.1 s): each must be `no speech`;
+- how many real utterances of each set (manifest.csv: path,speaker,sex; read in place) have
+  less than predict.min_speech_s of speech (must be 0), with the smallest amounts found;
+- the VAD's speed on one core, x real time (whole recordings scored, no early stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voicegender.corpus import decode_audio
+from voicegender.params import load_params
+from voicegender.speech import NoSpeech, require_speech, speech_probabilities, speech_seconds, vad_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = [ROOT.parent.parent / "shared/data/librispeech-clean100-sample", ROOT.parent.parent / "shared/data/cross-corpus-dev"]
+SETS = [p if p.exists() else Path("/work/shared/data") / p.name for p in SETS]
+
+
+def non_speech(sr: int = 16000, seconds: float = 3.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Generated recordings with no speech in them."""
+    rng = np.random.default_rng(seed)
+    n = int(sr * seconds)
+    white = rng.standard_normal(n)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    pink = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(spectrum.size), 1)), n)
+    t = np.arange(n) / sr
+    clicks = np.zeros(n)
+    clicks[:: sr // 4] = 0.9  # 4 clicks a second
+    out = {
+        "silence": np.zeros(n),
+        "white noise": 0.1 * white,
+        "loud white noise": 0.5 * white / np.abs(white).max(),
+        "pink noise": 0.3 * pink / np.abs(pink).max(),
+        "pure tone 220 Hz": 0.3 * np.sin(2 * np.pi * 220 * t),
+        "pure tone 1 kHz": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "clicks": clicks,
+        "6 ms of noise": 0.1 * white[: int(0.006 * sr)],
+        "90 ms of noise": 0.1 * white[: int(0.09 * sr)],
+    }
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", nargs="*", type=Path, default=SETS)
+    ap.add_argument("--params", default=ROOT / "params.yaml")
+    args = ap.parse_args()
+    predict = load_params(args.params)["predict"]
+    vad = vad_settings(predict)
+    min_speech = predict["min_speech_s"]
+    print(f"settings: min_speech_s={min_speech} {vad}")
+
+    print("\nnon-speech (each must be `no speech`):")
+    for name, y in non_speech().items():
+        try:
+            found = require_speech(y, 16000, min_speech_s=min_speech, **vad)
+            verdict = f"ACCEPTED ({found:.2f} s of speech)"
+        except NoSpeech:
+            verdict = f"no speech ({speech_seconds(y, 16000, **vad):.2f} s found)"
+        print(f"  {name:<18} {verdict}")
+
+    torch.set_num_threads(1)
+    scored_s = audio_s = 0.0
+    for root in args.sets:
+        manifest = root / "manifest.csv"
+        if not manifest.exists():
+            print(f"\n{root}: not found, skipped")
+            continue
+        rows = list(csv.DictReader(manifest.open()))
+        rejected, amounts = [], []
+        for r in rows:
+            y, sr = decode_audio((root / r["path"]).read_bytes(), name=r["path"])
+            started = time.perf_counter()
+            probs = speech_probabilities(y, sr)
+            scored_s += time.perf_counter() - started
+            audio_s += y.size / sr
+            from voicegender.speech import segments_from_probabilities, total_seconds
+
+            found = total_seconds(segments_from_probabilities(probs, y.size / sr, **{**vad, "pad_s": 0.0}))
+            amounts.append((found, r["path"]))
+            if found < min_speech:
+                rejected.append(r["path"])
+        amounts.sort()
+        print(f"\n{root.name}: {len(rejected)} of {len(rows)} real utterances rejected "
+              f"(less than {min_speech} s of speech)" + (f": {rejected}" if rejected else ""))
+        print("  least speech found: " + ", ".join(f"{a:.2f} s ({p})" for a, p in amounts[:3]))
+    if audio_s:
+        print(f"\nVAD speed, one core (torch threads 1): {audio_s:.0f} s of audio in {scored_s:.1f} s = "
+              f"{audio_s / scored_s:.0f}x real time (decode excluded)")
+
+
+if __name__ == "__main__":
+    main()
