@@ -99,13 +99,14 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
 
 
-def build_features(rows: list[dict], config: dict, directory: str | Path, log=print) -> dict:
+def build_features(rows: list[dict], config: dict, directory: str | Path, log=print, speech: dict | None = None) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
     :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
-    are reported and skipped. Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
+    are reported and skipped, and so are recordings with too little speech when ``speech`` (the
+    keyword arguments of :func:`voicegender.speech.require_speech`) is given. Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
@@ -128,7 +129,7 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
                 yield (source, member), data
 
     bar = tqdm(total=len(rows), unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
-    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1)):
+    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1), speech=speech):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector
