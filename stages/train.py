@@ -1,7 +1,8 @@
 """train stage: fit the chosen model on the train split, keep its best validation epoch.
 
 Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict),
-models/model.json (how to rebuild and use it), metrics/train.json and plots/train/.
+models/model.json (how to rebuild and use it: model and features configs, the predict
+settings, and what data it was trained on), metrics/train.json and plots/train/.
 """
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from voicegender.dataset import load_features
+from voicegender.dataset import load_features, training_data_card
 from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model
@@ -46,7 +47,11 @@ def main() -> None:
     Path("models").mkdir(exist_ok=True)
     torch.save(result.state_dict, "models/model.pt")
     card = {"model": model_config, "features": params["features"], "input_shape": list(train["X"].shape[1:]),
-            "standardized": mean is not None, "threshold": threshold, "positive_class": "female"}
+            "standardized": mean is not None, "threshold": threshold, "positive_class": "female",
+            # predict needs no params.yaml: speech detection as configured when this model was trained
+            "predict": params["predict"],
+            "data": training_data_card(json.loads(Path("data/raw/corpus.json").read_text()), "data/labels.csv",
+                                       {"train": train, "val": val, "test": load_features("data/features", "test")})}
     Path("models/model.json").write_text(json.dumps(card, indent=2) + "\n")
 
     best = result.best

@@ -176,3 +176,31 @@ def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray
     votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
     mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
     return np.array(ids), truth, votes, mean_p
+
+
+def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[str, dict]) -> dict:
+    """What a model was trained on, for its model card.
+
+    ``corpus_info``: the download stage's ``corpus.json`` (``corpus``, ``sources``, and for a
+    folder corpus ``manifest``); ``splits``: ``{split: {"y", "speakers"}}`` as loaded from the
+    features (recordings featurize skipped are not counted). ``labels_sha256`` fingerprints
+    the exact utterance table, so two cards with the same value saw the same data.
+    """
+    import hashlib
+
+    card: dict = {"corpus": corpus_info["corpus"],
+                  "generated": corpus_info["corpus"] == "synthetic"}
+    subsets = {s["role"]: s["subset"] for s in corpus_info.get("sources", []) if s.get("subset")}
+    if subsets:
+        card["subsets"] = subsets
+    if corpus_info.get("manifest"):
+        card["manifest"] = corpus_info["manifest"]
+    card["labels_sha256"] = hashlib.sha256(Path(labels_path).read_bytes()).hexdigest()
+    card["splits"] = {}
+    for split, part in splits.items():
+        y, speakers = np.asarray(part["y"]), np.asarray(part["speakers"]).astype(str)
+        card["splits"][split] = {
+            "utterances": int(y.size), "speakers": int(np.unique(speakers).size),
+            "female_utterances": int((y == FEMALE).sum()), "male_utterances": int((y != FEMALE).sum()),
+        }
+    return card

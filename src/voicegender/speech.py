@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -51,7 +52,9 @@ def _model():
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("silero-vad is not installed: pip install --no-deps silero-vad packaging")
     path = os.path.join(list(spec.submodule_search_locations)[0], "data", "silero_vad.jit")
-    model = torch.jit.load(path, map_location="cpu")
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript loading; it works, and is what ships
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(path, map_location="cpu")
     model.eval()
     return model
 
