@@ -122,3 +122,17 @@ def test_progress_bar_on_stderr_only(tmp_path, model_dir, utterance, capsys):  #
     out, err = capsys.readouterr()
     assert "/2 [" in err and len(out.strip().splitlines()) == 2  # the bar (cleared when done) on stderr only
     assert "/2 [" not in out
+
+
+def test_a_long_recording_is_answered_from_its_segments(tmp_path, model_dir, utterance, capsys):  # noqa: F811
+    path, _, _ = _speech_pause_speech(tmp_path, utterance)  # ~5.2 s
+    card = json.loads((model_dir / "model.json").read_text())
+    _card(model_dir, predict={**card["predict"], "max_whole_s": 3.0})
+    assert main(["predict", path, "--segments", "--format", "json", "--model-dir", str(model_dir)]) == EXIT_OK
+    segments = json.loads(capsys.readouterr().out)
+    assert main(["predict", path, "--format", "json", "--model-dir", str(model_dir)]) == EXIT_OK
+    [whole] = json.loads(capsys.readouterr().out)
+    lengths = [s["end_s"] - s["start_s"] for s in segments]
+    expected = sum(s["p_female"] * n for s, n in zip(segments, lengths)) / sum(lengths)
+    assert len(segments) == 2 and whole["p_female"] == pytest.approx(expected)
+    assert whole["start_s"] == 0.0 and whole["end_s"] > segments[-1]["end_s"] - 0.01

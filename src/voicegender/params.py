@@ -149,6 +149,7 @@ def _predict_errors(params: dict) -> list[str]:
     check("predict.min_segment_s", _nonnegative_float)
     check("predict.min_silence_s", _nonnegative_float)
     check("predict.pad_s", _nonnegative_float)
+    check("predict.max_whole_s", _positive_float)
     high, low = _get(params, "predict.vad_threshold", None), _get(params, "predict.vad_neg_threshold", None)
     if _is_number(high) and _is_number(low) and low > high:
         errors.append(f"predict.vad_neg_threshold: must not exceed predict.vad_threshold ({high}), got {low!r}")
