@@ -7,7 +7,8 @@ Prints, with the `predict:` settings of params.yaml:
   under 0.1 s): each must be `no speech`;
 - how many real utterances of each set (manifest.csv: path,speaker,sex; read in place) have
   less than predict.min_speech_s of speech (must be 0), with the smallest amounts found;
-- the VAD's speed on one core, x real time (whole recordings scored, no early stop).
+- the VAD's speed on one core, x real time (whole recordings scored, no early stop);
+- what the speech check adds to featurize on those files (where it stops at min_speech_s).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 
 from voicegender.corpus import decode_audio
 from voicegender.params import load_params
-from voicegender.speech import NoSpeech, require_speech, speech_probabilities, speech_seconds, vad_settings
+from voicegender.speech import (NoSpeech, require_speech, segments_from_probabilities, speech_probabilities,
+                                speech_seconds, total_seconds, vad_settings)
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [ROOT.parent.parent / "shared/data/librispeech-clean100-sample", ROOT.parent.parent / "shared/data/cross-corpus-dev"]
@@ -87,8 +89,6 @@ def main() -> None:
             probs = speech_probabilities(y, sr)
             scored_s += time.perf_counter() - started
             audio_s += y.size / sr
-            from voicegender.speech import segments_from_probabilities, total_seconds
-
             found = total_seconds(segments_from_probabilities(probs, y.size / sr, **{**vad, "pad_s": 0.0}))
             amounts.append((found, r["path"]))
             if found < min_speech:
@@ -100,6 +100,29 @@ def main() -> None:
     if audio_s:
         print(f"\nVAD speed, one core (torch threads 1): {audio_s:.0f} s of audio in {scored_s:.1f} s = "
               f"{audio_s / scored_s:.0f}x real time (decode excluded)")
+    featurize_cost(args.sets, load_params(args.params)["features"], {"min_speech_s": min_speech, **vad})
+
+
+def featurize_cost(sets: list[Path], features: dict, speech: dict) -> None:
+    """What the speech check adds to featurize (it stops scoring once min_speech_s is found), one
+    core, the two runs alternated so that a busy machine slows both alike."""
+    from voicegender.features import extract_many
+
+    items = [(r["path"], (root / r["path"]).read_bytes()) for root in sets if (root / "manifest.csv").exists()
+             for r in csv.DictReader((root / "manifest.csv").open())]
+    if not items:
+        return
+    list(extract_many(items[:2], features, n_jobs=1, speech=speech))  # warm-up (imports, JIT)
+    wall = {"without": 0.0, "with": 0.0}
+    for _ in range(2):
+        for label, check in (("without", None), ("with", speech)):
+            started = time.perf_counter()
+            list(extract_many(items, features, n_jobs=1, speech=check))
+            wall[label] += time.perf_counter() - started
+    extra_ms = (wall["with"] - wall["without"]) / (2 * len(items)) * 1000
+    print(f"featurize ({features['kind']}, one core) on these {len(items)} files: {wall['without'] / 2:.1f} s "
+          f"without the speech check, {wall['with'] / 2:.1f} s with it (ratio {wall['with'] / wall['without']:.2f}; "
+          f"+{extra_ms:.1f} ms per recording)")
 
 
 if __name__ == "__main__":

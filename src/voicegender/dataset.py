@@ -106,7 +106,8 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
     are reported and skipped, and so are recordings with too little speech when ``speech`` (the
-    keyword arguments of :func:`voicegender.speech.require_speech`) is given. Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
+    keyword arguments of :func:`voicegender.speech.require_speech`) is given.
+    Returns ``{"utterances", "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
