@@ -27,11 +27,12 @@ def main() -> None:
     torch.set_num_threads(1)
     config = params["features"]
     speech = {"min_speech_s": params["predict"]["min_speech_s"], **vad_settings(params["predict"])}
+    check = speech if speech["min_speech_s"] > 0 else None  # 0: no speech check (the VAD is not run)
     rows = read_labels("data/labels.csv")
     if OUT.exists():
         shutil.rmtree(OUT)
     started = time.perf_counter()
-    report = build_features(rows, config, OUT, log=lambda m: print(m, flush=True), speech=speech)
+    report = build_features(rows, config, OUT, log=lambda m: print(m, flush=True), speech=check)
     wall = time.perf_counter() - started
     print(f"featurize: {report['utterances']} utterances, {report['seconds'] / 3600:.2f} h of audio in "
           f"{wall:.1f} s ({report['seconds'] / max(wall, 1e-9):.0f}x real time); "

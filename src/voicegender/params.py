@@ -143,7 +143,7 @@ def validate_predict(settings: dict) -> None:
 def _predict_errors(params: dict) -> list[str]:
     errors: list[str] = []
     check = _Checker(params, errors)
-    check("predict.min_speech_s", _positive_float)
+    check("predict.min_speech_s", _nonnegative_float)  # 0: no speech check
     check("predict.vad_threshold", _open_unit)
     check("predict.vad_neg_threshold", _open_unit)
     check("predict.min_segment_s", _nonnegative_float)

@@ -194,7 +194,10 @@ def speech_seconds(y: np.ndarray, sr: int, *, enough_s: float | None = None, blo
 
 def require_speech(y: np.ndarray, sr: int, *, min_speech_s: float, **settings) -> float:
     """Raise :class:`NoSpeech` unless ``y`` holds at least ``min_speech_s`` seconds of speech;
-    returns the speech found (at least ``min_speech_s``: scoring stops there)."""
+    returns the speech found (at least ``min_speech_s``: scoring stops there). ``min_speech_s``
+    0 requires nothing (no scoring)."""
+    if min_speech_s <= 0:
+        return 0.0
     if y.size / sr < min_speech_s:  # too short to hold that much: no need to score it
         raise NoSpeech(f"no speech: {y.size / sr:.3f} s long, under the {min_speech_s} s of speech required")
     found = speech_seconds(y, sr, enough_s=min_speech_s, **settings)
