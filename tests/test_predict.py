@@ -136,3 +136,9 @@ def test_a_long_recording_is_answered_from_its_segments(tmp_path, model_dir, utt
     expected = sum(s["p_female"] * n for s, n in zip(segments, lengths)) / sum(lengths)
     assert len(segments) == 2 and whole["p_female"] == pytest.approx(expected)
     assert whole["start_s"] == 0.0 and whole["end_s"] > segments[-1]["end_s"] - 0.01
+
+
+def test_segments_longer_than_max_whole_s_are_cut_into_pieces():
+    from voicegender.cli import _pieces
+
+    assert list(_pieces([(0.0, 1.0), (2.0, 7.0)], 2.0)) == [(0.0, 1.0), (2.0, 3.667), (3.667, 5.333), (5.333, 7.0)]

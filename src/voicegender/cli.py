@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -115,8 +116,9 @@ class Predictor:
 
     def predict_segments(self, path: str) -> list[dict]:
         """One row per speech segment (split at pauses of at least ``min_silence_s``), each
-        answered on its own; segments shorter than ``min_speech_s`` are left out; a recording
-        without any: one ``no speech`` row. Decoded in blocks: memory does not grow with length."""
+        answered on its own; segments shorter than ``min_speech_s`` are left out, longer than
+        ``max_whole_s`` cut into pieces of that length; a recording without any: one ``no speech``
+        row. Decoded in blocks: memory does not grow with the recording's length."""
         import numpy as np
         import soundfile as sf
 
@@ -139,7 +141,7 @@ class Predictor:
                 blocks = (mono(b) for b in f.blocks(blocksize=int(BLOCK_S * sr), dtype="float32", always_2d=True))
                 segments = speech_segments(blocks, sr, duration_s=duration, **self.vad)
             rows = []
-            for start, end in segments:
+            for start, end in _pieces(segments, self.max_whole_s):
                 if end - start < self.min_speech_s:
                     continue
                 f.seek(int(round(start * sr)))
@@ -151,6 +153,15 @@ class Predictor:
             rows.append({"file": path, "start_s": 0.0, "end_s": round(duration, 3), "answer": NO_SPEECH,
                          "p_female": None, "speech_s": 0.0})
         return rows
+
+
+def _pieces(segments: list[tuple[float, float]], max_s: float) -> Iterator[tuple[float, float]]:
+    """Segments cut into consecutive pieces of at most ``max_s`` seconds (a speaker who never
+    pauses must not make one segment as long as the recording)."""
+    for start, end in segments:
+        n = max(1, math.ceil((end - start) / max_s))
+        for i in range(n):
+            yield round(start + i * (end - start) / n, 3), round(start + (i + 1) * (end - start) / n, 3)
 
 
 def _duration_s(path: Path) -> float:
