@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
+	# silero-vad without its dependencies: pip must never replace the torch installed above
+	$(BIN)/pip install --quiet --no-deps "silero-vad>=6.0" && $(BIN)/pip install --quiet packaging
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	touch $@
 

@@ -1,7 +1,8 @@
 """train stage: fit the chosen model on the train split, keep its best validation epoch.
 
 Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict),
-models/model.json (how to rebuild and use it), metrics/train.json, plots/train/curves.png and,
+models/model.json (how to rebuild and use it: model and features configs, the predict
+settings, and what data it was trained on), metrics/train.json, plots/train/curves.png and,
 epoch by epoch through dvclive, dvclive/train/ (so `dvc exp show` follows a running experiment).
 """
 
@@ -12,7 +13,7 @@ import torch
 import yaml
 from dvclive import Live
 
-from voicegender.dataset import load_features
+from voicegender.dataset import load_features, training_data_card
 from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model
@@ -59,7 +60,11 @@ def main() -> None:
     Path("models").mkdir(exist_ok=True)
     torch.save(result.state_dict, "models/model.pt")
     card = {"model": model_config, "features": params["features"], "input_shape": list(train["X"].shape[1:]),
-            "standardized": mean is not None, "threshold": threshold, "positive_class": "female"}
+            "standardized": mean is not None, "threshold": threshold, "positive_class": "female",
+            # predict needs no params.yaml: speech detection as configured when this model was trained
+            "predict": params["predict"],
+            "data": training_data_card(json.loads(Path("data/raw/corpus.json").read_text()), "data/labels.csv",
+                                       {"train": train, "val": val, "test": load_features("data/features", "test")})}
     Path("models/model.json").write_text(json.dumps(card, indent=2) + "\n")
 
     best = result.best

@@ -68,3 +68,28 @@ def tiny_repo(tmp_path):
     set_params(repo, TINY)
     run(["git", "commit", "-qam", "tiny params"], repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def utterance():
+    """(float32 samples, rate Hz, sex) of one generated eSpeak NG utterance (~2-4 s, default knobs):
+    real-looking speech for tests that must not depend on any corpus on disk."""
+    import numpy as np
+
+    from voicegender.synth import corpus_speakers, render_utterance
+
+    [speaker] = corpus_speakers(train_speakers=1, test_speakers=0, seed=7)
+    _, pcm = render_utterance(speaker, 0, seed=7)
+    return pcm.astype(np.float32) / 32768.0, 24000, speaker.sex
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (as the CLI and featurize set it: silero-vad's window-by-window
+    ops run several times faster on one), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,15 +1,18 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from voicegender.cli import main, predict_files
 from voicegender.features import feature_shape
 from voicegender.models import build_model, load_trained
 
 FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8}
+PREDICT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["predict"]
 
 
 @pytest.fixture
@@ -22,13 +25,17 @@ def model_dir(tmp_path):
     torch.save(model.state_dict(), d / "model.pt")
     (d / "model.json").write_text(json.dumps({
         "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0}, "features": FEATURES,
-        "input_shape": list(shape), "standardized": True, "threshold": 0.5, "positive_class": "female"}))
+        "input_shape": list(shape), "standardized": True, "threshold": 0.5, "positive_class": "female",
+        "predict": PREDICT, "data": {"corpus": "folder", "generated": False}}))
     return d
 
 
-def _tone(path, sr, hz, fmt=None):
-    t = np.arange(int(0.5 * sr)) / sr
-    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t), sr, format=fmt)
+def _speech(path, utterance, sr, fmt=None):
+    """The generated utterance written at rate ``sr`` (wav, or ``fmt``)."""
+    from voicegender.features import resample
+
+    y, rate, _ = utterance
+    sf.write(path, resample(y, rate, sr), sr, format=fmt)
     return str(path)
 
 
@@ -38,9 +45,9 @@ def test_load_trained_round_trip(model_dir):
     assert torch.equal(model.state_dict()["mean"], torch.zeros(feature_shape(FEATURES)))
 
 
-def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model_dir, capsys):
-    wav = _tone(tmp_path / "a.wav", 24000, 220)
-    flac = _tone(tmp_path / "b.flac", 44100, 120, "FLAC")
+def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model_dir, utterance, capsys):
+    wav = _speech(tmp_path / "a.wav", utterance, 24000)
+    flac = _speech(tmp_path / "b.flac", utterance, 44100, "FLAC")
     text = tmp_path / "notes.wav"
     text.write_text("not audio")
     code = main(["predict", wav, flac, str(tmp_path / "missing.wav"), str(text), "--model-dir", str(model_dir)])
@@ -55,8 +62,8 @@ def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model
     assert "notes.wav\terror: audio: not readable audio" in err
 
 
-def test_all_good_files_exit_zero_and_match_the_library(tmp_path, model_dir, capsys):
-    wav = _tone(tmp_path / "a.wav", 16000, 180)
+def test_all_good_files_exit_zero_and_match_the_library(tmp_path, model_dir, utterance, capsys):
+    wav = _speech(tmp_path / "a.wav", utterance, 16000)
     assert main(["predict", wav, "--model-dir", str(model_dir)]) == 0
     [r] = predict_files([wav], str(model_dir))
     assert f"p_female={r['p_female']:.3f}" in capsys.readouterr().out

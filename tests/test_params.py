@@ -22,6 +22,8 @@ def test_committed_params_are_valid():
     ("seed", 1.5), ("device", "tpu"), ("data.val_fraction", 1.0), ("model.name", "resnet"),
     ("model.dropout", 1.0), ("tune.num_samples", 0), ("train.optimizer", "rmsprop"),
     ("data.libritts.base_url", "ftp://x"), ("features.kind", "spectrogram"),
+    ("predict.min_speech_s", -1.0), ("predict.min_speech_s", "5e-1"), ("predict.vad_threshold", 1.0),
+    ("predict.vad_neg_threshold", 0.9), ("predict.min_silence_s", -1.0), ("predict.pad_s", None),
 ])
 def test_a_bad_value_names_its_key(params, key, value):
     node = params

@@ -1,6 +1,7 @@
 """End to end: the real pipeline, by `dvc repro` and `dvc exp run`, in a temporary git repo."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -34,6 +35,22 @@ def test_repro_then_experiment(tiny_repo):
     assert (repo / "dvclive/evaluate/plots/sklearn/confusion_matrix.json").is_file()
     state = torch.load(repo / "models/model.pt", weights_only=True)
     assert isinstance(state, dict) and state
+    featurize = json.loads((repo / "metrics/featurize.json").read_text())
+    assert featurize["skipped"] == 0 and featurize["min_speech_s"] > 0  # generated speech passes the speech check
+    card = json.loads((repo / "models/model.json").read_text())
+    assert card["data"]["corpus"] == "synthetic" and card["data"]["generated"] is True
+    assert card["data"]["splits"]["test"] == {"utterances": 12, "speakers": 4, "female_utterances": 6,
+                                              "male_utterances": 6}
+    assert len(card["data"]["labels_sha256"]) == 64 and card["predict"]["min_speech_s"] > 0
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(repo / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    predicted = run([sys.executable, "-m", "voicegender.cli", "predict", "silence.wav"], repo, check=False)
+    assert predicted.returncode == 3 and predicted.stdout == "silence.wav\tno speech\n"
+    [warning] = predicted.stderr.splitlines()  # one line: the model never heard a real voice
+    assert "generated" in warning and "corpus=libritts" in warning
+    (repo / "silence.wav").unlink()
 
     again = run(["dvc", "repro"], repo)
     assert "Running stage" not in again.stdout

@@ -35,9 +35,11 @@ def test_libritts_from_a_local_mirror(tiny_repo, tmp_path):
     train = libritts_archive(srv_dir / "train-clean-100.tar.gz", "train-clean-100", TRAIN, bad)
     test = libritts_archive(srv_dir / "test-clean.tar.gz", "test-clean", TEST)
     with serve_directory(srv_dir) as srv:
+        # the fixture's recordings are 0.25 s tones, not speech: no speech check here (tests/test_speech.py)
         set_params(tiny_repo, {"corpus": "libritts", "data.libritts.base_url": srv.base_url,
                                "data.libritts.checksums": {"train-clean-100": sha256_file(train),
-                                                           "test-clean": sha256_file(test)}})
+                                                           "test-clean": sha256_file(test)},
+                               "predict.min_speech_s": 0.0})
         run(["dvc", "repro"], tiny_repo)
     data = json.loads((tiny_repo / "metrics/data.json").read_text())
     assert data["train"]["total"]["speakers"] + data["val"]["total"]["speakers"] == 8
@@ -78,7 +80,8 @@ def test_folder_of_recordings_and_a_changed_recording_reruns(tiny_repo, tmp_path
             lines.append(f"{spk}/{i}.{ext},{spk},{'female' if sex == 'F' else 'M'}")
     (rec / "manifest.csv").write_text("\n".join(lines) + "\n")
     set_params(tiny_repo, {"corpus": "folder", "data.folder.manifest": str(rec / "manifest.csv"),
-                           "data.folder.recordings": str(rec), "data.folder.test_fraction": 0.3})
+                           "data.folder.recordings": str(rec), "data.folder.test_fraction": 0.3,
+                           "predict.min_speech_s": 0.0})  # tones, not speech: no speech check here
     run(["dvc", "repro"], tiny_repo)
     data = json.loads((tiny_repo / "metrics/data.json").read_text())
     assert sum(data[s]["total"]["speakers"] for s in ("train", "val", "test")) == 12

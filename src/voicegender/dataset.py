@@ -99,16 +99,17 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
 
 
-def build_features(rows: list[dict], config: dict, directory: str | Path, log=print) -> dict:
+def build_features(rows: list[dict], config: dict, directory: str | Path, log=print, speech: dict | None = None) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
     :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
-    are reported and skipped. Training recordings also get ``features.augment.copies`` altered
-    versions (:mod:`voicegender.augment`), stored after the originals in the train split with ids
-    ``<id>~aug<k>``; val and test are never altered. Returns ``{"utterances", "augmented",
-    "skipped": {id: reason}, "seconds"}``.
+    are reported and skipped, and so are recordings with too little speech when ``speech`` (the
+    keyword arguments of :func:`voicegender.speech.require_speech`) is given. Training recordings
+    also get ``features.augment.copies`` altered versions (:mod:`voicegender.augment`), stored
+    after the originals in the train split with ids ``<id>~aug<k>``; val and test are never
+    altered. Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
@@ -148,7 +149,7 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
 
     total = sum(len(part) for part in by_split.values())
     bar = tqdm(total=total, unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
-    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1)):
+    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1), speech=speech):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector
@@ -160,9 +161,13 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     bar.close()
 
     for split, part in by_split.items():
+        for i, (r, k) in enumerate(part):
+            if k and r["id"] in skipped:  # a skipped recording has no copies: it is reported once, itself
+                done[split][i] = False
+                skipped.pop(uid(split, i), None)
         for i in np.flatnonzero(~done[split]):
             if part[i][1] and part[i][0]["id"] in skipped:
-                continue  # an unreadable recording has no copies: it is reported once, itself
+                continue
             skipped.setdefault(uid(split, i), "not found in its source")
         keep = np.flatnonzero(done[split])
         X = _open_rows(d / f"{split}_X.npy", len(keep), shape)
@@ -198,3 +203,35 @@ def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray
     votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
     mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
     return np.array(ids), truth, votes, mean_p
+
+
+def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[str, dict]) -> dict:
+    """What a model was trained on, for its model card.
+
+    ``corpus_info``: the download stage's ``corpus.json`` (``corpus``, ``sources``, and for a
+    folder corpus ``manifest``); ``splits``: ``{split: {"y", "speakers"}}`` as loaded from the
+    features (recordings featurize skipped are not counted). ``labels_sha256`` fingerprints
+    the exact utterance table, so two cards with the same value saw the same data.
+    """
+    import hashlib
+
+    card: dict = {"corpus": corpus_info["corpus"],
+                  "generated": corpus_info["corpus"] == "synthetic"}
+    subsets = {s["role"]: s["subset"] for s in corpus_info.get("sources", []) if s.get("subset")}
+    if subsets:
+        card["subsets"] = subsets
+    if corpus_info.get("manifest"):
+        card["manifest"] = corpus_info["manifest"]
+    card["labels_sha256"] = hashlib.sha256(Path(labels_path).read_bytes()).hexdigest()
+    card["splits"] = {}
+    for split, part in splits.items():
+        y, speakers = np.asarray(part["y"]), np.asarray(part["speakers"]).astype(str)
+        if "ids" in part:  # recordings, not their augmented copies (ids <id>~aug<k>)
+            original = np.array(["~aug" not in str(i) for i in part["ids"]], dtype=bool)
+            card["augmented_copies"] = card.get("augmented_copies", 0) + int((~original).sum())
+            y, speakers = y[original], speakers[original]
+        card["splits"][split] = {
+            "utterances": int(y.size), "speakers": int(np.unique(speakers).size),
+            "female_utterances": int((y == FEMALE).sum()), "male_utterances": int((y != FEMALE).sum()),
+        }
+    return card

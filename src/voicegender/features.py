@@ -637,7 +637,12 @@ def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[st
     out = []
     for item_id, data in chunk:
         try:
-            out.append((item_id, _compute(*decode_audio(data), cfg), None))
+            y, sr = decode_audio(data)
+            if "speech" in cfg:  # extract_many(speech=...): recordings without enough speech are skipped
+                from voicegender.speech import require_speech
+
+                require_speech(y, sr, **cfg["speech"])
+            out.append((item_id, _compute(y, sr, cfg), None))
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
             out.append((item_id, None, f"{type(exc).__name__}: {exc}"))
     return out
@@ -677,18 +682,23 @@ def extract_many(
     n_jobs: int = -1,
     chunksize: int = 8,
     max_pending: int | None = None,
+    speech: dict | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """Featurize (id, audio bytes) items in parallel; yield (id, feature, None) or (id, None, error).
 
     Input order is preserved. ``items`` is consumed lazily: at most ``max_pending`` chunks of
     ``chunksize`` items (default 2 per worker) are in flight, so memory stays bounded for any
     corpus size. Per-item failures (corrupt, empty, non-audio) are yielded as error strings,
-    never raised. Output is byte-identical for any n_jobs.
+    never raised. Output is byte-identical for any n_jobs. ``speech``: the keyword arguments of
+    :func:`voicegender.speech.require_speech` (``min_speech_s`` and the VAD settings): items with
+    less speech are yielded as errors (``NoSpeech: ...``) too; None = no check.
 
     With n_jobs > 1 the first item is computed in the calling process, the rest by forked
     workers that receive the audio through shared memory (see below) and return the features.
     """
     cfg = validate_feature_config(config)  # fail fast, in the caller's process
+    if speech is not None:
+        cfg = {**cfg, "speech": dict(speech)}  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
     _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
     items = iter(items)

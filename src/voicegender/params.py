@@ -77,6 +77,8 @@ def validate_params(params: dict) -> None:
         except ValueError as e:
             errors.append(str(e))
 
+    errors.extend(_predict_errors(params))
+
     check("model.name", _one_of(MODELS))
     check("model.channels", _list_of_positive_ints)
     check("model.hidden", _positive_int)
@@ -128,6 +130,30 @@ def validate_params(params: dict) -> None:
 
     if errors:
         raise ParamError("invalid params:\n  " + "\n  ".join(errors))
+
+
+def validate_predict(settings: dict) -> None:
+    """Raise :class:`ParamError` unless ``settings`` is a valid ``predict:`` section (as kept in a
+    model card, or with command-line overrides applied)."""
+    errors = _predict_errors({"predict": settings})
+    if errors:
+        raise ParamError("invalid predict settings:\n  " + "\n  ".join(errors))
+
+
+def _predict_errors(params: dict) -> list[str]:
+    errors: list[str] = []
+    check = _Checker(params, errors)
+    check("predict.min_speech_s", _nonnegative_float)  # 0: no speech check
+    check("predict.vad_threshold", _open_unit)
+    check("predict.vad_neg_threshold", _open_unit)
+    check("predict.min_segment_s", _nonnegative_float)
+    check("predict.min_silence_s", _nonnegative_float)
+    check("predict.pad_s", _nonnegative_float)
+    check("predict.max_whole_s", _positive_float)
+    high, low = _get(params, "predict.vad_threshold", None), _get(params, "predict.vad_neg_threshold", None)
+    if _is_number(high) and _is_number(low) and low > high:
+        errors.append(f"predict.vad_neg_threshold: must not exceed predict.vad_threshold ({high}), got {low!r}")
+    return errors
 
 
 # -- checks: each returns None when the value is fine, else what is wrong with it ------------
@@ -190,6 +216,10 @@ def _float_above(low: float):
 
 def _fraction(v):
     return None if _is_number(v) and 0 < v < 1 else "must be a number strictly between 0 and 1"
+
+
+def _open_unit(v):
+    return None if _is_number(v) and 0 < v < 1 else "must be a probability strictly between 0 and 1"
 
 
 def _fraction_below_one(v):
