@@ -6,6 +6,8 @@ reported too, so that the effect of that choice is visible. Validation metrics a
 for model selection (choose on `val`, never on `test`).
 """
 
+import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+
 import numpy as np
 from sklearn.metrics import roc_curve
 
@@ -16,6 +18,11 @@ from voicegender.models import load_trained
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
 from voicegender.training import predict_proba
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("metrics/evaluate.json", "plots/evaluate")
 
 
 def main() -> None:
@@ -33,7 +40,7 @@ def main() -> None:
     at_half = evaluate_split(speakers, y, proba, 0.5)
     metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
     metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params["evaluate"]["bootstrap"],
-                                   seed=params["seed"])
+                                   seed=params["train"]["seed"])
     v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
     metrics["val"] = {k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy",
                                         "n_utterances", "n_speakers")}
@@ -95,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="evaluate", outputs=OUTPUTS)

@@ -4,6 +4,8 @@ Reads data/labels.csv and the audio it points at; writes data/features/ (train /
 arrays, labels, ids, speakers) and metrics/featurize.json (unreadable recordings, skipped).
 """
 
+import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+
 import shutil
 import time
 from pathlib import Path
@@ -12,8 +14,13 @@ from voicegender.dataset import build_features, read_labels
 from voicegender.features import feature_shape
 from voicegender.params import load_params
 from voicegender.reporting import write_json
+from voicegender.errors import run_command
 
 OUT = Path("data/features")
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("data/features", "metrics/featurize.json")
 
 
 def main() -> None:
@@ -36,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="featurize", outputs=OUTPUTS)

@@ -4,6 +4,8 @@ Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
+import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+
 import json
 from pathlib import Path
 
@@ -11,6 +13,11 @@ from voicegender import corpus
 from voicegender.dataset import SPLITS, data_summary, split_speakers, write_labels
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("data/labels.csv", "metrics/data.json", "plots/data")
 
 
 def main() -> None:
@@ -53,7 +60,8 @@ def main() -> None:
 def assign_splits(rows: list[dict], params: dict) -> None:
     """Speaker-disjoint splits stratified by sex: val speakers from train; for a folder corpus
     without a split column, test speakers too."""
-    seed, data = params["seed"], params["data"]
+    data = params["data"]
+    seed = data["seed"]
     if any(not r["split"] for r in rows):
         sexes = {r["speaker"]: r["sex"] for r in rows}
         test = split_speakers(sexes, data["folder"]["test_fraction"], seed)
@@ -67,4 +75,4 @@ def assign_splits(rows: list[dict], params: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="label", outputs=OUTPUTS)

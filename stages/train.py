@@ -4,6 +4,8 @@ Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict
 models/model.json (how to rebuild and use it), metrics/train.json and plots/train/.
 """
 
+import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+
 import json
 from pathlib import Path
 
@@ -17,6 +19,11 @@ from voicegender.models import build_model
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
 from voicegender.training import fit, predict_proba, resolve_device
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("models/model.pt", "models/model.json", "metrics/train.json", "plots/train")
 
 
 def main() -> None:
@@ -28,7 +35,7 @@ def main() -> None:
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
     mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
     model_config = params["model"]
-    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["seed"])
+    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["train"]["seed"])
     device = resolve_device(params["device"])
     print(f"train: {params['model']['name']} on {len(train['X'])} utterances, lr={lr:.3g} "
           f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)
@@ -38,7 +45,7 @@ def main() -> None:
               f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}", flush=True)
 
     result = fit(model, train["X"], train["y"], val["X"], val["y"], lr=lr, batch_size=batch_size,
-                 epochs=epochs, seed=params["seed"], optimizer=params["train"]["optimizer"],
+                 epochs=epochs, seed=params["train"]["seed"], optimizer=params["train"]["optimizer"],
                  weight_decay=params["train"]["weight_decay"], patience=params["train"]["patience"],
                  device=device, on_epoch=log_epoch)
     threshold = choose_threshold(val["y"], predict_proba(model, val["X"]))
@@ -73,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="train", outputs=OUTPUTS)

@@ -5,6 +5,8 @@ Knows nothing of DVC. Standard library (urllib) + tqdm only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from tqdm import tqdm
+
+from voicegender.errors import MissingInputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20  # read / hash granularity; not a user knob
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed for good (after retries, or on a non-transient error)."""
 
 
@@ -339,6 +343,26 @@ def resolve_checksums(
     return resolved
 
 
+def default_cache_dir() -> Path:
+    """Where downloaded LibriTTS archives live unless told otherwise: a per-user cache outside
+    any repository (``$XDG_CACHE_HOME/voicegender/libritts``, else ``~/.cache/voicegender/libritts``),
+    so that every clone, experiment and DVC temporary copy on the machine shares one download."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "voicegender" / "libritts"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (created if need be): two runs sharing a cache folder
+    (e.g. queued experiments) download one archive once, not twice into the same .part file."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def fetch_libritts(
     base_url: str,
     subsets: Iterable[str],
@@ -350,7 +374,9 @@ def fetch_libritts(
 
     Returns subset -> archive path. `download_kwargs` go to `download_file` (retries,
     backoff_s, timeout_s, progress). Free space for all archives still missing is
-    checked once before the first download starts.
+    checked once before the first download starts. An archive already in `dest_dir` is
+    verified (SHA-256) and kept: nothing is fetched for it. Concurrent calls on one `dest_dir`
+    wait for each other (a file lock), so an archive is downloaded once.
     """
     subsets = list(dict.fromkeys(subsets))
     wanted = resolve_checksums(subsets, checksums)
@@ -364,10 +390,11 @@ def fetch_libritts(
             need += size - (part.stat().st_size if part.exists() else 0)
     check_disk_space(dest_dir, need, f"LibriTTS {', '.join(subsets)}")
     out = {}
-    for subset, (sha, size) in wanted.items():
-        url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
-        out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
-                                    expected_size=size, **download_kwargs)
+    with _locked(dest_dir / ".lock"):
+        for subset, (sha, size) in wanted.items():
+            url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
+            out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
+                                        expected_size=size, **download_kwargs)
     return out
 
 
@@ -393,7 +420,7 @@ def locate_libritts(
     """
     local_path = Path(local_path).expanduser()
     if not local_path.exists():
-        raise FileNotFoundError(f"LibriTTS local path {local_path} does not exist")
+        raise MissingInputError(f"LibriTTS local path {local_path} does not exist")
     out, missing = {}, []
     for subset in dict.fromkeys(subsets):
         archive = local_path / f"{subset}.tar.gz"
@@ -423,7 +450,7 @@ def locate_libritts(
         else:
             out[subset] = found
     if missing:
-        raise FileNotFoundError("LibriTTS subsets not found: " + "; ".join(missing))
+        raise MissingInputError("LibriTTS subsets not found: " + "; ".join(missing))
     return out
 
 

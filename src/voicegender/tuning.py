@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voicegender.errors import UserError
+
 # Ray reads these at import time: no usage stats, the classic quiet output.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -146,12 +148,12 @@ def run_search(
         init_kwargs.update(address="local", _temp_dir=scratch[-1], num_cpus=os.cpu_count())
     if storage_path is None:
         if address:
-            raise ValueError("on a cluster, trial results need shared storage: set tune.storage "
+            raise SearchSetupError("on a cluster, trial results need shared storage: set tune.storage "
                              "to a URI (s3://…, gs://…) or a path every node mounts")
         scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
         storage_path = scratch[-1]
     elif "://" not in storage_path and not os.path.isabs(storage_path):
-        raise ValueError(f"storage_path must be absolute or a URI, got {storage_path!r}")
+        raise SearchSetupError(f"storage_path must be absolute or a URI, got {storage_path!r}")
     ray.init(**init_kwargs)
     try:
         recorder = _Recorder(num_samples, metric, log)
@@ -227,14 +229,27 @@ def run_search(
         f"earlier trials), {time.perf_counter() - started:.1f} s")
     ok = [t for t in trials if t["error"] is None and math.isfinite(t.get(metric, math.nan))]
     if not ok:
-        raise RuntimeError(f"all {len(trials)} trials failed; first error: {trials[0]['error']}")
+        raise SearchFailed(f"all {len(trials)} trials failed; first error: {trials[0]['error']}. "
+                           "Check tune.space (e.g. a learning rate too high gives NaN losses)")
     pick = min if mode == "min" else max
     best = pick(ok, key=lambda t: t[metric])
     return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started,
             "epochs_trained": trained}
 
 
-class SearchInterrupted(RuntimeError):
+class ClusterUnreachable(UserError, ConnectionError):
+    """No Ray cluster answers at tune.address."""
+
+
+class SearchSetupError(UserError, ValueError):
+    """The search cannot start as configured (tune.* params)."""
+
+
+class SearchFailed(UserError, RuntimeError):
+    """Every trial failed."""
+
+
+class SearchInterrupted(UserError, RuntimeError):
     """The search stopped before all its trials finished (Ctrl-C, a lost cluster)."""
 
 
@@ -389,7 +404,7 @@ def check_reachable(address: str, timeout_s: float) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as e:
-        raise ConnectionError(f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
+        raise ClusterUnreachable(f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
                               f"{e}. Start one with `ray start --head` or fix the address.") from None
 
 
