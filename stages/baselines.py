@@ -5,7 +5,12 @@ and test accuracy, balanced accuracy, ROC AUC, F1, speaker accuracy), plots/base
 comparison.csv (one row per model and split, for `dvc plots show`) and comparison.png.
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np
 

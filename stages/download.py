@@ -10,11 +10,15 @@ folder:    check the user's manifest of recordings and fingerprint them.
 Always writes data/raw/corpus.json: which archive or folder holds the train and test audio.
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import json
 import shutil
-from pathlib import Path
 
 from voicegender import corpus, download, synth
 from voicegender.params import load_params

@@ -6,7 +6,12 @@ reported too, so that the effect of that choice is visible. Validation metrics a
 for model selection (choose on `val`, never on `test`).
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np
 from sklearn.metrics import roc_curve

@@ -4,11 +4,15 @@ Reads data/labels.csv and the audio it points at; writes data/features/ (train /
 arrays, labels, ids, speakers) and metrics/featurize.json (unreadable recordings, skipped).
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import shutil
 import time
-from pathlib import Path
 
 from voicegender.dataset import build_features, read_labels
 from voicegender.features import feature_shape

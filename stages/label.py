@@ -4,10 +4,14 @@ Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import json
-from pathlib import Path
 
 from voicegender import corpus
 from voicegender.dataset import SPLITS, data_summary, split_speakers, write_labels

@@ -4,10 +4,14 @@ Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict
 models/model.json (how to rebuild and use it), metrics/train.json and plots/train/.
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import json
-from pathlib import Path
 
 import torch
 import yaml

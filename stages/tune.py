@@ -4,11 +4,15 @@ Reads data/features/; writes models/tuned.yaml (the best trial's settings), metr
 and plots/tune/ (one row per trial, learning curves, lr vs accuracy).
 """
 
-import _bootstrap  # noqa: F401  (first: the library from this repository's src/)
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import os
 import shutil
-from pathlib import Path
 
 import yaml
 
@@ -32,9 +36,9 @@ def main() -> None:
     fixed = {"model": params["model"], "optimizer": params["train"]["optimizer"],
              "weight_decay": params["train"]["weight_decay"], "seed": params["train"]["seed"],
              "epochs": params["epochs"], "mean": mean, "std": std}
-    for key, value in (("lr", params["lr"]), ("batch_size", params["batch_size"])):
-        if value != "tuned":  # a number: not searched, every trial uses it
-            fixed[key] = value
+    # lr and batch_size come from tune.space only (a fixed value: `choice` of one): the top-level
+    # lr / batch_size choose between the search's result and a number for the final training,
+    # so changing them reruns train, not the search
     address = tune["address"] or os.environ.get("RAY_ADDRESS") or None
     # Ray wants an absolute path (or a URI). The local default lives under the repository
     # (data/ is git- and DVC-ignored) and is removed after the search: its results are all

@@ -136,12 +136,12 @@ def test_stage_lists_every_param_it_reads(name):
 
 def test_the_checks_can_fail(tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("import _bootstrap\nfrom voicegender import corpus\nfrom voicegender.params import load_params\n"
+    script.write_text("from voicegender import corpus\nfrom voicegender.params import load_params\n"
                       "params = load_params()\ndata = params['data']\ncfg = data['libritts']\n"
                       "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n")
     assert params_read(script) == {"data.libritts.base_url", "tune.asha.grace_period", "lr"}
     files = {str(f.relative_to(ROOT)) for f in local_closure(script) if f != script}
-    assert {"stages/_bootstrap.py", "src/voicegender/corpus.py", "src/voicegender/params.py",
+    assert {"src/voicegender/corpus.py", "src/voicegender/params.py",
             "src/voicegender/errors.py"} <= files
     assert not covered("tune.asha.grace_period", ["tune.space", "lr"]) and covered("tune.asha.grace_period", ["tune"])
     script.write_text("params = {}\nfor k in ('lr',):\n    print(params[k])\n")

@@ -8,6 +8,7 @@ non-zero. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ def run_command(main: Callable[[], None], *, name: str, outputs: Iterable[str | 
     """Run ``main``; on any failure remove ``outputs`` (files or folders), so that nothing half
     written is left behind, and exit non-zero. Expected failures (:class:`UserError` and the
     exception types that subclass it) and Ctrl-C print one message; other errors re-raise."""
+    _children_import_this_library()
     try:
         main()
     except SystemExit as e:
@@ -48,6 +50,14 @@ def run_command(main: Callable[[], None], *, name: str, outputs: Iterable[str | 
     except BaseException:
         _remove(outputs)
         raise
+
+
+def _children_import_this_library() -> None:
+    """Processes the command starts (Ray's trial workers, feature workers) import ``voicegender``
+    from where this process did, not from wherever the package happens to be installed."""
+    src = str(Path(__file__).resolve().parents[1])
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    os.environ["PYTHONPATH"] = os.pathsep.join([src] + rest)
 
 
 def _remove(outputs: Iterable[str | Path]) -> None:

@@ -137,6 +137,10 @@ def validate_params(params: dict) -> None:
             msg = _distribution(dist) or _searchable(name, dist)
             if msg:
                 errors.append(f"tune.space.{name}: {msg}")
+        for name in ("lr", "batch_size"):
+            if name not in space:
+                errors.append(f"tune.space.{name}: missing: every trial needs one; to fix it, give a "
+                              f"single value, e.g. {name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}")
 
     if errors:
         raise ParamError("invalid params:\n  " + "\n  ".join(errors))

@@ -154,6 +154,8 @@ def run_search(
         storage_path = scratch[-1]
     elif "://" not in storage_path and not os.path.isabs(storage_path):
         raise SearchSetupError(f"storage_path must be absolute or a URI, got {storage_path!r}")
+    if not address:
+        log(f"tune: local Ray, {os.cpu_count()} CPUs, scratch in {scratch[0]} (removed afterwards)")
     ray.init(**init_kwargs)
     try:
         recorder = _Recorder(num_samples, metric, log)
