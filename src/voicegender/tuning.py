@@ -125,9 +125,16 @@ def run_search(
     cluster, checked for within ``connect_timeout_s`` seconds; trial results then go to
     ``storage_path``, which must be shared storage (an NFS path or a URI such as ``s3://…``).
     Locally, ``storage_path`` defaults to a temporary folder, removed afterwards.
-    Returns ``{"trials": [...], "best": {...}, "wall_s": float}``; trials are in sampling
-    order, each with its ``config``, final ``val_loss`` / ``val_accuracy``, ``epochs_run``,
-    per-epoch ``history`` and ``error`` (None when it finished).
+
+    Weak trials are stopped at ASHA's milestones (``grace_period``, ``reduction_factor``) by
+    :class:`OrderedHalving`: decided in trial order, so with random search the same arguments give
+    the same trials, epochs and results however the concurrent trials' results interleave.
+    Returns ``{"trials": [...], "best": {...}, "wall_s": float, "epochs_trained": int}``; trials
+    are in sampling order, each with its ``config``, final ``val_loss`` / ``val_accuracy``,
+    ``epochs_run``, per-epoch ``history`` and ``error`` (None when it finished);
+    ``epochs_trained`` also counts epochs trained past a milestone whose decision was *stop*.
+    An interrupted search (Ctrl-C: KeyboardInterrupt; fewer trials finished than asked:
+    :class:`SearchInterrupted`) raises, after Ray and the temporary folders are cleaned up.
     """
     import ray
     from ray import tune
