@@ -147,3 +147,17 @@ def test_the_checks_can_fail(tmp_path):
     script.write_text("params = {}\nfor k in ('lr',):\n    print(params[k])\n")
     with pytest.raises(AssertionError, match="computed key"):
         params_read(script)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_removes_every_output_dvc_records_when_it_fails(name):
+    """A failed or interrupted stage removes its OUTPUTS: they must cover dvc.yaml's outs,
+    metrics and plots (a file or the folder holding it)."""
+    stage = STAGES[name]
+    tree = ast.parse(script_of(stage).read_text())
+    outputs = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and any(isinstance(t, ast.Name) and t.id == "OUTPUTS" for t in n.targets))
+    recorded = [o if isinstance(o, str) else next(iter(o))
+                for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    missing = [r for r in recorded if not any(r == o or r.startswith(o.rstrip("/") + "/") for o in outputs)]
+    assert not missing, f"stage {name}: OUTPUTS lacks {missing}"
