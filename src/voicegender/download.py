@@ -38,6 +38,8 @@ KNOWN_SIZE_BYTES: dict[str, int] = {
     "dev-clean": 1_291_469_655,
 }
 
+_MIRROR_HINT = ("The server holds another file than the one expected: check data.libritts.base_url, "
+                "or, if this file is the one you want, give its SHA-256 in data.libritts.checksums.")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20  # read / hash granularity; not a user knob
 
@@ -172,7 +174,8 @@ def download_file(
                 if failures > retries:
                     raise DownloadError(
                         f"downloading {url} failed {failures} times in a row, last: {e} "
-                        f"({part.size()} bytes kept in {part.path}; run again to resume)"
+                        f"({part.size()} bytes kept in {part.path}). Check the URL (data.libritts.base_url) "
+                        "and the network, then run again: the download resumes"
                     ) from None
                 delay = backoff_s * 2 ** max(failures - 1, 0)
                 log.warning("download of %s interrupted (%s); retrying in %.2f s", url, e, delay)
@@ -182,14 +185,15 @@ def download_file(
     if expected_size is not None and size != expected_size:
         part.path.unlink()
         raise ChecksumError(
-            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted"
+            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted. "
+            f"{_MIRROR_HINT}"
         )
     got = part.hexdigest()
     if got != sha256:
         part.path.unlink()
         raise ChecksumError(
             f"SHA-256 mismatch for {url}: expected {sha256}, got {got}; "
-            f"the downloaded file was deleted"
+            f"the downloaded file was deleted. {_MIRROR_HINT}"
         )
     with open(part.path, "rb+") as f:  # on disk before the rename declares it complete
         os.fsync(f.fileno())
@@ -281,7 +285,7 @@ def _attempt(url: str, part: _Part, total: int | None, bar, timeout_s: float) ->
 
         if size is not None:
             if total is not None and size != total:
-                raise DownloadError(f"{url} is {size} bytes on the server, {total} were expected")
+                raise DownloadError(f"{url} is {size} bytes on the server, {total} were expected. {_MIRROR_HINT}")
             total = size
             check_disk_space(part.path.parent, size - have, url)
         bar.reset(total=total)
@@ -352,15 +356,15 @@ def default_cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path`` (created if need be): two runs sharing a cache folder
-    (e.g. queued experiments) download one archive once, not twice into the same .part file."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _locked(directory: Path):
+    """An exclusive lock on ``directory`` (no lock file left behind): two runs sharing a cache
+    folder (e.g. queued experiments) download an archive once, not twice into one .part file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def fetch_libritts(
@@ -390,7 +394,7 @@ def fetch_libritts(
             need += size - (part.stat().st_size if part.exists() else 0)
     check_disk_space(dest_dir, need, f"LibriTTS {', '.join(subsets)}")
     out = {}
-    with _locked(dest_dir / ".lock"):
+    with _locked(dest_dir):
         for subset, (sha, size) in wanted.items():
             url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
             out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
