@@ -97,7 +97,8 @@ def render(metrics_dir: Path, params: dict | None = None) -> str:
         if tune:
             best = tune.get("best") or {}
             acc = best.get("val_accuracy", best.get("accuracy"))
-            out += [f"| tuning: trials / wall time | {tune.get('trials')} / {_num(tune.get('wall_s'), '.0f')} s |",
+            # no wall time: metrics/tune.json holds only what the same inputs reproduce (the stage log has it)
+            out += [f"| tuning: trials / epochs trained | {tune.get('trials')} / {tune.get('epochs_total', '–')} |",
                     f"| tuning: best val accuracy | {_pct(acc)} |"]
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -5,6 +5,13 @@ and test accuracy, balanced accuracy, ROC AUC, F1, speaker accuracy), plots/base
 comparison.csv (one row per model and split, for `dvc plots show`) and comparison.png.
 """
 
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import numpy as np
 
 from voicegender.baselines import run_baselines
@@ -12,6 +19,11 @@ from voicegender.dataset import load_features
 from voicegender.features import resolve_n_jobs
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("metrics/baselines.json", "plots/baselines")
 
 
 def main() -> None:
@@ -19,7 +31,7 @@ def main() -> None:
     config = params["baselines"]
     splits = {s: load_features("data/features", s) for s in ("train", "val", "test")}
     results = run_baselines(config["models"], config, splits["train"], splits["val"], splits["test"],
-                            seed=params["seed"], n_jobs=resolve_n_jobs(config["n_jobs"]))
+                            seed=params["train"]["seed"], n_jobs=resolve_n_jobs(config["n_jobs"]))
     for name, r in results.items():
         test = r.get("test", {})
         print(f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "
@@ -53,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="baselines", outputs=OUTPUTS)

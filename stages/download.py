@@ -1,20 +1,34 @@
 """download stage: put the corpus's audio where the pipeline can read it.
 
 synthetic: generate the eSpeak NG corpus as LibriTTS-layout archives in data/raw/.
-libritts:  download and verify {base_url}/{subset}.tar.gz into data/raw/, or point at a copy
-           the user already has (data.libritts.local_dir): nothing is downloaded or copied.
+libritts:  download and verify {base_url}/{subset}.tar.gz into the machine's LibriTTS cache
+           (data.libritts.cache_dir, default ~/.cache/voicegender/libritts: outside the
+           repository, so a rerun, an experiment or another clone finds the archives there,
+           verifies them and fetches nothing), or point at a copy the user already has
+           (data.libritts.local_dir). data/raw/ then only names the archives (corpus.json).
 folder:    check the user's manifest of recordings and fingerprint them.
 Always writes data/raw/corpus.json: which archive or folder holds the train and test audio.
 """
 
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import json
 import shutil
-from pathlib import Path
 
 from voicegender import corpus, download, synth
 from voicegender.params import load_params
+from voicegender.errors import run_command
 
 RAW = Path("data/raw")
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("data/raw",)
 
 
 def main() -> None:
@@ -26,7 +40,7 @@ def main() -> None:
     kind = params["corpus"]
     if kind == "synthetic":
         cfg = dict(data["synthetic"])
-        archives = synth.generate_corpus(RAW, seed=params["seed"], **cfg)
+        archives = synth.generate_corpus(RAW, seed=data["seed"], **cfg)
         names = list(archives)
         sources = [{"role": "train", "subset": names[0], "path": str(archives[names[0]])},
                    {"role": "test", "subset": names[1], "path": str(archives[names[1]])}]
@@ -37,8 +51,10 @@ def main() -> None:
         if cfg["local_dir"]:
             paths = download.locate_libritts(cfg["local_dir"], subsets, checksums=cfg["checksums"])
         else:
-            paths = download.fetch_libritts(cfg["base_url"], subsets, RAW, checksums=cfg["checksums"])
-        sources = [{"role": role, "subset": s, "path": str(paths[s])}
+            cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else download.default_cache_dir()
+            print(f"download: LibriTTS archives in {cache.resolve()} (data.libritts.cache_dir)", flush=True)
+            paths = download.fetch_libritts(cfg["base_url"], subsets, cache.resolve(), checksums=cfg["checksums"])
+        sources = [{"role": role, "subset": s, "path": str(Path(paths[s]).resolve())}
                    for role, s in zip(("train", "test"), subsets)]
         info = {"corpus": kind, "sources": sources}
     else:
@@ -64,4 +80,4 @@ def check_watched(recordings: str, files: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="download", outputs=OUTPUTS)

@@ -8,6 +8,13 @@ reported too, so that the effect of that choice is visible. Validation metrics a
 for model selection (choose on `val`, never on `test`).
 """
 
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import numpy as np
 from dvclive import Live
 from sklearn.metrics import roc_curve
@@ -19,6 +26,11 @@ from voicegender.models import load_trained
 from voicegender.params import load_params
 from voicegender.reporting import plot_evaluation_summary, write_json, write_table
 from voicegender.training import predict_proba
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("metrics/evaluate.json", "plots/evaluate", "dvclive/evaluate")
 
 
 def main() -> None:
@@ -36,7 +48,7 @@ def main() -> None:
     at_half = evaluate_split(speakers, y, proba, 0.5)
     metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
     metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params["evaluate"]["bootstrap"],
-                                   seed=params["seed"])
+                                   seed=params["train"]["seed"])
     v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
     metrics["val"] = {k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy",
                                         "n_utterances", "n_speakers")}
@@ -71,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="evaluate", outputs=OUTPUTS)

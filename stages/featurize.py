@@ -5,9 +5,15 @@ arrays, labels, ids, speakers) and metrics/featurize.json (recordings skipped, w
 unreadable, or less speech than predict.min_speech_s).
 """
 
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import shutil
 import time
-from pathlib import Path
 
 import torch
 
@@ -16,8 +22,13 @@ from voicegender.features import feature_shape
 from voicegender.params import load_params
 from voicegender.reporting import write_json
 from voicegender.speech import vad_settings
+from voicegender.errors import run_command
 
 OUT = Path("data/features")
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("data/features", "metrics/featurize.json")
 
 
 def main() -> None:
@@ -46,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="featurize", outputs=OUTPUTS)

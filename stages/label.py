@@ -4,13 +4,24 @@ Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
-import json
+import sys
 from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import json
 
 from voicegender import corpus
 from voicegender.dataset import SEXES, SPLITS, data_summary, split_speakers, write_labels
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("data/labels.csv", "metrics/data.json", "plots/data")
 
 
 def main() -> None:
@@ -53,7 +64,8 @@ def main() -> None:
 def assign_splits(rows: list[dict], params: dict) -> None:
     """Speaker-disjoint splits stratified by sex: val speakers from train; for a folder corpus
     without a split column, test speakers too."""
-    seed, data = params["seed"], params["data"]
+    data = params["data"]
+    seed = data["seed"]
     if any(not r["split"] for r in rows):
         sexes = {r["speaker"]: r["sex"] for r in rows}
         test = split_speakers(sexes, data["folder"]["test_fraction"], seed)
@@ -67,4 +79,4 @@ def assign_splits(rows: list[dict], params: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="label", outputs=OUTPUTS)

@@ -6,8 +6,14 @@ settings, and what data it was trained on), metrics/train.json, plots/train/curv
 epoch by epoch through dvclive, dvclive/train/ (so `dvc exp show` follows a running experiment).
 """
 
-import json
+import sys
 from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import json
 
 import torch
 import yaml
@@ -20,6 +26,11 @@ from voicegender.models import build_model
 from voicegender.params import load_params
 from voicegender.reporting import plot_training_curves, significant, write_json
 from voicegender.training import fit, predict_proba, resolve_device
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("models/model.pt", "models/model.json", "metrics/train.json", "plots/train", "dvclive/train")
 
 
 def main() -> None:
@@ -31,7 +42,7 @@ def main() -> None:
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
     mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
     model_config = params["model"]
-    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["seed"])
+    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["train"]["seed"])
     device = resolve_device(params["device"])
     print(f"train: {params['model']['name']} on {len(train['X'])} utterances, lr={lr:.3g} "
           f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)
@@ -51,7 +62,7 @@ def main() -> None:
         live.next_step()  # writes dvclive/train/metrics.json: the latest epoch, for `dvc exp show`
 
     result = fit(model, train["X"], train["y"], val["X"], val["y"], lr=lr, batch_size=batch_size,
-                 epochs=epochs, seed=params["seed"], optimizer=params["train"]["optimizer"],
+                 epochs=epochs, seed=params["train"]["seed"], optimizer=params["train"]["optimizer"],
                  weight_decay=params["train"]["weight_decay"], patience=params["train"]["patience"],
                  device=device, on_epoch=log_epoch)
     live.end()
@@ -77,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="train", outputs=OUTPUTS)

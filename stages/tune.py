@@ -4,9 +4,15 @@ Reads data/features/; writes models/tuned.yaml (the best trial's settings), metr
 and plots/tune/ (one row per trial, learning curves, lr vs accuracy).
 """
 
+import sys
+from pathlib import Path
+
+# this repository's library first, whatever is installed where: DVC runs queued and temporary
+# experiments in copies of the repository, each with its own src/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 import os
 import shutil
-from pathlib import Path
 
 import yaml
 
@@ -15,6 +21,11 @@ from voicegender.training import fit_standardizer
 from voicegender.params import load_params
 from voicegender.reporting import figure, save_figure, write_json, write_table
 from voicegender.tuning import run_search
+from voicegender.errors import run_command
+
+
+# what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
+OUTPUTS = ("models/tuned.yaml", "metrics/tune.json", "plots/tune")
 
 
 def main() -> None:
@@ -23,11 +34,11 @@ def main() -> None:
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
     mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
     fixed = {"model": params["model"], "optimizer": params["train"]["optimizer"],
-             "weight_decay": params["train"]["weight_decay"], "seed": params["seed"],
+             "weight_decay": params["train"]["weight_decay"], "seed": params["train"]["seed"],
              "epochs": params["epochs"], "mean": mean, "std": std}
-    for key in ("lr", "batch_size"):
-        if params[key] != "tuned":
-            fixed[key] = params[key]
+    # lr and batch_size come from tune.space only (a fixed value: `choice` of one): the top-level
+    # lr / batch_size choose between the search's result and a number for the final training,
+    # so changing them reruns train, not the search
     address = tune["address"] or os.environ.get("RAY_ADDRESS") or None
     # Ray wants an absolute path (or a URI). The local default lives under the repository
     # (data/ is git- and DVC-ignored) and is removed after the search: its results are all
@@ -43,12 +54,14 @@ def main() -> None:
                             search=tune["search"], grace_period=tune["asha"]["grace_period"],
                             reduction_factor=tune["asha"]["reduction_factor"],
                             cpus_per_trial=tune["cpus_per_trial"], address=address, storage_path=storage,
-                            connect_timeout_s=tune["connect_timeout_s"], seed=params["seed"],
+                            connect_timeout_s=tune["connect_timeout_s"], seed=params["train"]["seed"],
                             log=lambda m: print(m, flush=True))
     finally:
         if not tune["storage"] and not address:
             shutil.rmtree(LOCAL_STORAGE, ignore_errors=True)
     best = result["best"]
+    print(f"tune: {len(result['trials'])} trials, {sum(t['epochs_run'] for t in result['trials'])} epochs, "
+          f"wall {result['wall_s']:.1f} s; best {_short_best(best)}", flush=True)
     Path("models").mkdir(exist_ok=True)
     Path("models/tuned.yaml").write_text(yaml.safe_dump(
         {**{k: _plain(v) for k, v in best["config"].items()},
@@ -67,19 +80,23 @@ def main() -> None:
     write_json("metrics/tune.json", {
         "best": {"config": {k: _plain(v) for k, v in best["config"].items()}, "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]},
         "trials": len(result["trials"]), "failed": sum(bool(t["error"]) for t in result["trials"]),
-        "epochs_total": sum(t["epochs_run"] for t in result["trials"]), "wall_s": round(result["wall_s"], 1),
-        "search": tune["search"],
-    })
+        "epochs_total": sum(t["epochs_run"] for t in result["trials"]), "search": tune["search"],
+    })  # no wall time here: it changes from run to run, and this file is hashed (dvc.lock) and diffed
     fig, ax = figure(6, 4)
     for i, t in enumerate(result["trials"]):
         ax.plot([h["epoch"] for h in t["history"]], [h["val_loss"] for h in t["history"]], alpha=0.6)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation BCE loss")
-    ax.set_title(f"{len(result['trials'])} trials (ASHA stops weak ones early)")
+    ax.set_title(f"{len(result['trials'])} trials (ASHA's rule stops weak ones early)")
     save_figure(fig, "plots/tune/curves.png")
 
 
 LOCAL_STORAGE = "data/ray"
+
+
+def _short_best(best: dict) -> str:
+    return " ".join(f"{k}={_plain(v):.3g}" if isinstance(_plain(v), float) else f"{k}={_plain(v)}"
+                    for k, v in best["config"].items()) + f" val_loss={best['val_loss']:.4f}"
 
 
 def _cell(v):
@@ -92,4 +109,4 @@ def _plain(v):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, name="tune", outputs=OUTPUTS)

@@ -65,7 +65,8 @@ TINY = {
 def tiny_repo(tmp_path):
     """A copy of the repository configured for a tiny, fast synthetic run."""
     repo = copy_repo(tmp_path / "repo")
-    set_params(repo, TINY)
+    # downloads go to a cache of the test's own, not the user's ~/.cache
+    set_params(repo, {**TINY, "data.libritts.cache_dir": str(tmp_path / "libritts-cache")})
     run(["git", "commit", "-qam", "tiny params"], repo)
     return repo
 

@@ -19,7 +19,7 @@ def test_committed_params_are_valid():
 
 @pytest.mark.parametrize("key, value", [
     ("lr", -1.0), ("lr", "1e-3"), ("batch_size", 0), ("corpus", "nonsense"), ("epochs", -3),
-    ("seed", 1.5), ("device", "tpu"), ("data.val_fraction", 1.0), ("model.name", "resnet"),
+    ("data.seed", 1.5), ("train.seed", "x"), ("device", "tpu"), ("data.val_fraction", 1.0), ("model.name", "resnet"),
     ("model.dropout", 1.0), ("tune.num_samples", 0), ("train.optimizer", "rmsprop"),
     ("data.libritts.base_url", "ftp://x"), ("features.kind", "spectrogram"),
     ("predict.min_speech_s", -1.0), ("predict.min_speech_s", "5e-1"), ("predict.vad_threshold", 1.0),
@@ -65,4 +65,10 @@ def test_folder_corpus_needs_a_manifest(params):
 def test_bad_search_space_is_named(params):
     params["tune"]["space"]["lr"] = {"type": "loguniform", "low": 0.0, "high": 1.0e-2}
     with pytest.raises(ParamError, match="tune.space.lr"):
+        validate_params(params)
+
+
+def test_the_old_single_seed_is_refused_naming_its_replacements(params):
+    params["seed"] = 42
+    with pytest.raises(ParamError, match="seed: replaced by data.seed .* train.seed"):
         validate_params(params)

@@ -64,8 +64,40 @@ def test_a_wrong_checksum_stops_the_pipeline_and_keeps_nothing(tiny_repo, tmp_pa
         proc = run(["dvc", "repro"], tiny_repo, check=False)
     assert proc.returncode != 0
     assert "sha256" in (proc.stdout + proc.stderr).lower() or "checksum" in (proc.stdout + proc.stderr).lower()
-    raw = tiny_repo / "data/raw"
-    assert not raw.exists() or not any(p.suffix in (".gz", ".part") for p in raw.iterdir())
+    out = proc.stdout + proc.stderr
+    assert "download: error: SHA-256 mismatch for " + srv.base_url + "/train-clean-100.tar.gz" in out
+    assert "Traceback" not in out
+    assert not (tiny_repo / "data/raw").exists()
+    cache = tmp_path / "libritts-cache"
+    assert not cache.exists() or not any(p.suffix in (".gz", ".part") for p in cache.iterdir())
+
+
+def test_archives_are_downloaded_once_per_machine(tiny_repo, tmp_path):
+    """A rerun of download (forced, after a param change, or from another clone) finds the
+    verified archives in the cache and fetches nothing."""
+    srv_dir = tmp_path / "mirror"
+    srv_dir.mkdir()
+    train = libritts_archive(srv_dir / "train-clean-100.tar.gz", "train-clean-100", TRAIN)
+    test = libritts_archive(srv_dir / "test-clean.tar.gz", "test-clean", TEST)
+    cache = tmp_path / "libritts-cache"
+    with serve_directory(srv_dir) as srv:
+        set_params(tiny_repo, {"corpus": "libritts", "data.libritts.base_url": srv.base_url,
+                               "data.libritts.checksums": {"train-clean-100": sha256_file(train),
+                                                           "test-clean": sha256_file(test)}})
+        run(["dvc", "repro", "label"], tiny_repo)
+        first = sum(srv.bytes_sent.values())
+        assert first == train.stat().st_size + test.stat().st_size
+        assert sorted(p.name for p in cache.glob("*.tar.gz")) == ["test-clean.tar.gz", "train-clean-100.tar.gz"]
+        assert not list((tiny_repo / "data/raw").glob("*.tar.gz"))  # data/raw only names them
+        labels = (tiny_repo / "data/labels.csv").read_text()
+
+        forced = run(["dvc", "repro", "-f", "download"], tiny_repo)
+        assert "Running stage 'download'" in forced.stdout
+        set_params(tiny_repo, {"data.synthetic.train_speakers": 8})  # a param download lists
+        again = run(["dvc", "repro", "label"], tiny_repo)
+        assert "Running stage 'download'" in again.stdout
+        assert sum(srv.bytes_sent.values()) == first  # no archive byte fetched again
+    assert (tiny_repo / "data/labels.csv").read_text() == labels
 
 
 def test_folder_of_recordings_and_a_changed_recording_reruns(tiny_repo, tmp_path):

@@ -30,6 +30,8 @@ import miniaudio
 import numpy as np
 import soundfile as sf
 
+from voicegender.errors import MissingInputError, UserError
+
 log = logging.getLogger(__name__)
 
 SEXES = ("F", "M")
@@ -45,7 +47,7 @@ _READ_BYTES = 1 << 20  # archive read size; larger than tarfile's 10 KiB default
 _MAX_LISTED = 10  # offending items quoted in an error message (all are counted)
 
 
-class CorpusError(Exception):
+class CorpusError(UserError):
     """A corpus cannot be read as asked; the message says which file and why."""
 
 
@@ -340,7 +342,7 @@ def _iter_tar(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, st
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"archive {path} does not exist")
+        raise MissingInputError(f"archive {path} does not exist")
     try:
         with open(path, "rb") as raw:
             is_gzip = raw.read(2) == b"\x1f\x8b"
@@ -416,7 +418,7 @@ def scan_directory(root: Path) -> tuple[list[dict], dict[str, str]]:
     and `root/..` (the LibriTTS root of a subset directory)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"directory {root} does not exist")
+        raise MissingInputError(f"directory {root} does not exist")
     utts, bad = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -525,7 +527,7 @@ def iter_audio(source: Path | str, members: Iterable[str]) -> Iterator[tuple[str
         return iter_directory_audio(source, members)
     if source.is_file():
         return iter_archive_audio(source, members)
-    raise FileNotFoundError(f"audio source {source} does not exist")
+    raise MissingInputError(f"audio source {source} does not exist")
 
 
 # --------------------------------------------------------------------------- folder corpus

@@ -5,6 +5,8 @@ Knows nothing of DVC. Standard library (urllib) + tqdm only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from tqdm import tqdm
+
+from voicegender.errors import MissingInputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +38,13 @@ KNOWN_SIZE_BYTES: dict[str, int] = {
     "dev-clean": 1_291_469_655,
 }
 
+_MIRROR_HINT = ("The server holds another file than the one expected: check data.libritts.base_url, "
+                "or, if this file is the one you want, give its SHA-256 in data.libritts.checksums.")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20  # read / hash granularity; not a user knob
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed for good (after retries, or on a non-transient error)."""
 
 
@@ -168,7 +174,8 @@ def download_file(
                 if failures > retries:
                     raise DownloadError(
                         f"downloading {url} failed {failures} times in a row, last: {e} "
-                        f"({part.size()} bytes kept in {part.path}; run again to resume)"
+                        f"({part.size()} bytes kept in {part.path}). Check the URL (data.libritts.base_url) "
+                        "and the network, then run again: the download resumes"
                     ) from None
                 delay = backoff_s * 2 ** max(failures - 1, 0)
                 log.warning("download of %s interrupted (%s); retrying in %.2f s", url, e, delay)
@@ -178,14 +185,15 @@ def download_file(
     if expected_size is not None and size != expected_size:
         part.path.unlink()
         raise ChecksumError(
-            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted"
+            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted. "
+            f"{_MIRROR_HINT}"
         )
     got = part.hexdigest()
     if got != sha256:
         part.path.unlink()
         raise ChecksumError(
             f"SHA-256 mismatch for {url}: expected {sha256}, got {got}; "
-            f"the downloaded file was deleted"
+            f"the downloaded file was deleted. {_MIRROR_HINT}"
         )
     with open(part.path, "rb+") as f:  # on disk before the rename declares it complete
         os.fsync(f.fileno())
@@ -277,7 +285,7 @@ def _attempt(url: str, part: _Part, total: int | None, bar, timeout_s: float) ->
 
         if size is not None:
             if total is not None and size != total:
-                raise DownloadError(f"{url} is {size} bytes on the server, {total} were expected")
+                raise DownloadError(f"{url} is {size} bytes on the server, {total} were expected. {_MIRROR_HINT}")
             total = size
             check_disk_space(part.path.parent, size - have, url)
         bar.reset(total=total)
@@ -339,6 +347,26 @@ def resolve_checksums(
     return resolved
 
 
+def default_cache_dir() -> Path:
+    """Where downloaded LibriTTS archives live unless told otherwise: a per-user cache outside
+    any repository (``$XDG_CACHE_HOME/voicegender/libritts``, else ``~/.cache/voicegender/libritts``),
+    so that every clone, experiment and DVC temporary copy on the machine shares one download."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "voicegender" / "libritts"
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """An exclusive lock on ``directory`` (no lock file left behind): two runs sharing a cache
+    folder (e.g. queued experiments) download an archive once, not twice into one .part file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def fetch_libritts(
     base_url: str,
     subsets: Iterable[str],
@@ -350,7 +378,9 @@ def fetch_libritts(
 
     Returns subset -> archive path. `download_kwargs` go to `download_file` (retries,
     backoff_s, timeout_s, progress). Free space for all archives still missing is
-    checked once before the first download starts.
+    checked once before the first download starts. An archive already in `dest_dir` is
+    verified (SHA-256) and kept: nothing is fetched for it. Concurrent calls on one `dest_dir`
+    wait for each other (a file lock), so an archive is downloaded once.
     """
     subsets = list(dict.fromkeys(subsets))
     wanted = resolve_checksums(subsets, checksums)
@@ -364,10 +394,11 @@ def fetch_libritts(
             need += size - (part.stat().st_size if part.exists() else 0)
     check_disk_space(dest_dir, need, f"LibriTTS {', '.join(subsets)}")
     out = {}
-    for subset, (sha, size) in wanted.items():
-        url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
-        out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
-                                    expected_size=size, **download_kwargs)
+    with _locked(dest_dir):
+        for subset, (sha, size) in wanted.items():
+            url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
+            out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
+                                        expected_size=size, **download_kwargs)
     return out
 
 
@@ -393,7 +424,7 @@ def locate_libritts(
     """
     local_path = Path(local_path).expanduser()
     if not local_path.exists():
-        raise FileNotFoundError(f"LibriTTS local path {local_path} does not exist")
+        raise MissingInputError(f"LibriTTS local path {local_path} does not exist")
     out, missing = {}, []
     for subset in dict.fromkeys(subsets):
         archive = local_path / f"{subset}.tar.gz"
@@ -423,7 +454,7 @@ def locate_libritts(
         else:
             out[subset] = found
     if missing:
-        raise FileNotFoundError("LibriTTS subsets not found: " + "; ".join(missing))
+        raise MissingInputError("LibriTTS subsets not found: " + "; ".join(missing))
     return out
 
 

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import yaml
 
+from voicegender.errors import UserError
+
 CORPORA = ("synthetic", "libritts", "folder")
 MODELS = ("linear", "report_cnn", "cnn1d", "cnn2d", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -19,14 +21,19 @@ DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
 BASELINE_MODELS = ("logistic", "mlp", "random_forest", "hist_gradient_boosting")  # voicegender.baselines.BASELINES
 
 
-class ParamError(ValueError):
+class ParamError(UserError, ValueError):
     """One or more parameters are missing or invalid; the message names each key."""
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read ``path`` and return its validated parameters."""
-    with open(path, encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ParamError(f"cannot read {path}: {e}") from None
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: expected a mapping of keys to values")
     validate_params(params)
     return params
 
@@ -40,7 +47,11 @@ def validate_params(params: dict) -> None:
     check("lr", _tuned_or(_positive_float))
     check("batch_size", _tuned_or(_positive_int))
     check("epochs", _positive_int)
-    check("seed", _int)
+    check("data.seed", _int)
+    check("train.seed", _int)
+    if "seed" in params:
+        errors.append("seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
+                      "(initialisation, shuffling, the search's sampling)")
     check("device", _device)
 
     check("data.val_fraction", _fraction)
@@ -60,6 +71,7 @@ def validate_params(params: dict) -> None:
     check("data.libritts.test_subset", _nonempty_str)
     check("data.libritts.checksums", _checksums)
     check("data.libritts.local_dir", _optional(_nonempty_str))
+    check("data.libritts.cache_dir", _optional(_nonempty_str))
     check("data.folder.manifest", _optional(_nonempty_str))
     check("data.folder.recordings", _nonempty_str)
     check("data.folder.test_fraction", _fraction)
@@ -127,6 +139,10 @@ def validate_params(params: dict) -> None:
             msg = _distribution(dist) or _searchable(name, dist)
             if msg:
                 errors.append(f"tune.space.{name}: {msg}")
+        for name in ("lr", "batch_size"):
+            if name not in space:
+                errors.append(f"tune.space.{name}: missing: every trial needs one; to fix it, give a "
+                              f"single value, e.g. {name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}")
 
     if errors:
         raise ParamError("invalid params:\n  " + "\n  ".join(errors))

@@ -1,7 +1,9 @@
-"""Hyperparameter search with Ray Tune: random search + AsyncHyperBand (ASHA).
+"""Hyperparameter search with Ray Tune: random search + ASHA's early stopping, decided in trial order.
 
-Each trial runs :func:`voicegender.training.fit` and reports every epoch to Tune, so ASHA can
-stop weak trials early. Works on the local machine or on an existing Ray cluster.
+Each trial runs :func:`voicegender.training.fit` and reports every epoch to Tune; the scheduler
+stops weak trials at ASHA's milestones, deciding as if the trials had run one after another
+(:class:`OrderedHalving`), so that the same search gives the same trials, epochs and results
+on every run, while the trials still run concurrently. Works locally or on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from voicegender.errors import UserError
 
 # Ray reads these at import time: no usage stats, the classic quiet output.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -121,13 +125,19 @@ def run_search(
     cluster, checked for within ``connect_timeout_s`` seconds; trial results then go to
     ``storage_path``, which must be shared storage (an NFS path or a URI such as ``s3://…``).
     Locally, ``storage_path`` defaults to a temporary folder, removed afterwards.
-    Returns ``{"trials": [...], "best": {...}, "wall_s": float}``; trials are in sampling
-    order, each with its ``config``, final ``val_loss`` / ``val_accuracy``, ``epochs_run``,
-    per-epoch ``history`` and ``error`` (None when it finished).
+
+    Weak trials are stopped at ASHA's milestones (``grace_period``, ``reduction_factor``) by
+    :class:`OrderedHalving`: decided in trial order, so with random search the same arguments give
+    the same trials, epochs and results however the concurrent trials' results interleave.
+    Returns ``{"trials": [...], "best": {...}, "wall_s": float, "epochs_trained": int}``; trials
+    are in sampling order, each with its ``config``, final ``val_loss`` / ``val_accuracy``,
+    ``epochs_run``, per-epoch ``history`` and ``error`` (None when it finished);
+    ``epochs_trained`` also counts epochs trained past a milestone whose decision was *stop*.
+    An interrupted search (Ctrl-C: KeyboardInterrupt; fewer trials finished than asked:
+    :class:`SearchInterrupted`) raises, after Ray and the temporary folders are cleaned up.
     """
     import ray
     from ray import tune
-    from ray.tune.schedulers import AsyncHyperBandScheduler
 
     started = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -145,12 +155,14 @@ def run_search(
         init_kwargs.update(address="local", _temp_dir=scratch[-1], num_cpus=os.cpu_count())
     if storage_path is None:
         if address:
-            raise ValueError("on a cluster, trial results need shared storage: set tune.storage "
+            raise SearchSetupError("on a cluster, trial results need shared storage: set tune.storage "
                              "to a URI (s3://…, gs://…) or a path every node mounts")
         scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
         storage_path = scratch[-1]
     elif "://" not in storage_path and not os.path.isabs(storage_path):
-        raise ValueError(f"storage_path must be absolute or a URI, got {storage_path!r}")
+        raise SearchSetupError(f"storage_path must be absolute or a URI, got {storage_path!r}")
+    if not address:
+        log(f"tune: local Ray, {os.cpu_count()} CPUs, scratch in {scratch[0]} (removed afterwards)")
     ray.init(**init_kwargs)
     try:
         recorder = _Recorder(num_samples, metric, log)
@@ -160,9 +172,9 @@ def run_search(
                                  X_val=X_val, y_val=y_val, fixed=fixed),
             {"cpu": cpus_per_trial},
         )
-        scheduler = AsyncHyperBandScheduler(
-            time_attr="training_iteration", max_t=max_epochs(space, fixed.get("epochs", 1)),
-            grace_period=grace_period, reduction_factor=reduction_factor)
+        rule = OrderedHalving(grace_period=grace_period, reduction_factor=reduction_factor,
+                              max_t=max_epochs(space, fixed.get("epochs", 1)))
+        scheduler = _OrderedScheduler(rule, metric, mode)
         tuner = tune.Tuner(
             trainable,
             param_space=to_ray_space(space),
@@ -181,19 +193,37 @@ def run_search(
         tune_logger = logging.getLogger("ray.tune")
         level = tune_logger.level
         tune_logger.setLevel(logging.CRITICAL)
+        # Tune's own SIGINT handler ends the search early and returns normally, as if it were
+        # complete: let Ctrl-C raise KeyboardInterrupt instead (cleaned up below)
+        sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         try:
             grid = tuner.fit()
         finally:
             tune_logger.setLevel(level)
+            if sigint is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint
     finally:
         ray.shutdown()
         for path in scratch:
             shutil.rmtree(path, ignore_errors=True)
+    finished = len(recorder.finished)
+    if finished < num_samples:
+        raise SearchInterrupted(f"the search ended after {finished} of {num_samples} trials "
+                                "(interrupted?): nothing was recorded")
     errors = {Path(r.path).name: r.error for r in grid if r.path}
-    trials = []
-    for trial_id, history, config in recorder.trials():
+    trials, trained = [], 0
+    for trial_id, history, config in recorder.trials(scheduler.index):
         error = next((e for name, e in errors.items() if trial_id in name), None)
         error = error or recorder.errors.get(trial_id)
+        trained += len(history)
+        counted = rule.epochs(scheduler.index[trial_id])
+        if counted < len(history) or (error is not None and rule.stopped(scheduler.index[trial_id])):
+            # trained on while its decision waited on earlier trials, then stopped at a milestone:
+            # the epochs after it do not count (nor an error they ran into)
+            history, error = history[:counted], None
         last = history[-1] if history else {}
         trials.append({
             "config": config,
@@ -203,12 +233,157 @@ def run_search(
             "history": history,
             "error": None if error is None else _error_text(error),
         })
+    counted = sum(t["epochs_run"] for t in trials)
+    log(f"tune: {counted} epochs count ({trained - counted} more trained while decisions waited on "
+        f"earlier trials), {time.perf_counter() - started:.1f} s")
     ok = [t for t in trials if t["error"] is None and math.isfinite(t.get(metric, math.nan))]
     if not ok:
-        raise RuntimeError(f"all {len(trials)} trials failed; first error: {trials[0]['error']}")
+        raise SearchFailed(f"all {len(trials)} trials failed; first error: {trials[0]['error']}. "
+                           "Check tune.space (e.g. a learning rate too high gives NaN losses)")
     pick = min if mode == "min" else max
     best = pick(ok, key=lambda t: t[metric])
-    return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started}
+    return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started,
+            "epochs_trained": trained}
+
+
+class ClusterUnreachable(UserError, ConnectionError):
+    """No Ray cluster answers at tune.address."""
+
+
+class SearchSetupError(UserError, ValueError):
+    """The search cannot start as configured (tune.* params)."""
+
+
+class SearchFailed(UserError, RuntimeError):
+    """Every trial failed."""
+
+
+class SearchInterrupted(UserError, RuntimeError):
+    """The search stopped before all its trials finished (Ctrl-C, a lost cluster)."""
+
+
+class OrderedHalving:
+    """ASHA's promotion rule, decided as if the trials ran one after another in creation order.
+
+    Ray's AsyncHyperBand stops a trial at a milestone (``grace_period * reduction_factor**k``
+    epochs) when its result is worse than the ``1 - 1/reduction_factor`` quantile of the results
+    *recorded so far* at that milestone: with concurrent trials, what is recorded so far depends on
+    which trial reported first, so two runs of the same search stop different trials. Here trial
+    ``t``'s decision at a milestone is taken against the trials ``0 … t-1`` that reached it, exactly
+    what ASHA decides when the trials run one by one, so the decisions depend on the results only.
+
+    Trials still run concurrently: a trial whose decision waits on earlier trials keeps training
+    (speculatively); if the decision turns out to be *stop*, its epochs after the milestone are
+    dropped from the results (:meth:`epochs`). Pure bookkeeping, no Ray: unit-testable.
+    """
+
+    def __init__(self, *, grace_period: int, reduction_factor: float, max_t: int):
+        milestones, k = [], 0
+        while grace_period * reduction_factor ** k < max_t:  # at max_t a trial ends anyway
+            milestones.append(math.ceil(grace_period * reduction_factor ** k - 1e-9))
+            k += 1
+        self.milestones = sorted(set(milestones))
+        self.quantile = (1 - 1 / reduction_factor) * 100
+        self.values: list[dict[int, float]] = []  # per trial: milestone -> reward (higher is better)
+        self.last: list[int] = []                 # per trial: last epoch reported
+        self.finished: list[bool] = []
+        self.decided: list[list[str]] = []        # per trial: "continue" / "stop" per milestone so far
+
+    def add(self) -> int:
+        """A new trial (in creation order); returns its index."""
+        for lst, v in ((self.values, {}), (self.last, 0), (self.finished, False), (self.decided, [])):
+            lst.append(v)
+        return len(self.values) - 1
+
+    def result(self, i: int, epoch: int, reward: float) -> None:
+        self.last[i] = max(self.last[i], epoch)
+        if epoch in self.milestones:
+            self.values[i][epoch] = reward
+        self._resolve()
+
+    def finish(self, i: int) -> None:
+        self.finished[i] = True
+        self._resolve()
+
+    def stopped(self, i: int) -> bool:
+        return "stop" in self.decided[i]
+
+    def epochs(self, i: int) -> int:
+        """Epochs of trial ``i`` that count: up to the milestone where it was stopped."""
+        d = self.decided[i]
+        return self.milestones[len(d) - 1] if d and d[-1] == "stop" else self.last[i]
+
+    def _reach(self, i: int, k: int) -> bool | None:
+        """Does trial ``i`` (effectively) reach milestone ``k``? None: not known yet."""
+        d = self.decided[i]
+        if len(d) < k:  # an earlier milestone is undecided: reached (and pending) or never reached?
+            return False if "stop" in d or self._reach(i, len(d)) is False else None
+        if "stop" in d[:k]:
+            return False
+        if self.milestones[k] in self.values[i]:
+            return True
+        return False if self.finished[i] else None
+
+    def _resolve(self) -> None:
+        """Take every decision whose inputs are known, in trial order then milestone order."""
+        progress = True
+        while progress:
+            progress = False
+            for t in range(len(self.values)):
+                k = len(self.decided[t])
+                if k >= len(self.milestones) or "stop" in self.decided[t] or not self._reach(t, k):
+                    continue
+                earlier = [self._reach(j, k) for j in range(t)]
+                if any(r is None for r in earlier):
+                    continue
+                m = self.milestones[k]
+                recorded = [self.values[j][m] for j in range(t) if earlier[j]]
+                reward = self.values[t][m]
+                stop = False
+                if recorded and not all(math.isnan(r) for r in recorded):
+                    cutoff = float(np.nanpercentile(recorded, self.quantile))
+                    stop = reward < cutoff  # NaN compares False: continue, as Ray's ASHA does
+                self.decided[t].append("stop" if stop else "continue")
+                progress = True
+
+
+def _OrderedScheduler(rule: OrderedHalving, metric: str, mode: str):
+    """A Tune scheduler applying ``rule``: trial indices in creation order, STOP when it says so."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    class OrderedScheduler(FIFOScheduler):
+        _supports_buffered_results = False
+
+        def __init__(self):
+            super().__init__()
+            self.index: dict[str, int] = {}
+            self.sign = -1.0 if mode == "min" else 1.0
+
+        def set_search_properties(self, metric, mode, **spec):  # metric and mode are ours already
+            return True
+
+        def on_trial_add(self, tune_controller, trial):
+            self.index[trial.trial_id] = rule.add()
+
+        def on_trial_result(self, tune_controller, trial, result):
+            i = self.index[trial.trial_id]
+            if "training_iteration" in result and metric in result:
+                rule.result(i, int(result["training_iteration"]), self.sign * float(result[metric]))
+            return TrialScheduler.STOP if rule.stopped(i) else TrialScheduler.CONTINUE
+
+        def on_trial_complete(self, tune_controller, trial, result):
+            rule.finish(self.index[trial.trial_id])
+
+        def on_trial_error(self, tune_controller, trial):
+            rule.finish(self.index[trial.trial_id])
+
+        def on_trial_remove(self, tune_controller, trial):
+            rule.finish(self.index[trial.trial_id])
+
+        def debug_string(self) -> str:
+            return "OrderedHalving (ASHA's rule in trial order)"
+
+    return OrderedScheduler()
 
 
 def make_searcher(name: str, seed: int):
@@ -238,7 +413,7 @@ def check_reachable(address: str, timeout_s: float) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as e:
-        raise ConnectionError(f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
+        raise ClusterUnreachable(f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
                               f"{e}. Start one with `ray start --head` or fix the address.") from None
 
 
@@ -265,14 +440,16 @@ def _Recorder(total: int, metric: str, log):
             self.errors: dict[str, str] = {}
             self.created: dict[str, int] = {}
             self.done = 0
+            self.finished: set[str] = set()  # trials that completed or failed
             self.started = time.perf_counter()
 
         def stamp(self) -> str:
             return f"[tune {time.perf_counter() - self.started:6.1f}s]"
 
-        def trials(self):
-            """(trial_id, history, config) in sampling order."""
-            order = sorted(self.configs, key=self.created.__getitem__)
+        def trials(self, index: dict[str, int]):
+            """(trial_id, history, config) in creation (= sampling) order, ``index`` = the
+            scheduler's trial indices."""
+            order = sorted(self.configs, key=index.__getitem__)
             return [(t, self.history.get(t, []), self.configs[t]) for t in order]
 
         def note(self, trials, trial):
@@ -291,6 +468,7 @@ def _Recorder(total: int, metric: str, log):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
+            self.finished.add(trial.trial_id)
             last = (self.history.get(trial.trial_id) or [{}])[-1]
             log(f"{self.stamp()} {self.done:>3}/{total} done {trial.trial_id} epochs={last.get('epoch')} "
                 f"{metric}={last.get(metric, float('nan')):.4f} "
@@ -300,6 +478,7 @@ def _Recorder(total: int, metric: str, log):
             self.done += 1
             self.note(trials, trial)
             self.errors[trial.trial_id] = "failed"
+            self.finished.add(trial.trial_id)
             log(f"{self.stamp()} {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
                 "(recorded; the search goes on)")
 
