@@ -348,7 +348,8 @@ def wide_table(rows: list[dict], speeds: dict) -> str:
     """One line per (features, model): cross-corpus accuracy, balanced accuracy and ROC AUC beside
     the LibriSpeech CV balanced accuracy and the kind's extraction speed."""
     by = {(r["dataset"], r["kind"], r["model"]): r for r in rows}
-    pairs = sorted({(k, m) for _, k, m in by}, key=lambda km: -by.get(("cross-corpus", *km), {}).get("balanced_accuracy", 0))
+    pairs = sorted({(k, m) for _, k, m in by}, key=lambda km: (-by.get(("cross-corpus", *km), {}).get("balanced_accuracy", 0),
+                                                             -by.get(("librispeech", *km), {}).get("balanced_accuracy", 0)))
     lines = ["| features | model | cross-corpus accuracy | cross-corpus balanced acc. | cross-corpus ROC AUC | "
              "LibriSpeech CV balanced acc. | extraction (x real time) |", "|---|---|---|---|---|---|---|"]
 
