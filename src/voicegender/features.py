@@ -64,6 +64,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ge2e_min_coverage": 0.75,  # ge2e: keep a last, partly padded partial covering at least this share
     "target_dbfs": -30.0,  # ge2e: quieter recordings are raised to this RMS level (dBFS), louder left alone
     "encoder_device": "auto",  # ge2e: where the encoder runs: auto (CUDA when present) | cpu | cuda | cuda:N
+    "ge2e_precision": "float32",  # ge2e: float32 (Resemblyzer's network as trained) | mixed (LSTM layers 1-2 in bfloat16)
     "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
 }
 
@@ -127,6 +128,8 @@ def validate_feature_config(cfg: dict | None) -> dict:
     v = out["encoder_device"]
     if not (isinstance(v, str) and (v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v))):
         raise ValueError(f"features.encoder_device must be auto, cpu, cuda or cuda:N, got {v!r}")
+    if out["ge2e_precision"] not in ("mixed", "float32"):
+        raise ValueError(f"features.ge2e_precision must be mixed or float32, got {out['ge2e_precision']!r}")
     if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
         raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
     if out["n_fft"] < 16:
@@ -503,7 +506,7 @@ def _compute(y: np.ndarray, sr: int, cfg: dict) -> np.ndarray:
         from voicegender.speaker_encoder import ge2e_embedding
 
         return ge2e_embedding(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"],
-                              encoder_device(cfg["encoder_device"]))
+                              encoder_device(cfg["encoder_device"]), cfg["ge2e_precision"])
     y, sr = _analysis_signal(y, sr, cfg)
     n_fft, hop, n_mels = cfg["n_fft"], cfg["hop_length"], cfg["n_mels"]
     if kind == "mean_mel":
@@ -593,9 +596,11 @@ def _warm_up(cfg: dict) -> None:
     import soxr  # noqa: F401
 
     if cfg["kind"] == "ge2e":
-        from voicegender.speaker_encoder import load_encoder
+        from voicegender.speaker_encoder import encoder_for
 
-        load_encoder()  # the weights once, here: forked workers share them
+        device = encoder_device(cfg["encoder_device"])
+        if device == "cpu":  # built once, here: forked workers share it (CUDA is used in-process)
+            encoder_for(device, cfg["ge2e_precision"])
     elif cfg["sample_rate"] != "native":
         _mel_segments(cfg["sample_rate"], cfg["n_fft"], cfg["n_mels"])  # and mel_filterbank
 
@@ -624,7 +629,8 @@ def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np
             mels[i] = partial_mels(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
             errors[i] = f"{type(exc).__name__}: {exc}"
-    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg["encoder_device"]))))
+    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg["encoder_device"]),
+                                             cfg["ge2e_precision"])))
     return [(item_id, vectors.get(i), errors.get(i)) for i, (item_id, _) in enumerate(chunk)]
 
 
