@@ -14,7 +14,9 @@ Kinds (``config["kind"]``), all returned as float32:
 ``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
 ``ge2e``           (256,)                a pretrained GE2E speaker encoder's embedding
                                           (``voicegender.speaker_encoder``; always at 16 kHz,
-                                          ``sample_rate`` / ``n_fft`` / ... do not apply).
+                                          ``sample_rate`` / ``n_fft`` / ... do not apply;
+                                          ``extract_many`` embeds a chunk's utterances in one
+                                          batch, see ``GE2E_CHUNK``).
 
 ``mean_mel`` reproduces ``librosa.load`` + ``librosa.feature.melspectrogram`` + time mean
 (``max|diff| / max|librosa|`` ~2e-7; criterion and per-band figures in ``mean_mel``) several
