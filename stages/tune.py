@@ -53,7 +53,8 @@ def main() -> None:
                             num_samples=tune["num_samples"], metric=tune["metric"], mode=tune["mode"],
                             search=tune["search"], grace_period=tune["asha"]["grace_period"],
                             reduction_factor=tune["asha"]["reduction_factor"],
-                            cpus_per_trial=tune["cpus_per_trial"], address=address, storage_path=storage,
+                            cpus_per_trial=tune["cpus_per_trial"], gpus_per_trial=tune["gpus_per_trial"],
+                            address=address, storage_path=storage,
                             connect_timeout_s=tune["connect_timeout_s"], seed=params["train"]["seed"],
                             log=lambda m: print(m, flush=True))
     finally:

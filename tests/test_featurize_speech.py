@@ -16,8 +16,9 @@ SPEECH = {"min_speech_s": 0.5, "threshold": 0.5, "neg_threshold": 0.35, "min_seg
           "min_silence_s": 0.3, "pad_s": 0.1}
 
 
+@pytest.mark.parametrize("kind", ["log_mel_stats", "ge2e"])  # ge2e: its batched extraction path
 @pytest.mark.parametrize("n_jobs", [1, 2])  # 2: the check runs in the worker processes
-def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_jobs):
+def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_jobs, kind):
     y, sr, _ = utterance
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -27,8 +28,8 @@ def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_
         sf.write(audio / f"{name}.wav", samples, sr)
         rows.append({"id": name, "speaker": name, "sex": "F", "split": "train", "source": str(audio),
                      "member": f"{name}.wav", "seconds": samples.size / sr})
-    report = build_features(rows, {**FEATURES, "n_jobs": n_jobs}, tmp_path / "features", log=lambda m: None,
-                            speech=SPEECH)
+    report = build_features(rows, {**FEATURES, "kind": kind, "n_jobs": n_jobs}, tmp_path / "features",
+                            log=lambda m: None, speech=SPEECH)
     assert list(report["skipped"]) == ["silent"]
     assert "no speech" in report["skipped"]["silent"] and "0.5 s" in report["skipped"]["silent"]
     assert load_features(tmp_path / "features", "train")["ids"].tolist() == ["a", "b", "c", "d"]

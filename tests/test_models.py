@@ -45,6 +45,28 @@ def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
     assert not any(p.grad is not None for p in fast.parameters())
 
 
+@pytest.mark.parametrize("batch", [1, 4, 9])
+def test_linear_step_by_hand_equals_autograd(batch):
+    from voicegender.models import Linear
+
+    torch.manual_seed(batch)
+    net = Linear(256).train()
+    x, y = torch.randn(batch, 256) * 2, (torch.arange(batch) % 2).float()
+    x[0] *= 100  # a saturated sigmoid must not overflow
+    step = net.hand_written_step()
+    logits = net(x)
+    grads = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
+                                list(net.parameters()))
+    fast_logits, fast_grads = step(x, y)
+    torch.testing.assert_close(fast_logits, logits.detach(), rtol=1e-5, atol=1e-5)
+    for g_fast, g in zip(fast_grads, grads):
+        torch.testing.assert_close(g_fast, g, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # views of the parameters: an in-place update is seen by the next step
+        net.head[1].weight.zero_()
+    assert torch.equal(step(x, y)[0], net.head[1].bias.detach().expand(batch))
+    assert Linear(256, dropout=0.2).hand_written_step() is None  # dropout: autograd's path
+
+
 @pytest.mark.parametrize("name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)),
                                          ("cnn2d", (64, 50))])
 def test_every_model_maps_a_batch_to_one_logit_each(name, shape):

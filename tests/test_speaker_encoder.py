@@ -90,6 +90,86 @@ def test_extraction_is_byte_identical_across_worker_counts():
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
+@pytest.mark.parametrize("precision", ["float32", "mixed"])
+def test_batched_embeddings_equal_one_at_a_time_whatever_the_batch(monkeypatch, precision):
+    # many utterances' partials through the encoder together, in any grouping and worker count:
+    # the same bytes as each utterance alone (fixed-shape encoder blocks, see ENCODER_BATCH;
+    # small blocks here so that a few short signals span several, forked workers included)
+    monkeypatch.setattr(E, "ENCODER_BATCH", 4)
+    signals = [vibrato_voice(100.0 + 17 * i, 0.8 + 0.5 * i) for i in range(6)]
+    alone = [E.ge2e_embedding(y, SR, precision=precision) for y in signals]
+    mels = [E.partial_mels(y, SR) for y in signals]
+    assert sum(len(m) for m in mels) > E.ENCODER_BATCH  # more than one block, a padded last one
+    for grouping in ([6], [1, 5], [2, 2, 2], [3, 1, 2]):
+        got, start = [], 0
+        for n in grouping:
+            got += E.ge2e_embeddings(mels[start : start + n], precision=precision)
+            start += n
+        for a, b in zip(alone, got):
+            np.testing.assert_array_equal(a, b)
+    items = [(f"u{i}", _wav(y)) for i, y in enumerate(signals)] + [("bad", b"not audio")]
+    for n_jobs, chunksize in ((1, None), (2, 1), (2, 3)):
+        out = list(F.extract_many(items, {"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision},
+                                 n_jobs=n_jobs, chunksize=chunksize))
+        assert [i for i, _, _ in out] == [i for i, _ in items]
+        assert out[-1][1] is None and "bad" not in (out[-1][2] or "") and out[-1][2]
+        for (_, x, err), y in zip(out, signals):
+            assert err is None
+            # the wav's 16-bit rounding aside, the same as the float signal's embedding
+            np.testing.assert_array_equal(x, E.ge2e_embedding(F.decode_audio(_wav(y))[0], SR, precision=precision))
+
+
+def test_batched_path_matches_the_encoder_run_per_utterance():
+    # the pre-batching path: one encoder call on exactly one utterance's partials
+    import torch
+
+    y = vibrato_voice(seconds=4.0)
+    mels = E.partial_mels(y, SR)
+    with torch.inference_mode():
+        per_utt = E.combine_partials(E.load_encoder()(torch.from_numpy(mels)).numpy())
+    assert float(per_utt @ E.ge2e_embedding(y, SR)) > 1 - 1e-6
+    np.testing.assert_allclose(per_utt, E.ge2e_embedding(y, SR), atol=1e-5)
+
+
+def test_mixed_precision_stays_within_cosine_1e4_of_float32():
+    if not E.native_bfloat16("cpu"):
+        pytest.skip("no native bfloat16 on this CPU: mixed runs in float32")
+    for f0 in (110.0, 230.0):
+        y = vibrato_voice(f0, seconds=3.0)
+        exact, mixed = E.ge2e_embedding(y, SR), E.ge2e_embedding(y, SR, precision="mixed")
+        assert not np.array_equal(exact, mixed)  # it did run in bfloat16
+        assert float(exact @ mixed) > 1 - 1e-4
+    assert isinstance(E.encoder_for("cpu", "mixed"), E.MixedGE2EEncoder)
+
+
+def test_precision_is_validated():
+    assert F.validate_feature_config({})["ge2e_precision"] == "float32"  # the library's default: as trained
+    with pytest.raises(ValueError, match="features.ge2e_precision"):
+        F.validate_feature_config({"ge2e_precision": "bfloat16"})
+    with pytest.raises(ValueError, match="precision"):
+        E.encoder_for("cpu", "half")
+
+
+def test_encoder_device_is_validated():
+    assert F.validate_feature_config({"kind": "ge2e"})["encoder_device"] == "auto"
+    for ok in ("cpu", "cuda", "cuda:1"):
+        F.validate_feature_config({"encoder_device": ok})
+    for bad in ("gpu", "cuda:x", 0):
+        with pytest.raises(ValueError, match="features.encoder_device"):
+            F.validate_feature_config({"encoder_device": bad})
+
+
+def test_encoder_on_cuda_agrees_with_the_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    y = vibrato_voice(seconds=3.0)
+    cpu, gpu = E.ge2e_embedding(y, SR, device="cpu"), E.ge2e_embedding(y, SR, device="cuda")
+    assert float(cpu @ gpu) > 0.9999
+    (x, _, err), = F.extract_many([("a", _wav(y))], {"kind": "ge2e", "encoder_device": "cuda"}, n_jobs=2)
+    assert err is None and float(x @ cpu) > 0.9999
+
+
 def _wav(y, sr=SR):
     import io
 

@@ -156,3 +156,20 @@ def test_the_fused_update_is_torch_optim(name, weight_decay):
         optimizer.step()
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count():
+    from voicegender.models import build_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 16)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        fit(build_model({"name": "linear"}, (16,)), X[:48], y[:48], X[48:], y[48:], lr=1e-2, batch_size=8,
+            epochs=2, seed=0, on_epoch=lambda _: seen.append(torch.get_num_threads()))
+        assert seen == [1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -329,13 +329,28 @@ def _corrupt(path: Path, e: BaseException) -> ArchiveError:
 # Errors tarfile/gzip/zlib raise on a damaged stream (EOFError on truncation, etc.).
 _STREAM_ERRORS = (EOFError, tarfile.ReadError, tarfile.CompressionError, zlib.error,
                   gzip.BadGzipFile, tarfile.StreamError)
+try:  # python-isal: Intel's ISA-L inflate, the same bytes (and CRC check) as zlib's, faster
+    from isal import igzip as _igzip
+    from isal import isal_zlib as _isal_zlib
+
+    _STREAM_ERRORS += (_isal_zlib.error,)
+except ImportError:  # optional: gzip's zlib does the same work, slower
+    _igzip = None
+
+
+def _gunzip(raw) -> gzip.GzipFile:
+    """A gzip reader over the binary file ``raw``: python-isal's when installed (a LibriTTS
+    archive's gunzip pass ~2-3x faster than zlib's, see README *Speed*), else the standard one."""
+    if _igzip is not None:
+        return _igzip.GzipFile(fileobj=raw, mode="rb")
+    return gzip.GzipFile(fileobj=raw, mode="rb")
 
 
 def _iter_tar(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
     """Stream (tar, member, normalised name) over a tar(.gz), one sequential pass.
 
     tarfile alone ends quietly when a truncated archive stops at a header boundary, and its
-    stream mode ignores the gzip CRC. So a .gz is decompressed by gzip.GzipFile and, once the
+    stream mode ignores the gzip CRC. So a .gz is decompressed by a GzipFile (``_gunzip``) and, once the
     tar's members are exhausted, drained to its end: that checks the gzip length and CRC of
     the whole file, so truncation or corruption anywhere raises (at little cost: only the
     tar's end padding is left to read).
@@ -347,7 +362,7 @@ def _iter_tar(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, st
         with open(path, "rb") as raw:
             is_gzip = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
-            stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+            stream = _gunzip(raw) if is_gzip else raw
             with tarfile.open(fileobj=stream, mode="r|" if is_gzip else "r|*", bufsize=_READ_BYTES) as tf:
                 for i, m in enumerate(tf):
                     yield tf, m, _check_member(path, m)

@@ -14,7 +14,9 @@ Kinds (``config["kind"]``), all returned as float32:
 ``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
 ``ge2e``           (256,)                a pretrained GE2E speaker encoder's embedding
                                           (``voicegender.speaker_encoder``; always at 16 kHz,
-                                          ``sample_rate`` / ``n_fft`` / ... do not apply).
+                                          ``sample_rate`` / ``n_fft`` / ... do not apply;
+                                          ``extract_many`` embeds a chunk's utterances in one
+                                          batch, see ``GE2E_CHUNK``).
 
 ``mean_mel`` reproduces ``librosa.load`` + ``librosa.feature.melspectrogram`` + time mean
 (``max|diff| / max|librosa|`` ~2e-7; criterion and per-band figures in ``mean_mel``) several
@@ -36,6 +38,7 @@ import math
 import mmap
 import multiprocessing
 import os
+import re
 import sys
 from typing import Any, Iterable, Iterator
 
@@ -62,6 +65,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ge2e_rate": 1.3,  # ge2e: 1.6 s partial utterances per second of audio
     "ge2e_min_coverage": 0.75,  # ge2e: keep a last, partly padded partial covering at least this share
     "target_dbfs": -30.0,  # ge2e: quieter recordings are raised to this RMS level (dBFS), louder left alone
+    "encoder_device": "auto",  # ge2e: where the encoder runs: auto (CUDA when present) | cpu | cuda | cuda:N
+    "ge2e_precision": "float32",  # ge2e: float32 (Resemblyzer's network as trained) | mixed (LSTM layers 1-2 in bfloat16)
     "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
     # training-time augmentation (voicegender.augment); ranges are [low, high]
     "augment": {"copies": 1, "seed": 0, "reverb_probability": 0.5, "rt60_s": [0.2, 0.8], "tilt": [-0.9, 0.9],
@@ -126,6 +131,11 @@ def validate_feature_config(cfg: dict | None) -> dict:
         raise ValueError(f"features.ge2e_min_coverage must be in (0, 1], got {out['ge2e_min_coverage']}")
     if not 0.625 <= out["ge2e_rate"] <= 50:
         raise ValueError(f"features.ge2e_rate must be in [0.625, 50] partials per second, got {out['ge2e_rate']}")
+    v = out["encoder_device"]
+    if not (isinstance(v, str) and (v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v))):
+        raise ValueError(f"features.encoder_device must be auto, cpu, cuda or cuda:N, got {v!r}")
+    if out["ge2e_precision"] not in ("mixed", "float32"):
+        raise ValueError(f"features.ge2e_precision must be mixed or float32, got {out['ge2e_precision']!r}")
     if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
         raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
     out["augment"] = _validate_augment(out["augment"])
@@ -536,7 +546,8 @@ def _compute(y: np.ndarray, sr: int, cfg: dict) -> np.ndarray:
     if kind == "ge2e":
         from voicegender.speaker_encoder import ge2e_embedding
 
-        return ge2e_embedding(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
+        return ge2e_embedding(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"],
+                              encoder_device(cfg["encoder_device"]), cfg["ge2e_precision"])
     y, sr = _analysis_signal(y, sr, cfg)
     n_fft, hop, n_mels = cfg["n_fft"], cfg["hop_length"], cfg["n_mels"]
     if kind == "mean_mel":
@@ -626,22 +637,60 @@ def _warm_up(cfg: dict) -> None:
     import soxr  # noqa: F401
 
     if cfg["kind"] == "ge2e":
-        from voicegender.speaker_encoder import load_encoder
+        from voicegender.speaker_encoder import encoder_for
 
-        load_encoder()  # the weights once, here: forked workers share them
+        device = encoder_device(cfg["encoder_device"])
+        if device == "cpu":  # built once, here: forked workers share it (CUDA is used in-process)
+            encoder_for(device, cfg["ge2e_precision"])
     elif cfg["sample_rate"] != "native":
         _mel_segments(cfg["sample_rate"], cfg["n_fft"], cfg["n_mels"])  # and mel_filterbank
 
 
+def encoder_device(name: str) -> str:
+    """features.encoder_device resolved: ``auto`` is CUDA when torch sees a GPU, else the CPU."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_speech(y: np.ndarray, sr: int, cfg: dict) -> None:
+    if "speech" in cfg:  # extract_many(speech=...): recordings without enough speech are skipped
+        from voicegender.speech import require_speech
+
+        require_speech(y, sr, **cfg["speech"])
+
+
+def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+    """ge2e on a chunk: each item's front end alone, then all their partial utterances through the
+    encoder together (``speaker_encoder.ge2e_embeddings``: the same bytes as one at a time)."""
+    from voicegender.speaker_encoder import ge2e_embeddings, partial_mels
+
+    mels: dict[int, np.ndarray] = {}
+    errors: dict[int, str] = {}
+    for i, (_, data) in enumerate(chunk):
+        try:
+            y, sr = decode_audio(data)
+            if y.size == 0:
+                raise ValueError("empty audio (0 samples)")
+            _check_speech(y, sr, cfg)
+            mels[i] = partial_mels(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
+        except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
+            errors[i] = f"{type(exc).__name__}: {exc}"
+    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg["encoder_device"]),
+                                             cfg["ge2e_precision"])))
+    return [(item_id, vectors.get(i), errors.get(i)) for i, (item_id, _) in enumerate(chunk)]
+
+
 def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+    if cfg["kind"] == "ge2e":
+        return _ge2e_chunk(chunk, cfg)
     out = []
     for item_id, data in chunk:
         try:
             y, sr = decode_audio(data)
-            if "speech" in cfg:  # extract_many(speech=...): recordings without enough speech are skipped
-                from voicegender.speech import require_speech
-
-                require_speech(y, sr, **cfg["speech"])
+            _check_speech(y, sr, cfg)
             out.append((item_id, _compute(y, sr, cfg), None))
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
             out.append((item_id, None, f"{type(exc).__name__}: {exc}"))
@@ -665,6 +714,11 @@ def _chunks(items: Iterable[tuple[str, bytes]], size: int) -> Iterator[list[tupl
         yield chunk
 
 
+#: ge2e: utterances per worker chunk; their ~4-8 partials each fill encoder blocks of 32
+#: (speaker_encoder.ENCODER_BATCH) with little zero padding. Fixed, never timing-dependent.
+GE2E_CHUNK = 32
+
+
 def resolve_n_jobs(n_jobs: int) -> int:
     """n_jobs as in scikit-learn: -1 = all usable cores, -2 = all but one, positive = that many."""
     try:
@@ -680,14 +734,15 @@ def extract_many(
     items: Iterable[tuple[str, bytes]],
     config: dict,
     n_jobs: int = -1,
-    chunksize: int = 8,
+    chunksize: int | None = None,
     max_pending: int | None = None,
     speech: dict | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """Featurize (id, audio bytes) items in parallel; yield (id, feature, None) or (id, None, error).
 
     Input order is preserved. ``items`` is consumed lazily: at most ``max_pending`` chunks of
-    ``chunksize`` items (default 2 per worker) are in flight, so memory stays bounded for any
+    ``chunksize`` items (default 2 per worker; ``chunksize`` default 8, for ge2e ``GE2E_CHUNK``,
+    whose partials go through the encoder in one batch) are in flight, so memory stays bounded for any
     corpus size. Per-item failures (corrupt, empty, non-audio) are yielded as error strings,
     never raised. Output is byte-identical for any n_jobs. ``speech``: the keyword arguments of
     :func:`voicegender.speech.require_speech` (``min_speech_s`` and the VAD settings): items with
@@ -700,6 +755,10 @@ def extract_many(
     if speech is not None:
         cfg = {**cfg, "speech": dict(speech)}  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
+    if chunksize is None:
+        chunksize = GE2E_CHUNK if cfg["kind"] == "ge2e" else 8
+    if cfg["kind"] == "ge2e" and encoder_device(cfg["encoder_device"]) != "cpu":
+        n_workers = 1  # the GPU is the parallelism; CUDA does not survive a fork either
     _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
     items = iter(items)
     if n_workers > 1:

@@ -125,6 +125,7 @@ def validate_params(params: dict) -> None:
     check("tune.address", _optional(_nonempty_str))
     check("tune.storage", _optional(_nonempty_str))
     check("tune.cpus_per_trial", _positive_float)
+    check("tune.gpus_per_trial", _auto_or_nonnegative)
     check("tune.metric", _one_of(("val_loss", "val_accuracy")))
     check("tune.mode", _one_of(("min", "max")))
     if (_get(params, "tune.metric"), _get(params, "tune.mode")) in (("val_loss", "max"), ("val_accuracy", "min")):
@@ -269,6 +270,10 @@ def _tuned_or(rule):
         return msg and "must be `tuned` or " + msg.removeprefix("must be ")
 
     return check
+
+
+def _auto_or_nonnegative(v):
+    return None if v == "auto" or _nonnegative_float(v) is None else "must be `auto` or a number >= 0"
 
 
 def _device(v):

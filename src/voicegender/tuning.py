@@ -110,6 +110,7 @@ def run_search(
     grace_period: int = 1,
     reduction_factor: float = 2,
     cpus_per_trial: float = 1.0,
+    gpus_per_trial: float | str = 0.0,
     address: str | None = None,
     storage_path: str | None = None,
     connect_timeout_s: float = 10.0,
@@ -125,6 +126,8 @@ def run_search(
     cluster, checked for within ``connect_timeout_s`` seconds; trial results then go to
     ``storage_path``, which must be shared storage (an NFS path or a URI such as ``s3://…``).
     Locally, ``storage_path`` defaults to a temporary folder, removed afterwards.
+    ``gpus_per_trial`` > 0 gives each trial that share of a GPU and trains it on CUDA; ``auto``
+    is :func:`resolve_gpus_per_trial` of what the Ray cluster (or this machine) has.
 
     Weak trials are stopped at ASHA's milestones (``grace_period``, ``reduction_factor``) by
     :class:`OrderedHalving`: decided in trial order, so with random search the same arguments give
@@ -167,10 +170,16 @@ def run_search(
     try:
         recorder = _Recorder(num_samples, metric, log)
         fixed = {**fixed, "threads_per_trial": max(1, int(cpus_per_trial))}
+        resources = ray.cluster_resources()
+        gpus = resolve_gpus_per_trial(gpus_per_trial, cpus_per_trial, resources.get("CPU", 1.0),
+                                      resources.get("GPU", 0.0))
+        if gpus > 0:
+            fixed["device"] = "cuda"  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
+            log(f"tune: {gpus:.3g} GPU per trial")
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, X_train=X_train, y_train=y_train,
                                  X_val=X_val, y_val=y_val, fixed=fixed),
-            {"cpu": cpus_per_trial},
+            {"cpu": cpus_per_trial, **({"gpu": gpus} if gpus > 0 else {})},
         )
         rule = OrderedHalving(grace_period=grace_period, reduction_factor=reduction_factor,
                               max_t=max_epochs(space, fixed.get("epochs", 1)))
@@ -384,6 +393,23 @@ def _OrderedScheduler(rule: OrderedHalving, metric: str, mode: str):
             return "OrderedHalving (ASHA's rule in trial order)"
 
     return OrderedScheduler()
+
+
+def resolve_gpus_per_trial(value: float | str, cpus_per_trial: float, n_cpus: float, n_gpus: float) -> float:
+    """GPUs per trial: a number as given (0 = CPU only); ``auto`` shares the ``n_gpus`` GPUs
+    evenly among the trials that run at once (``n_cpus / cpus_per_trial`` of them), 0 without one.
+    A positive share needs a GPU: asking for one on a machine without is an error, not a wait."""
+    if value == "auto":
+        if n_gpus <= 0:
+            return 0.0
+        concurrent = max(1, int(n_cpus // cpus_per_trial))
+        return n_gpus / concurrent if n_gpus < concurrent else float(int(n_gpus // concurrent))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"tune.gpus_per_trial must be `auto` or a number >= 0, got {value!r}")
+    if value > 0 and n_gpus < min(value, 1.0):
+        raise ValueError(f"tune.gpus_per_trial is {value} but the Ray cluster has {n_gpus:g} GPUs: "
+                         "use 0 or auto")
+    return float(value)
 
 
 def make_searcher(name: str, seed: int):
