@@ -197,7 +197,7 @@ def main(argv=None) -> None:
         warm = featurize_few(archive["first_members"])
         print(f"featurize fixed cost: {cold[0]:.1f} s cold, {warm[0]:.1f} s warm (2 utterances)", flush=True)
         run_stage("featurize")  # the full features again, for the stages below
-        sizes = enlarge_features(work / "data" / "features", params["seed"])
+        sizes = enlarge_features(work / "data" / "features", params["data"]["seed"])
         print(f"features enlarged to {sizes} rows", flush=True)
         for name in ("tune", "train", "evaluate"):
             wall[name], cpu[name] = run_stage(name)
