@@ -69,12 +69,19 @@ def load_sample(directory: str) -> list[dict]:
     return read_folder_manifest(Path(directory) / "manifest.csv")
 
 
+def cache_path(cache: Path | None, config: dict, rows: list[dict], ignore: tuple[str, ...], tag: str = "") -> Path | None:
+    """Where the features of ``rows`` under ``config`` (but for the ``ignore`` keys) are cached."""
+    if cache is None:
+        return None
+    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k not in ignore)
+    digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
+    return cache / f"{config['kind']}{tag}-{digest}.npy"
+
+
 def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> tuple[np.ndarray, float]:
     """(features of every row, extraction speed in x real time), cached in ``cache`` (outside the
     repository) per config; the speed is the one measured when the features were computed."""
-    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k not in ("n_jobs", "augment"))
-    digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
-    path = cache / f"{config['kind']}-{digest}.npy" if cache else None
+    path = cache_path(cache, config, rows, ignore=("n_jobs", "augment"))  # augment: training copies only
     if path is not None and path.exists() and path.with_suffix(".json").exists():
         return np.load(path), json.loads(path.with_suffix(".json").read_text())["x_real_time"]
     items = [(r["id"], r["data"] if "data" in r else Path(r["path"]).read_bytes()) for r in rows]
@@ -107,9 +114,7 @@ def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_job
     aug = config["augment"]
     if not aug["copies"]:
         return None
-    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k != "n_jobs")
-    digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
-    path = cache / f"{config['kind']}-aug-{digest}.npy" if cache else None
+    path = cache_path(cache, config, rows, ignore=("n_jobs",), tag="-aug")
     if path is not None and path.exists():
         return np.load(path)
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import copy_repo, set_params  # noqa: E402  (the end-to-end tests' repository copy)
 SAMPLE = "/work/shared/data/librispeech-clean100-sample"
 CROSS = "/work/shared/data/cross-corpus-dev"
 
@@ -52,29 +54,6 @@ def combined_manifest(train_dir: Path, test_dir: Path, rec: Path) -> None:
         w = csv.DictWriter(f, fieldnames=["path", "speaker", "sex", "split"])
         w.writeheader()
         w.writerows(rows)
-
-
-def copy_tracked(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file() and f != "dvc.lock" and not f.startswith(("metrics/", "plots/")):
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=b@example.invalid", "-c", "user.name=bench", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-
-
-def set_params(path: Path, updates: dict) -> None:
-    params = yaml.safe_load(path.read_text())
-    for key, value in updates.items():
-        node = params
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def per_corpus(repo: Path) -> dict:
@@ -106,12 +85,12 @@ def main(argv=None) -> int:
     repo.mkdir()
     rec.mkdir()
     combined_manifest(Path(args.train), Path(args.test), rec)
-    copy_tracked(repo)
+    copy_repo(repo)
     updates = {"corpus": "folder", "data.folder.manifest": str(rec / "manifest.csv"), "data.folder.recordings": str(rec)}
     for o in args.overrides:
         key, value = o.split("=", 1)
         updates[key] = yaml.safe_load(value)
-    set_params(repo / "params.yaml", updates)
+    set_params(repo, updates)
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     started = time.perf_counter()
     proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
