@@ -90,7 +90,7 @@ def test_extraction_is_byte_identical_across_worker_counts():
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed"])
+@pytest.mark.parametrize("precision", ["float32", "mixed", "bfloat16"])
 def test_batched_embeddings_equal_one_at_a_time_whatever_the_batch(monkeypatch, precision):
     # many utterances' partials through the encoder together, in any grouping and worker count:
     # the same bytes as each utterance alone (fixed-shape encoder blocks, see ENCODER_BATCH;
@@ -142,10 +142,22 @@ def test_mixed_precision_stays_within_cosine_1e4_of_float32():
     assert isinstance(E.encoder_for("cpu", "mixed"), E.MixedGE2EEncoder)
 
 
+def test_bfloat16_stays_within_cosine_3e3_of_float32():
+    if not E.native_bfloat16("cpu"):
+        pytest.skip("no native bfloat16 on this CPU: bfloat16 runs in float32")
+    for f0 in (110.0, 230.0):
+        y = vibrato_voice(f0, seconds=3.0)
+        exact, bf16 = E.ge2e_embedding(y, SR), E.ge2e_embedding(y, SR, precision="bfloat16")
+        mixed = E.ge2e_embedding(y, SR, precision="mixed")
+        assert not np.array_equal(bf16, mixed)  # all three layers, not two
+        assert float(exact @ bf16) > 1 - 3e-3
+    assert isinstance(E.encoder_for("cpu", "bfloat16"), E.BFloat16GE2EEncoder)
+
+
 def test_precision_is_validated():
     assert F.validate_feature_config({})["ge2e_precision"] == "float32"  # the library's default: as trained
     with pytest.raises(ValueError, match="features.ge2e_precision"):
-        F.validate_feature_config({"ge2e_precision": "bfloat16"})
+        F.validate_feature_config({"ge2e_precision": "float16"})
     with pytest.raises(ValueError, match="precision"):
         E.encoder_for("cpu", "half")
 
