@@ -96,3 +96,22 @@ def test_speech_pause_speech_gives_two_segments(utterance):
     boundary, restart = y.size / sr, (y.size + pause.size) / sr
     assert e1 <= boundary + 0.2 and s2 >= restart - 0.3  # each segment ends / starts at the pause
     assert e1 < s2
+
+
+def test_many_recordings_scored_together_get_the_same_decisions(utterance):
+    from voicegender.features import resample
+    from voicegender.speech import VAD_RATE, speech_seconds_many, speech_shortfalls
+
+    y, sr, _ = utterance
+    speech = resample(y, sr, VAD_RATE)
+    late = np.concatenate([np.zeros(3 * VAD_RATE, np.float32), speech])  # speech only after 3 s of silence
+    signals = [speech, non_speech("silence"), late, non_speech("white noise"), speech[: VAD_RATE // 4],
+               np.zeros(0, np.float32), non_speech("under 0.1 s")]
+    one_by_one = [speech_seconds(s, VAD_RATE, enough_s=0.5, **VAD) for s in signals]
+    together = speech_seconds_many(signals, enough_s=0.5, **VAD)
+    assert [a >= 0.5 for a in one_by_one] == [b >= 0.5 for b in together] == [True, False, True, False, False, False, False]
+    short = speech_shortfalls(signals, min_speech_s=0.5, **VAD)
+    assert [s is None for s in short] == [True, False, True, False, False, False, False]
+    assert all(isinstance(s, NoSpeech) and str(s).startswith("no speech: ") for s in short if s is not None)
+    assert "long, under" in str(short[4]) and "found, under" in str(short[1])
+    assert speech_shortfalls(signals, min_speech_s=0.0, **VAD) == [None] * len(signals)  # 0: no check

@@ -27,7 +27,7 @@ import functools
 import importlib.util
 import os
 import warnings
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -214,3 +214,62 @@ def vad_settings(predict: dict) -> dict:
     return {"threshold": predict["vad_threshold"], "neg_threshold": predict["vad_neg_threshold"],
             "min_segment_s": predict["min_segment_s"], "min_silence_s": predict["min_silence_s"],
             "pad_s": predict["pad_s"]}
+
+
+def speech_seconds_many(signals: Sequence[np.ndarray], *, enough_s: float, check_every: int = 32,
+                        **settings) -> list[float]:
+    """:func:`speech_seconds` of several recordings at once, mono float at ``VAD_RATE`` (16 kHz).
+
+    Their 32 ms windows are scored together, one batched call per window position: at 32
+    recordings ~6x less per window than one by one (silero's per-call overhead dominates).
+    Every ``check_every`` windows (and at each one's end) a recording with ``enough_s`` of speech
+    is decided; scoring stops when all are decided. Returns each one's seconds of speech
+    (>= ``enough_s`` once found, as with ``speech_seconds(..., enough_s=...)``).
+    """
+    import torch
+
+    settings = {**settings, "pad_s": 0.0}
+    n_windows = [-(-len(s) // WINDOW) for s in signals]
+    found: list[float | None] = [0.0 if n == 0 else None for n in n_windows]
+    if all(f is not None for f in found):
+        return [0.0] * len(signals)
+    windows = [np.pad(np.asarray(s, dtype=np.float32), (0, n * WINDOW - len(s))).reshape(n, WINDOW)
+               for s, n in zip(signals, n_windows)]
+    probs = np.zeros((len(signals), max(n_windows)), dtype=np.float32)
+    batch = np.zeros((len(signals), WINDOW), dtype=np.float32)
+    model = _model()
+    model.reset_states()
+    with torch.inference_mode():
+        for w in range(max(n_windows)):
+            for i, n in enumerate(n_windows):
+                batch[i] = windows[i][w] if w < n else 0.0
+            probs[:, w] = model(torch.from_numpy(batch), VAD_RATE).numpy()[:, 0]
+            for i, n in enumerate(n_windows):
+                if found[i] is not None or (w + 1 < n and (w + 1) % check_every):
+                    continue
+                seconds = total_seconds(segments_from_probabilities(probs[i, : min(w + 1, n)],
+                                                                    len(signals[i]) / VAD_RATE, **settings))
+                if seconds >= enough_s or w + 1 >= n:
+                    found[i] = seconds
+            if all(f is not None for f in found):
+                break
+    return [float(f) for f in found]
+
+
+def speech_shortfalls(signals: Sequence[np.ndarray], *, min_speech_s: float, **settings) -> list[NoSpeech | None]:
+    """:func:`require_speech` of several recordings at ``VAD_RATE`` at once (scored together,
+    see :func:`speech_seconds_many`): for each, the :class:`NoSpeech` it would raise, or None."""
+    if min_speech_s <= 0:
+        return [None] * len(signals)
+    out: list[NoSpeech | None] = [None] * len(signals)
+    scored = []
+    for i, s in enumerate(signals):
+        if s.size / VAD_RATE < min_speech_s:
+            out[i] = NoSpeech(f"no speech: {s.size / VAD_RATE:.3f} s long, under the {min_speech_s} s of speech required")
+        else:
+            scored.append(i)
+    found = speech_seconds_many([signals[i] for i in scored], enough_s=min_speech_s, **settings)
+    for i, seconds in zip(scored, found):
+        if seconds < min_speech_s:
+            out[i] = NoSpeech(f"no speech: {seconds:.2f} s of speech found, under the {min_speech_s} s required")
+    return out
