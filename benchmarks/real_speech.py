@@ -108,9 +108,6 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
 def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> np.ndarray | None:
     """Features of ``features.augment.copies`` altered versions of every row (voicegender.augment),
     shape (copies, rows, *feature); None when augmentation is off. Cached like featurize_rows."""
-    from voicegender.augment import augmented_wavs
-    from voicegender.corpus import decode_audio
-
     aug = config["augment"]
     if not aug["copies"]:
         return None
@@ -118,18 +115,17 @@ def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_job
     if path is not None and path.exists():
         return np.load(path)
 
-    def items():
+    def items():  # the copies are made in the extraction workers, as the featurize stage does
         for r in rows:
-            y, sr = decode_audio(r["data"] if "data" in r else Path(r["path"]).read_bytes())
-            for k, wav in enumerate(augmented_wavs(y, sr, r["id"], aug)):
-                yield (r["id"], k), wav
+            yield r["id"], r["data"] if "data" in r else Path(r["path"]).read_bytes(), r["id"], aug["copies"]
 
     X = np.zeros((aug["copies"], len(rows), *feature_shape(config)), dtype=np.float32)
     index = {r["id"]: i for i, r in enumerate(rows)}
-    for (uid, k), x, err in extract_many(items(), config, n_jobs=n_jobs):
+    for key, x, err in extract_many(items(), config, n_jobs=n_jobs):
         if err:
-            raise RuntimeError(f"{uid} copy {k}: {err}")
-        X[k, index[uid]] = x
+            raise RuntimeError(f"{key}: {err}")
+        if isinstance(key, tuple):  # (id, k): copy k of recording id
+            X[key[1] - 1, index[key[0]]] = x
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, X)

@@ -7,7 +7,6 @@ import pytest
 import soundfile as sf
 
 from voicegender import augment as A
-from voicegender.corpus import decode_audio
 from voicegender.dataset import build_features, load_features
 from voicegender.features import DEFAULT_CONFIG, validate_feature_config
 
@@ -24,13 +23,23 @@ def voice(seconds=1.0, f0=150.0, amp=0.2):
 
 def test_copies_are_reproducible_and_independent():
     y = voice()
-    a = A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})
-    assert a == A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})  # same bytes
-    assert a[0] != a[1]  # copy 1 and 2 differ
-    assert a[0] != A.augmented_wavs(y, SR, "u2", {**SETTINGS, "copies": 1})[0]  # so do utterances
-    assert a[0] != A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 1, "seed": 1})[0]  # and seeds
-    x, sr = decode_audio(a[0])
-    assert sr == SR and len(x) == len(y) and np.abs(x).max() <= 1.0
+    a = A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 2})
+    b = A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 2})
+    assert all(x.tobytes() == z.tobytes() for x, z in zip(a, b))  # same bytes
+    assert not np.array_equal(a[0], a[1])  # copy 1 and 2 differ
+    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u2", {**SETTINGS, "copies": 1})[0])  # so do utterances
+    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 1, "seed": 1})[0])  # and seeds
+    assert all(x.dtype == np.float32 and len(x) == len(y) and np.abs(x).max() <= 1.0 for x in a)
+
+
+def test_a_cap_per_speaker_picks_the_same_recordings_in_any_order():
+    rows = [{"id": f"s{s}_{i}", "speaker": f"s{s}"} for s in range(3) for i in range(10)]
+    assert A.recordings_to_augment(rows, None, 0) == {r["id"] for r in rows}
+    capped = A.recordings_to_augment(rows, 4, 0)
+    assert len(capped) == 12 and all(sum(u.startswith(f"s{s}_") for u in capped) == 4 for s in range(3))
+    assert A.recordings_to_augment(rows[::-1], 4, 0) == capped  # independent of the rows' order
+    assert A.recordings_to_augment(rows, 4, 1) != capped  # the seed chooses
+    assert A.recordings_to_augment(rows, 20, 0) == {r["id"] for r in rows}  # fewer than the cap: all
 
 
 def test_with_every_effect_off_the_signal_is_unchanged():
@@ -70,6 +79,7 @@ def test_room_impulse_response_decays_by_60_db_in_rt60():
     ("copies", -1, "features.augment.copies"), ("snr_db", [30.0, 5.0], "features.augment.snr_db"),
     ("reverb_probability", 1.5, "features.augment.reverb_probability"), ("tilt", [-1.0, 0.5], "features.augment.tilt"),
     ("rt60_s", [0.0, 0.5], "features.augment.rt60_s"), ("loudness", 1, "features.augment.loudness"),
+    ("max_per_speaker", 0, "features.augment.max_per_speaker"),
 ])
 def test_bad_settings_are_named(key, bad, message):
     with pytest.raises(ValueError, match=message):
@@ -108,8 +118,22 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     assert validate_feature_config(config)["augment"]["copies"] == 2
 
 
-def test_float_wav_round_trips_exactly():
-    y = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
-    x, sr = decode_audio(A.float_wav(y, 22050))
-    assert sr == 22050 and np.array_equal(x, y)
-    assert A.float_wav(y, 22050) == A.float_wav(y.copy(), 22050)
+@pytest.mark.parametrize("kind", ["pitch_stats", "ge2e"])
+def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kind):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    rows = []
+    for i in range(6):  # two speakers, three recordings each
+        (rec / f"{i}.wav").write_bytes(_wav(voice(1.0, 110.0 + 30 * i)))
+        rows.append({"id": f"u{i}", "speaker": f"s{i % 2}", "sex": "FM"[i % 2], "split": "train",
+                     "source": str(rec), "member": f"{i}.wav", "seconds": 1.0})
+    config = {"kind": kind, "augment": {"copies": 1, "max_per_speaker": 2}}
+    one = build_features(rows, {**config, "n_jobs": 1}, tmp_path / "one", log=lambda m: None)
+    two = build_features(rows, {**config, "n_jobs": 2}, tmp_path / "two", log=lambda m: None)
+    ids = list(load_features(tmp_path / "one", "train")["ids"])
+    copies = [u for u in ids if "~aug" in u]
+    assert one == two and one["augmented"] == 4 and len(copies) == 4
+    chosen = A.recordings_to_augment(rows, 2, 0)
+    assert {u.split("~")[0] for u in copies} == chosen
+    for name in ("X", "ids"):
+        assert (tmp_path / "one" / f"train_{name}.npy").read_bytes() == (tmp_path / "two" / f"train_{name}.npy").read_bytes()

@@ -15,8 +15,7 @@ Units: sample rates in Hz, RT60 in seconds, cut-offs in Hz, SNR and gain in dB, 
 from __future__ import annotations
 
 import hashlib
-import struct
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.signal
@@ -62,18 +61,23 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, *, reverb_probabil
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def augmented_wavs(y: np.ndarray, sr: int, uid: str, settings: dict) -> list[bytes]:
-    """``settings["copies"]`` augmented versions of one recording as float32 WAV bytes, ready for
-    the feature extractor; ``settings`` is ``features.augment`` (see :func:`augment`) with ``seed``."""
-    knobs = {k: v for k, v in settings.items() if k not in ("copies", "seed")}
-    return [float_wav(augment(y, sr, rng_for(settings["seed"], uid, copy), **knobs), sr)
-            for copy in range(1, settings["copies"] + 1)]
+def augmented_signals(y: np.ndarray, sr: int, uid: str, settings: dict) -> list[np.ndarray]:
+    """``settings["copies"]`` augmented versions of one recording (float32, ``sr`` Hz);
+    ``settings`` is ``features.augment`` (see :func:`augment`) with ``seed``."""
+    knobs = {k: v for k, v in settings.items() if k not in ("copies", "max_per_speaker", "seed")}
+    return [augment(y, sr, rng_for(settings["seed"], uid, copy), **knobs) for copy in range(1, settings["copies"] + 1)]
 
 
-def float_wav(y: np.ndarray, sr: int) -> bytes:
-    """Mono 32-bit float WAV bytes. Written here because libsndfile adds a PEAK chunk holding the
-    current time to float WAVs: the same samples would not give the same bytes."""
-    data = np.ascontiguousarray(y, dtype="<f4").tobytes()
-    fmt = struct.pack("<HHIIHH", 3, 1, sr, 4 * sr, 4, 32)  # IEEE float, mono, 4-byte frames
-    return b"".join([b"RIFF", struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)), b"WAVE",
-                     b"fmt ", struct.pack("<I", len(fmt)), fmt, b"data", struct.pack("<I", len(data)), data])
+def recordings_to_augment(rows: Iterable[dict], max_per_speaker: int | None, seed: int) -> set[str]:
+    """Ids of the recordings (rows with ``id`` and ``speaker``) that get augmented copies: every
+    one, or per speaker the ``max_per_speaker`` first in a seeded order (sha256 of seed and id:
+    the same choice whatever the rows' order). Why a cap: at LibriTTS size (~130 recordings per
+    speaker) copies of every recording double featurize's cost for little more variety of voices."""
+    rows = list(rows)
+    if max_per_speaker is None:
+        return {r["id"] for r in rows}
+    by_speaker: dict[str, list[str]] = {}
+    for r in rows:
+        by_speaker.setdefault(r["speaker"], []).append(r["id"])
+    order = lambda uid: hashlib.sha256(f"{seed}:{uid}".encode()).digest()  # noqa: E731
+    return {uid for ids in by_speaker.values() for uid in sorted(ids, key=order)[:max_per_speaker]}

@@ -107,14 +107,15 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
     are reported and skipped, and so are recordings with too little speech when ``speech`` (the
     keyword arguments of :func:`voicegender.speech.require_speech`) is given. Training recordings
-    also get ``features.augment.copies`` altered versions (:mod:`voicegender.augment`), stored
-    after the originals in the train split with ids ``<id>~aug<k>``; val and test are never
-    altered. Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
+    also get ``features.augment.copies`` altered versions (:mod:`voicegender.augment`; at most
+    ``max_per_speaker`` recordings of a speaker get them), made in the extraction workers and
+    stored after the originals in the train split with ids ``<id>~aug<k>``; val and test are
+    never altered. Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
-    from voicegender.augment import augmented_wavs
-    from voicegender.corpus import AudioError, decode_audio, iter_audio
+    from voicegender.augment import recordings_to_augment
+    from voicegender.corpus import iter_audio
     from voicegender.features import extract_many, feature_shape, validate_feature_config
 
     config = validate_feature_config(config)
@@ -122,9 +123,14 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     shape = feature_shape(config)
+    train = [r for r in rows if r["split"] == "train"]
+    augmented = recordings_to_augment(train, augment["max_per_speaker"], augment["seed"]) if augment["copies"] else set()
     by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
-    by_split["train"] += [(r, k) for k in range(1, augment["copies"] + 1) for r, _ in list(by_split["train"])]
-    slot = {(r["source"], r["member"], k): (s, i) for s, part in by_split.items() for i, (r, k) in enumerate(part)}
+    by_split["train"] += [(r, k) for k in range(1, augment["copies"] + 1) for r in train if r["id"] in augmented]
+    # feature slot of each output of extract_many: (source, member) for a recording, ((source, member), k) for its copies
+    slot = {((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
+            for s, part in by_split.items() for i, (r, k) in enumerate(part)}
+    copies_of = {(r["source"], r["member"]): r["id"] for r in train if r["id"] in augmented}
     partial = {s: _open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
     done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
     skipped: dict[str, str] = {}
@@ -135,17 +141,10 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
 
     def items():
         for source in sorted({r["source"] for r in rows}):
-            wanted = {m for (src, m, k) in slot if src == source and k == 0}
+            wanted = {r["member"] for r in rows if r["source"] == source}
             for member, data in iter_audio(source, wanted):
-                yield (source, member, 0), data
-                if augment["copies"] and (source, member, 1) in slot:
-                    try:
-                        y, sr = decode_audio(data)
-                    except AudioError:
-                        continue  # the original is reported as skipped by the extractor
-                    r, _ = by_split["train"][slot[(source, member, 0)][1]]
-                    for k, wav in enumerate(augmented_wavs(y, sr, r["id"], augment), 1):
-                        yield (source, member, k), wav
+                key = (source, member)
+                yield (key, data, copies_of[key], augment["copies"]) if key in copies_of else (key, data)
 
     total = sum(len(part) for part in by_split.values())
     bar = tqdm(total=total, unit="utt", desc=f"featurize {config['kind']}", mininterval=2)

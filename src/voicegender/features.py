@@ -69,7 +69,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ge2e_precision": "float32",  # ge2e: float32 (Resemblyzer's network as trained) | mixed (LSTM layers 1-2 in bfloat16)
     "n_jobs": -1,  # worker processes for extract_many; -1 = all cores (does not change the features)
     # training-time augmentation (voicegender.augment); ranges are [low, high]
-    "augment": {"copies": 1, "seed": 0, "reverb_probability": 0.5, "rt60_s": [0.2, 0.8], "tilt": [-0.9, 0.9],
+    "augment": {"copies": 1, "max_per_speaker": None, "seed": 0, "reverb_probability": 0.5, "rt60_s": [0.2, 0.8], "tilt": [-0.9, 0.9],
                 "lowpass_probability": 0.5, "lowpass_hz": [3400.0, 7000.0], "snr_db": [5.0, 30.0],
                 "gain_db": [-20.0, 6.0]},
 }
@@ -134,8 +134,8 @@ def validate_feature_config(cfg: dict | None) -> dict:
     v = out["encoder_device"]
     if not (isinstance(v, str) and (v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v))):
         raise ValueError(f"features.encoder_device must be auto, cpu, cuda or cuda:N, got {v!r}")
-    if out["ge2e_precision"] not in ("mixed", "float32"):
-        raise ValueError(f"features.ge2e_precision must be mixed or float32, got {out['ge2e_precision']!r}")
+    if out["ge2e_precision"] not in ("bfloat16", "mixed", "float32"):
+        raise ValueError(f"features.ge2e_precision must be bfloat16, mixed or float32, got {out['ge2e_precision']!r}")
     if isinstance(out["n_jobs"], bool) or not isinstance(out["n_jobs"], int) or out["n_jobs"] == 0:
         raise ValueError(f"features.n_jobs must be a non-zero int (-1 = all cores), got {out['n_jobs']!r}")
     out["augment"] = _validate_augment(out["augment"])
@@ -169,6 +169,9 @@ def _validate_augment(aug) -> dict:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"features.augment.{key} must be an int >= 0, got {v!r}")
         out[key] = int(v)
+    v = out["max_per_speaker"]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+        raise ValueError(f"features.augment.max_per_speaker must be a positive int or null (every recording), got {v!r}")
     for key in ("reverb_probability", "lowpass_probability"):
         if not number(out[key]) or not 0 <= out[key] <= 1:
             raise ValueError(f"features.augment.{key} must be a probability in [0, 1], got {out[key]!r}")
@@ -655,58 +658,92 @@ def encoder_device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _check_speech(y: np.ndarray, sr: int, cfg: dict) -> None:
-    if "speech" in cfg:  # extract_many(speech=...): recordings without enough speech are skipped
-        from voicegender.speech import require_speech
-
-        require_speech(y, sr, **cfg["speech"])
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
-def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
-    """ge2e on a chunk: each item's front end alone, then all their partial utterances through the
-    encoder together (``speaker_encoder.ge2e_embeddings``: the same bytes as one at a time)."""
-    from voicegender.speaker_encoder import ge2e_embeddings, partial_mels
+def _versions(y: np.ndarray, sr: int, augment_as: str | None, copies: int, cfg: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """(0, the recording) then (k, its k-th augmented copy) for k = 1 .. ``copies``, seeded by
+    ``augment_as`` (the utterance id) and ``features.augment.seed``."""
+    yield 0, y
+    if copies:
+        from voicegender.augment import augmented_signals
 
-    mels: dict[int, np.ndarray] = {}
-    errors: dict[int, str] = {}
-    for i, (_, data) in enumerate(chunk):
+        yield from enumerate(augmented_signals(y, sr, augment_as, {**cfg["augment"], "copies": copies}), 1)
+
+
+def _featurize_chunk(chunk: list[tuple], cfg: dict) -> list[tuple[Any, np.ndarray | None, str | None]]:
+    """Features of a chunk of (id, audio bytes, augment_as, copies) items, in order: each item's
+    own as (id, feature, None), then its ``copies`` augmented versions as ((id, k), feature, None);
+    a failure as (id, None, reason), without copies.
+
+    Recordings are decoded once. The speech check (``cfg["speech"]``) scores the chunk's
+    recordings together at 16 kHz (``speech.speech_shortfalls``); augmented copies are not
+    checked (a copy of speech is speech). ge2e augments at the encoder's 16 kHz (it hears
+    nothing above 8 kHz) and puts every partial of the chunk through the encoder together.
+    """
+    signals: dict[int, tuple[np.ndarray, int]] = {}
+    errors: dict[tuple[int, int], str] = {}
+    for i, (_, data, _, _) in enumerate(chunk):
         try:
             y, sr = decode_audio(data)
             if y.size == 0:
                 raise ValueError("empty audio (0 samples)")
-            _check_speech(y, sr, cfg)
-            mels[i] = partial_mels(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
+            signals[i] = (y, sr)
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
-            errors[i] = f"{type(exc).__name__}: {exc}"
-    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg["encoder_device"]),
-                                             cfg["ge2e_precision"])))
-    return [(item_id, vectors.get(i), errors.get(i)) for i, (item_id, _) in enumerate(chunk)]
+            errors[i, 0] = _reason(exc)
+    at_16k: dict[int, np.ndarray] = {}
+    if "speech" in cfg and signals:  # extract_many(speech=...): recordings without enough speech are skipped
+        from voicegender.speech import VAD_RATE, speech_shortfalls
 
-
-def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+        at_16k = {i: resample(y, sr, VAD_RATE) for i, (y, sr) in signals.items()}
+        for i, shortfall in zip(list(at_16k), speech_shortfalls(list(at_16k.values()), **cfg["speech"])):
+            if shortfall is not None:
+                errors[i, 0] = _reason(shortfall)
+                del signals[i]
+    vectors: dict[tuple[int, int], np.ndarray] = {}
     if cfg["kind"] == "ge2e":
-        return _ge2e_chunk(chunk, cfg)
-    out = []
-    for item_id, data in chunk:
-        try:
-            y, sr = decode_audio(data)
-            _check_speech(y, sr, cfg)
-            out.append((item_id, _compute(y, sr, cfg), None))
-        except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
-            out.append((item_id, None, f"{type(exc).__name__}: {exc}"))
+        from voicegender.speaker_encoder import SAMPLE_RATE, ge2e_embeddings, partial_mels
+
+        mels, owners = [], []
+        for i, (y, sr) in signals.items():
+            w = at_16k[i] if i in at_16k else resample(y, sr, SAMPLE_RATE)
+            for k, version in _versions(w, SAMPLE_RATE, chunk[i][2], chunk[i][3], cfg):
+                try:
+                    mels.append(partial_mels(version, SAMPLE_RATE, cfg["ge2e_rate"], cfg["ge2e_min_coverage"],
+                                             cfg["target_dbfs"]))
+                    owners.append((i, k))
+                except Exception as exc:  # noqa: BLE001
+                    errors[i, k] = _reason(exc)
+        vectors = dict(zip(owners, ge2e_embeddings(mels, encoder_device(cfg["encoder_device"]), cfg["ge2e_precision"])))
+    else:
+        for i, (y, sr) in signals.items():
+            for k, version in _versions(y, sr, chunk[i][2], chunk[i][3], cfg):
+                try:
+                    vectors[i, k] = _compute(version, sr, cfg)
+                except Exception as exc:  # noqa: BLE001
+                    errors[i, k] = _reason(exc)
+    out: list[tuple[Any, np.ndarray | None, str | None]] = []
+    for i, (item_id, _, _, copies) in enumerate(chunk):
+        out.append((item_id, vectors.get((i, 0)), errors.get((i, 0))))
+        if (i, 0) in vectors:
+            out += [((item_id, k), vectors.get((i, k)), errors.get((i, k))) for k in range(1, copies + 1)]
     return out
 
 
-def _featurize_shared(layout: list[tuple[str, int, int]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
-    """_featurize_chunk on items the parent wrote into the shared buffer: (id, offset, length)."""
+def _featurize_shared(layout: list[tuple], cfg: dict) -> list[tuple[Any, np.ndarray | None, str | None]]:
+    """_featurize_chunk on items the parent wrote into the shared buffer:
+    (id, offset, length, augment_as, copies)."""
     assert _SHARED is not None
-    return _featurize_chunk([(item_id, _SHARED[start : start + n]) for item_id, start, n in layout], cfg)
+    return _featurize_chunk([(item_id, _SHARED[start : start + n], augment_as, copies)
+                             for item_id, start, n, augment_as, copies in layout], cfg)
 
 
-def _chunks(items: Iterable[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
-    chunk: list[tuple[str, bytes]] = []
+def _chunks(items: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    """Items as (id, bytes, augment_as, copies) (a plain (id, bytes) has no copies), in chunks."""
+    chunk: list[tuple] = []
     for item in items:
-        chunk.append(item)
+        chunk.append(tuple(item) if len(item) == 4 else (*item, None, 0))
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -731,22 +768,26 @@ def resolve_n_jobs(n_jobs: int) -> int:
 
 
 def extract_many(
-    items: Iterable[tuple[str, bytes]],
+    items: Iterable[tuple],
     config: dict,
     n_jobs: int = -1,
     chunksize: int | None = None,
     max_pending: int | None = None,
     speech: dict | None = None,
-) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+) -> Iterator[tuple[Any, np.ndarray | None, str | None]]:
     """Featurize (id, audio bytes) items in parallel; yield (id, feature, None) or (id, None, error).
 
+    An item (id, audio bytes, augment_as, copies) also gets ``copies`` augmented versions
+    (``features.augment``, seeded by the id string ``augment_as``), yielded right after it as
+    ((id, k), feature, None) for k = 1 .. copies; none if the item itself failed.
     Input order is preserved. ``items`` is consumed lazily: at most ``max_pending`` chunks of
     ``chunksize`` items (default 2 per worker; ``chunksize`` default 8, for ge2e ``GE2E_CHUNK``,
     whose partials go through the encoder in one batch) are in flight, so memory stays bounded for any
     corpus size. Per-item failures (corrupt, empty, non-audio) are yielded as error strings,
     never raised. Output is byte-identical for any n_jobs. ``speech``: the keyword arguments of
     :func:`voicegender.speech.require_speech` (``min_speech_s`` and the VAD settings): items with
-    less speech are yielded as errors (``NoSpeech: ...``) too; None = no check.
+    less speech are yielded as errors (``NoSpeech: ...``) too (their copies are not checked);
+    None = no check.
 
     With n_jobs > 1 the first item is computed in the calling process, the rest by forked
     workers that receive the audio through shared memory (see below) and return the features.
@@ -765,7 +806,7 @@ def extract_many(
         # The first item is done here, before forking, so that the workers inherit what it set up
         # (the filterbank for a native rate, FFT plans: ~80 ms per worker otherwise).
         for first in itertools.islice(items, 1):
-            yield from _featurize_chunk([first], cfg)
+            yield from _featurize_chunk(next(_chunks([first], 1)), cfg)
     if n_workers == 1:
         for chunk in _chunks(items, chunksize):
             yield from _featurize_chunk(chunk, cfg)
@@ -789,19 +830,19 @@ def extract_many(
         pool = cleanup.enter_context(ctx.Pool(n_workers, initializer=_worker_init, initargs=(uses_blas, shared)))
         pending: collections.deque = collections.deque()  # (async result, slot or None)
 
-        def submit(chunk: list[tuple[str, bytes]]) -> None:
-            if shared is None or sum(len(d) for _, d in chunk) > _SLOT_BYTES:
+        def submit(chunk: list[tuple]) -> None:
+            if shared is None or sum(len(item[1]) for item in chunk) > _SLOT_BYTES:
                 pending.append((pool.apply_async(_featurize_chunk, (chunk, cfg)), None))
                 return
             slot = free_slots.popleft()
             pos, layout = slot * _SLOT_BYTES, []
-            for item_id, data in chunk:
+            for item_id, data, augment_as, copies in chunk:
                 shared[pos : pos + len(data)] = data
-                layout.append((item_id, pos, len(data)))
+                layout.append((item_id, pos, len(data), augment_as, copies))
                 pos += len(data)
             pending.append((pool.apply_async(_featurize_shared, (layout, cfg)), slot))
 
-        def collect() -> list[tuple[str, np.ndarray | None, str | None]]:
+        def collect() -> list[tuple[Any, np.ndarray | None, str | None]]:
             result, slot = pending.popleft()
             out = result.get()
             if slot is not None:
