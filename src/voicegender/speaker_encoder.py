@@ -123,7 +123,7 @@ def partial_mels(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float 
     end = (starts[-1] + PARTIAL_FRAMES) * HOP_LENGTH
     if end > len(w):
         w = np.pad(w, (0, end - len(w)))
-    mel = mel_spectrogram(w, SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS).T.astype(np.float32)  # (frames, 40)
+    mel = mel_spectrogram(w, SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS, dtype=np.float32).T  # (frames, 40)
     return np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
 
 
