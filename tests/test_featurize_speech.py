@@ -53,3 +53,23 @@ def test_training_data_card_records_corpus_subsets_counts_and_fingerprint(tmp_pa
     assert training_data_card({"corpus": "synthetic"}, labels, {})["generated"] is True
     folder = training_data_card({"corpus": "folder", "manifest": "/data/m.csv", "sources": []}, labels, {})
     assert folder["manifest"] == "/data/m.csv"
+
+
+def test_the_batched_speech_check_gives_the_same_bytes_for_any_n_jobs(tmp_path, utterance):
+    # the check scores a chunk's recordings together: chunks must not depend on n_jobs
+    from voicegender.features import extract_many
+
+    y, sr, _ = utterance
+    rng = np.random.default_rng(0)
+    signals = [y, np.zeros(2 * sr, np.float32), y[::-1].copy(), (0.1 * rng.standard_normal(2 * sr)).astype(np.float32),
+               y[: sr // 3].copy(), y, y[::-1].copy()]
+    items = []
+    for i, samples in enumerate(signals):
+        sf.write(tmp_path / f"{i}.wav", samples, sr)
+        items.append((f"u{i}", (tmp_path / f"{i}.wav").read_bytes(), f"u{i}", 1))
+    config = {**FEATURES, "augment": {"copies": 1}}
+    runs = [list(extract_many(iter(items), config, n_jobs=n_jobs, chunksize=3, speech=SPEECH)) for n_jobs in (1, 2)]
+    assert [(k, e) for k, _, e in runs[0]] == [(k, e) for k, _, e in runs[1]]
+    assert all(a is None and b is None or a.tobytes() == b.tobytes() for (_, a, _), (_, b, _) in zip(*runs))
+    ok = [k for k, _, e in runs[0] if e is None]
+    assert ok == ["u0", ("u0", 1), "u2", ("u2", 1), "u5", ("u5", 1), "u6", ("u6", 1)]  # copies follow their recording

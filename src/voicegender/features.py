@@ -792,7 +792,7 @@ def extract_many(
     less speech are yielded as errors (``NoSpeech: ...``) too (their copies are not checked);
     None = no check.
 
-    With n_jobs > 1 the first item is computed in the calling process, the rest by forked
+    With n_jobs > 1 the first chunk is computed in the calling process, the rest by forked
     workers that receive the audio through shared memory (see below) and return the features.
     """
     cfg = validate_feature_config(config)  # fail fast, in the caller's process
@@ -806,10 +806,12 @@ def extract_many(
     _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
     items = iter(items)
     if n_workers > 1:
-        # The first item is done here, before forking, so that the workers inherit what it set up
-        # (the filterbank for a native rate, FFT plans: ~80 ms per worker otherwise).
-        for first in itertools.islice(items, 1):
-            yield from _featurize_chunk(next(_chunks([first], 1)), cfg)
+        # The first chunk is done here, before forking, so that the workers inherit what it set up
+        # (the filterbank for a native rate, FFT plans: ~80 ms per worker otherwise). A whole
+        # chunk, not one item: chunks are then the same for any n_jobs, and so are the batched
+        # speech check's results (its batch is a chunk).
+        for first in itertools.islice(_chunks(items, chunksize), 1):
+            yield from _featurize_chunk(first, cfg)
     if n_workers == 1:
         for chunk in _chunks(items, chunksize):
             yield from _featurize_chunk(chunk, cfg)
