@@ -13,7 +13,9 @@ LibriTTS train-clean-100 + test-clean (8.9 GB of .tar.gz, 62.3 h of 24 kHz audio
   next to LibriTTS's). Fixed costs are measured apart and not scaled: featurize's (lazy imports,
   loading the encoder, starting the workers) on the archive's first two utterances in a cold
   process state: projected = cold 2-utterance run + (full run - the same 2-utterance run warm)
-  x hours ratio; label's (its plot, its tables) on archives of one recording per subset:
+  x hours ratio, where the augmented copies' part (the full run - a run without copies) is
+  scaled by the copies' hours instead (LibriTTS's training hours but validation's share, under
+  ``features.augment.max_per_speaker``); label's (its plot, its tables) on archives of one recording per subset:
   projected = that run + (full run - that run) x bytes ratio.
 * tune, train, evaluate: the stages run for real at full size, on LibriTTS-sized feature
   arrays (33,000 train x the feature's size, as benchmarks/tune.py; 6,000 val; 4,837 test)
@@ -64,6 +66,8 @@ LIBRITTS_BYTES = 7_723_686_890 + 1_230_670_113
 LIBRITTS_HOURS = 53.78 + 8.56
 LIBRITTS_RATE = 24000  # Hz
 LIBRITTS_UTTERANCES = 33_236 + 4_837  # train-clean-100 (about) + test-clean
+LIBRITTS_TRAIN_HOURS = 53.78  # train-clean-100: the recordings that get augmented copies (but for validation's)
+LIBRITTS_PER_SPEAKER = 33_236 / 247  # train-clean-100's recordings per speaker with audio
 LIBRITTS_MEAN_S = LIBRITTS_HOURS * 3600 / LIBRITTS_UTTERANCES  # ~5.9 s an utterance
 TRAIN_ROWS, VAL_ROWS, TEST_ROWS = 33_000, 6_000, 4_837
 NOISE = 1.0  # noise added to resampled rows, x each dimension's spread: keeps validation from being trivial
@@ -173,6 +177,40 @@ def write_corpus_json(archives: dict) -> None:
         {"role": "test", "subset": "test-clean", "path": archives["test"]}]}))
 
 
+def featurize_without_copies() -> tuple[float, float]:
+    """The featurize stage with features.augment.copies 0 (params.yaml restored afterwards)."""
+    import yaml
+
+    path = Path("params.yaml")
+    text = path.read_text()
+    params = yaml.safe_load(text)
+    params["features"]["augment"]["copies"] = 0
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        return run_stage("featurize")
+    finally:
+        path.write_text(text)
+
+
+def copy_hours(params: dict) -> dict:
+    """Hours of augmented copies featurize makes here (from data/labels.csv) and would make on
+    LibriTTS: its training hours but for the validation speakers' share, times the share of a
+    speaker's recordings copied under ``max_per_speaker`` (LibriTTS's mean of ~135 a speaker)."""
+    from voicegender.augment import recordings_to_augment
+    from voicegender.dataset import read_labels
+
+    aug = params["features"]["augment"]
+    train = [r for r in read_labels("data/labels.csv") if r["split"] == "train"]
+    chosen = recordings_to_augment(train, aug["max_per_speaker"], aug["seed"])
+    sample_h = aug["copies"] * sum(float(r["seconds"]) for r in train if r["id"] in chosen) / 3600
+    cap = aug["max_per_speaker"]
+    share = 1.0 if cap is None else min(1.0, cap / LIBRITTS_PER_SPEAKER)
+    libritts_h = aug["copies"] * LIBRITTS_TRAIN_HOURS * (1 - params["data"]["val_fraction"]) * share
+    how = f"{aug['copies']} x {1 - params['data']['val_fraction']:.0%} of {LIBRITTS_TRAIN_HOURS} h" + (
+        "" if cap is None else f" x min(1, {cap} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)")
+    return {"sample_h": sample_h, "libritts_h": libritts_h, "how": how}
+
+
 def startup_s(name: str) -> float:
     """A fresh interpreter importing what stages/<name>.py imports (its main() not run)."""
     code = f"import runpy; runpy.run_path({str(ROOT / 'stages' / (name + '.py'))!r}, run_name='imports_only')"
@@ -239,6 +277,10 @@ def main(argv=None) -> None:
         wall["featurize"], cpu["featurize"] = run_stage("featurize")
         warm = featurize_few(archive["first_members"])
         print(f"featurize fixed cost: {cold[0]:.1f} s cold, {warm[0]:.1f} s warm (2 utterances)", flush=True)
+        copies = copy_hours(params)
+        originals = featurize_without_copies() if copies["sample_h"] else (wall["featurize"], cpu["featurize"])
+        print(f"featurize without the augmented copies: {originals[0]:.1f} s; copies: {copies['sample_h']:.3f} h here, "
+              f"{copies['libritts_h']:.1f} h on LibriTTS ({copies['how']})", flush=True)
         run_stage("featurize")  # the full features again, for the stages below
         sizes = enlarge_features(work / "data" / "features", params["data"]["seed"])
         print(f"features enlarged to {sizes} rows", flush=True)
@@ -253,13 +295,18 @@ def main(argv=None) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     projected = {name: wall[name] * scale[name] + start[name] for name in STAGES}
-    projected["featurize"] = cold[0] + (wall["featurize"] - warm[0]) * scale["featurize"] + start["featurize"]
+    # the recordings scale by audio hours, their augmented copies by the copies' hours
+    copy_scale = copies["libritts_h"] / copies["sample_h"] if copies["sample_h"] else 0.0
+    projected["featurize"] = (cold[0] + (originals[0] - warm[0]) * scale["featurize"]
+                              + (wall["featurize"] - originals[0]) * copy_scale + start["featurize"])
     projected["label"] = label_fixed[0] + (wall["label"] - label_fixed[0]) * scale["label"] + start["label"]
     cpu_projected = {name: cpu[name] * scale[name] for name in STAGES}
-    cpu_projected["featurize"] = cold[1] + (cpu["featurize"] - warm[1]) * scale["featurize"]
+    cpu_projected["featurize"] = (cold[1] + (originals[1] - warm[1]) * scale["featurize"]
+                                  + (cpu["featurize"] - originals[1]) * copy_scale)
     cpu_projected["label"] = label_fixed[1] + (cpu["label"] - label_fixed[1]) * scale["label"]
     total = sum(projected.values())
-    how = {"label": f"x{scale['label']:.0f} by archive bytes", "featurize": f"x{scale['featurize']:.0f} by audio hours",
+    how = {"label": f"x{scale['label']:.0f} by archive bytes",
+           "featurize": f"x{scale['featurize']:.0f} by audio hours, copies x{copy_scale:.0f} by their hours",
            "tune": "full size, run for real", "train": "full size, until early stopping", "evaluate": "full size"}
     print(f"\n{'part':<10} {'measured s':>10} {'projected s':>12} {'CPU s':>8} {'proj. CPU s':>11}"
           "  (projection; + stage start-up s)")
@@ -284,8 +331,8 @@ def main(argv=None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"measured_s": wall, "cpu_s": cpu, "cpu_projected_s": cpu_projected,
                                                "idle_estimate_s": idle, "idle_estimate_total_s": idle_total,
-                                               "featurize_fixed_s": {"cold": cold, "warm": warm}, "scale": scale, "startup_s": start,
-                                               "projected_s": projected, "projected_total_s": total,
+                                               "featurize_fixed_s": {"cold": cold, "warm": warm}, "featurize_without_copies_s": originals, "copies": copies, "scale": scale, "startup_s": start,
+                                               "projected_s": projected, "projected_total_s": total, "label_fixed_s": label_fixed,
                                                "ratio": REPORT_WALL_S / total, "archive": archive}, indent=2) + "\n")
 
 
