@@ -37,7 +37,7 @@ def best_of(fns: dict, repeat: int) -> dict:
 
 
 def gunzip(repeat: int) -> None:
-    from voicegender import corpus
+    from voicegender import libritts as corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build_archives(Path(SAMPLE), Path(tmp))
@@ -61,7 +61,7 @@ def gunzip(repeat: int) -> None:
 
 def encoder(n: int, repeat: int) -> None:
     from voicegender import speaker_encoder as E
-    from voicegender.corpus import decode_audio
+    from voicegender.audio import decode_audio
 
     with open(Path(SAMPLE) / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:n]

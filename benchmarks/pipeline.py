@@ -71,7 +71,7 @@ def build_archives(sample: Path, out: Path) -> dict:
     SPEAKERS.txt) from a folder's manifest.csv (path,speaker,sex). Returns sizes and hours."""
     import soundfile as sf
 
-    from voicegender.features import resample
+    from voicegender.spectral import resample
 
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

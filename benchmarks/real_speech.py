@@ -38,7 +38,8 @@ import yaml
 from voicegender.baselines import BASELINES, fit_baseline, proba_female
 from voicegender.dataset import split_speakers
 from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
-from voicegender.features import KINDS, extract_many, feature_shape, validate_feature_config
+from voicegender.extraction import extract_many
+from voicegender.features import KINDS, feature_shape, validate_feature_config
 
 SAMPLE = "/work/shared/data/librispeech-clean100-sample"
 CROSS = "/work/shared/data/cross-corpus-dev"
@@ -64,7 +65,7 @@ def applicable(model: str, shape: tuple[int, ...]) -> bool:
 
 
 def load_sample(directory: str) -> list[dict]:
-    from voicegender.corpus import read_folder_manifest
+    from voicegender.folder import read_folder_manifest
 
     return read_folder_manifest(Path(directory) / "manifest.csv")
 
@@ -94,7 +95,7 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
         out.append(x)
     wall = time.perf_counter() - started
     if seconds is None:
-        from voicegender.corpus import decode_audio
+        from voicegender.audio import decode_audio
 
         seconds = sum(len(y) / sr for y, sr in (decode_audio(d) for _, d in items))
     X, speed = np.stack(out), seconds / wall
@@ -109,7 +110,7 @@ def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_job
     """Features of ``features.augment.copies`` altered versions of every row (voicegender.augment),
     shape (copies, rows, *feature); None when augmentation is off. Cached like featurize_rows."""
     from voicegender.augment import augmented_wavs
-    from voicegender.corpus import decode_audio
+    from voicegender.audio import decode_audio
 
     aug = config["augment"]
     if not aug["copies"]:
@@ -231,7 +232,7 @@ def synthetic_rows(args) -> list[dict] | None:
     except ImportError:
         print("generated corpus: voicegender.synth is not available on this branch -- skipped", file=sys.stderr)
         return None
-    from voicegender.corpus import iter_audio, scan_source
+    from voicegender.libritts import iter_audio, scan_source
 
     n_test = max(2, args.synthetic_speakers // 4)
     archives = generate_corpus(Path(args.synthetic_dir), train_speakers=args.synthetic_speakers - n_test,

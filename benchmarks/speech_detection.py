@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voicegender.corpus import decode_audio
+from voicegender.audio import decode_audio
 from voicegender.params import load_params
 from voicegender.speech import (NoSpeech, require_speech, segments_from_probabilities, speech_probabilities,
                                 speech_seconds, total_seconds, vad_settings)
@@ -106,7 +106,7 @@ def main() -> None:
 def featurize_cost(sets: list[Path], features: dict, speech: dict) -> None:
     """What the speech check adds to featurize (it stops scoring once min_speech_s is found), one
     core, the two runs alternated so that a busy machine slows both alike."""
-    from voicegender.features import extract_many
+    from voicegender.extraction import extract_many
 
     items = [(r["path"], (root / r["path"]).read_bytes()) for root in sets if (root / "manifest.csv").exists()
              for r in csv.DictReader((root / "manifest.csv").open())]

@@ -24,7 +24,8 @@ from voicegender.evaluation import (bootstrap_ci, calibration_table, confusion_c
                                     expected_calibration_error, speaker_predictions)
 from voicegender.models import load_trained
 from voicegender.params import load_params
-from voicegender.reporting import plot_evaluation_summary, write_json, write_table
+from voicegender.plots import plot_evaluation_summary
+from voicegender.reporting import write_json, write_table
 from voicegender.training import predict_proba
 from voicegender.errors import run_command
 

@@ -24,7 +24,8 @@ from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model
 from voicegender.params import load_params
-from voicegender.reporting import plot_training_curves, significant, write_json
+from voicegender.plots import plot_training_curves
+from voicegender.reporting import significant, write_json
 from voicegender.training import fit, predict_proba, resolve_device
 from voicegender.errors import run_command
 

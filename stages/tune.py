@@ -19,7 +19,8 @@ import yaml
 from voicegender.dataset import load_features
 from voicegender.training import fit_standardizer
 from voicegender.params import load_params
-from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.plots import plot_tune_curves
+from voicegender.reporting import write_json, write_table
 from voicegender.tuning import run_search
 from voicegender.errors import run_command
 
@@ -83,13 +84,7 @@ def main() -> None:
         "trials": len(result["trials"]), "failed": sum(bool(t["error"]) for t in result["trials"]),
         "epochs_total": sum(t["epochs_run"] for t in result["trials"]), "search": tune["search"],
     })  # no wall time here: it changes from run to run, and this file is hashed (dvc.lock) and diffed
-    fig, ax = figure(6, 4)
-    for i, t in enumerate(result["trials"]):
-        ax.plot([h["epoch"] for h in t["history"]], [h["val_loss"] for h in t["history"]], alpha=0.6)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation BCE loss")
-    ax.set_title(f"{len(result['trials'])} trials (ASHA's rule stops weak ones early)")
-    save_figure(fig, "plots/tune/curves.png")
+    plot_tune_curves(result["trials"], "plots/tune/curves.png")
 
 
 LOCAL_STORAGE = "data/ray"

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from voicegender import augment as A
-from voicegender.corpus import decode_audio
+from voicegender.audio import decode_audio
 from voicegender.dataset import build_features, load_features
 from voicegender.features import DEFAULT_CONFIG, validate_feature_config
 

@@ -32,7 +32,7 @@ def model_dir(tmp_path):
 
 def _speech(path, utterance, sr, fmt=None):
     """The generated utterance written at rate ``sr`` (wav, or ``fmt``)."""
-    from voicegender.features import resample
+    from voicegender.spectral import resample
 
     y, rate, _ = utterance
     sf.write(path, resample(y, rate, sr), sr, format=fmt)

@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from voicegender import extraction as X
 from voicegender import features as F
+from voicegender.audio import decode_audio
 from voicegender import speaker_encoder as E
 
 SR = 24000
@@ -85,8 +87,8 @@ def test_ge2e_is_a_feature_kind_with_validated_settings():
 
 def test_extraction_is_byte_identical_across_worker_counts():
     items = [(f"u{i}", _wav(vibrato_voice(100.0 + 30 * i, 1.0 + 0.3 * i))) for i in range(5)]
-    one = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=1)]
-    two = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=2)]
+    one = [x for _, x, _ in X.extract_many(items, {"kind": "ge2e"}, n_jobs=1)]
+    two = [x for _, x, _ in X.extract_many(items, {"kind": "ge2e"}, n_jobs=2)]
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
@@ -109,14 +111,14 @@ def test_batched_embeddings_equal_one_at_a_time_whatever_the_batch(monkeypatch, 
             np.testing.assert_array_equal(a, b)
     items = [(f"u{i}", _wav(y)) for i, y in enumerate(signals)] + [("bad", b"not audio")]
     for n_jobs, chunksize in ((1, None), (2, 1), (2, 3)):
-        out = list(F.extract_many(items, {"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision},
+        out = list(X.extract_many(items, {"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision},
                                  n_jobs=n_jobs, chunksize=chunksize))
         assert [i for i, _, _ in out] == [i for i, _ in items]
         assert out[-1][1] is None and "bad" not in (out[-1][2] or "") and out[-1][2]
         for (_, x, err), y in zip(out, signals):
             assert err is None
             # the wav's 16-bit rounding aside, the same as the float signal's embedding
-            np.testing.assert_array_equal(x, E.ge2e_embedding(F.decode_audio(_wav(y))[0], SR, precision=precision))
+            np.testing.assert_array_equal(x, E.ge2e_embedding(decode_audio(_wav(y))[0], SR, precision=precision))
 
 
 def test_batched_path_matches_the_encoder_run_per_utterance():
@@ -166,7 +168,7 @@ def test_encoder_on_cuda_agrees_with_the_cpu():
     y = vibrato_voice(seconds=3.0)
     cpu, gpu = E.ge2e_embedding(y, SR, device="cpu"), E.ge2e_embedding(y, SR, device="cuda")
     assert float(cpu @ gpu) > 0.9999
-    (x, _, err), = F.extract_many([("a", _wav(y))], {"kind": "ge2e", "encoder_device": "cuda"}, n_jobs=2)
+    (x, _, err), = X.extract_many([("a", _wav(y))], {"kind": "ge2e", "encoder_device": "cuda"}, n_jobs=2)
     assert err is None and float(x @ cpu) > 0.9999
 
 

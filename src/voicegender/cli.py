@@ -85,7 +85,7 @@ class Predictor:
         """The whole recording: ``{"file", "start_s", "end_s", "answer", "p_female", "speech_s"}``
         (``answer`` female / male / ``no speech``, then ``p_female`` None). Raises on a bad file.
         Up to ``max_whole_s`` long it is featurized whole, as in training; longer, see _predict_long."""
-        from voicegender.corpus import decode_audio
+        from voicegender.audio import decode_audio
         from voicegender.speech import speech_seconds
 
         p = _regular_file(path)

@@ -8,7 +8,6 @@ its audio is (``source``: an archive or a folder; ``member``: the path inside it
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,12 @@ LABEL_COLUMNS = ("id", "speaker", "sex", "split", "source", "member", "seconds")
 SPLITS = ("train", "val", "test")
 SEXES = ("F", "M")
 FEMALE = 1  # label value of a female speaker; male is 0
+
+
+def normalize_sex(value: str) -> str | None:
+    """'F', 'f', 'female', ' Male ' -> 'F' / 'M'; anything else -> None."""
+    v = value.strip().lower()
+    return {"f": "F", "female": "F", "m": "M", "male": "M"}.get(v)
 
 
 def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> set[str]:
@@ -31,6 +36,23 @@ def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> s
         n = min(len(speakers) - 1, max(1, round(fraction * len(speakers))))
         chosen.update(rng.permutation(speakers)[:n].tolist())
     return chosen
+
+
+def assign_splits(rows: list[dict], params: dict) -> None:
+    """Speaker-disjoint splits stratified by sex: val speakers from train; for a folder corpus
+    without a split column, test speakers too."""
+    data = params["data"]
+    seed = data["seed"]
+    if any(not r["split"] for r in rows):
+        sexes = {r["speaker"]: r["sex"] for r in rows}
+        test = split_speakers(sexes, data["folder"]["test_fraction"], seed)
+        for r in rows:
+            r["split"] = r["split"] or ("test" if r["speaker"] in test else "train")
+    train_sexes = {r["speaker"]: r["sex"] for r in rows if r["split"] == "train"}
+    val = split_speakers(train_sexes, data["val_fraction"], seed + 1)
+    for r in rows:
+        if r["split"] == "train" and r["speaker"] in val:
+            r["split"] = "val"
 
 
 def write_labels(rows: list[dict], path: str | Path) -> None:
@@ -103,7 +125,7 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
-    :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
+    :func:`voicegender.extraction.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
     are reported and skipped, and so are recordings with too little speech when ``speech`` (the
     keyword arguments of :func:`voicegender.speech.require_speech`) is given. Training recordings
@@ -114,8 +136,10 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     from tqdm import tqdm
 
     from voicegender.augment import augmented_wavs
-    from voicegender.corpus import AudioError, decode_audio, iter_audio
-    from voicegender.features import extract_many, feature_shape, validate_feature_config
+    from voicegender.audio import AudioError, decode_audio
+    from voicegender.extraction import extract_many
+    from voicegender.features import feature_shape, validate_feature_config
+    from voicegender.libritts import iter_audio
 
     config = validate_feature_config(config)
     augment = config["augment"]
@@ -189,20 +213,6 @@ def load_features(directory: str | Path, split: str) -> dict[str, np.ndarray]:
     d = Path(directory)
     return {name: np.load(d / f"{split}_{name}.npy") for name in ("X", "y", "ids", "speakers")}
 
-
-def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float):
-    """Per speaker: true label, share of utterances voted female, and mean probability.
-
-    Returns ``(speaker_ids, truth, vote_share, mean_proba)`` arrays, sorted by speaker id.
-    """
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(speakers):
-        groups[str(s)].append(i)
-    ids = sorted(groups)
-    truth = np.array([y_true[groups[s][0]] for s in ids])
-    votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
-    mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
-    return np.array(ids), truth, votes, mean_p
 
 
 def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[str, dict]) -> dict:

@@ -116,7 +116,7 @@ def partial_mels(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float 
 
     Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
     utterances (``rate`` per second, see ``partial_starts``; the last one zero-padded)."""
-    from voicegender.features import mel_spectrogram, resample  # the project's librosa-equal DSP
+    from voicegender.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
 
     w = normalize_level(resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE), target_dbfs)
     starts = partial_starts(len(w), rate, min_coverage)
