@@ -46,6 +46,7 @@ from voicegender import extraction
 from voicegender import features as F
 from voicegender import spectral as S
 from voicegender.audio import decode_audio
+from voicegender.params import FeatureSettings
 
 DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
 LIBRITTS_HOURS = 53.78 + 8.56  # train-clean-100 + test-clean (~38,000 utterances, mean ~5.9 s)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def ours(rate, jobs):
         def run():
-            out = list(extraction.extract_many(iter(items * args.passes), {"kind": "mean_mel", "sample_rate": rate}, n_jobs=jobs))
+            out = list(extraction.extract_many(iter(items * args.passes), FeatureSettings(kind="mean_mel", sample_rate=rate), n_jobs=jobs))
             assert all(err is None for _, _, err in out), [e for _, _, e in out if e]
             features = np.stack([x for _, x, _ in out])
             first = features[: len(items)]
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{'richer kinds (ours, all cores)':<46} {'wall':>9} {'CPU':>9} {'idle':>9}   {'62 h idle':>10}")
         for kind in ("log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"):
             for rate in (22050, "native"):
-                wall, cpu, _ = measure(lambda: list(extraction.extract_many(iter(items), {"kind": kind, "sample_rate": rate},
+                wall, cpu, _ = measure(lambda: list(extraction.extract_many(iter(items), FeatureSettings(kind=kind, sample_rate=rate),
                                                                    n_jobs=args.n_jobs)))
                 rt_idle = n_jobs * seconds / cpu
                 print(f"{kind + ', ' + str(rate):<46} {seconds / wall:>9.0f} {seconds / cpu:>9.0f} {rt_idle:>9.0f}   "
@@ -232,7 +233,7 @@ def accuracy_per_kind(items: list[tuple[str, bytes]], manifest: pathlib.Path, n_
     print(f"\nlogistic regression, speaker-disjoint 5-fold CV, {len(items)} files ({y.sum()} F)")
     for kind in ("mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel"):
         for rate in (22050, "native"):
-            cfg = {"kind": kind, "sample_rate": rate}
+            cfg = FeatureSettings(kind=kind, sample_rate=rate)
             X = np.stack([x for _, x, _ in extraction.extract_many(iter(items), cfg, n_jobs=n_jobs)])
             if kind == "mean_mel":  # the raw power mean spans decades: also try its log
                 variants = {"": X, " (log10)": np.log10(X + 1e-10)}

@@ -188,8 +188,8 @@ def main(argv=None) -> None:
         from voicegender.params import load_params
 
         params = load_params("params.yaml")
-        print(f"configuration: features.kind={params['features']['kind']} model.name={params['model']['name']} "
-              f"tune: {params['tune']['num_samples']} trials over {', '.join(params['tune']['space'])}", flush=True)
+        print(f"configuration: features.kind={params.features.kind} model.name={params.model.name} "
+              f"tune: {params.tune.num_samples} trials over {', '.join(params.tune.space)}", flush=True)
         wall, cpu = {}, {}
         wall["label"], cpu["label"] = run_stage("label")
         cold = featurize_few(archive["first_members"])
@@ -197,7 +197,7 @@ def main(argv=None) -> None:
         warm = featurize_few(archive["first_members"])
         print(f"featurize fixed cost: {cold[0]:.1f} s cold, {warm[0]:.1f} s warm (2 utterances)", flush=True)
         run_stage("featurize")  # the full features again, for the stages below
-        sizes = enlarge_features(work / "data" / "features", params["data"]["seed"])
+        sizes = enlarge_features(work / "data" / "features", params.data.seed)
         print(f"features enlarged to {sizes} rows", flush=True)
         for name in ("tune", "train", "evaluate"):
             wall[name], cpu[name] = run_stage(name)

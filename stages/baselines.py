@@ -27,10 +27,10 @@ OUTPUTS = ("metrics/baselines.json", "plots/baselines")
 
 def main() -> None:
     params = load_params()
-    config = params["baselines"]
+    config = params.baselines
     splits = {s: load_features("data/features", s) for s in ("train", "val", "test")}
-    results = run_baselines(config["models"], config, splits["train"], splits["val"], splits["test"],
-                            seed=params["train"]["seed"], n_jobs=resolve_n_jobs(config["n_jobs"]))
+    results = run_baselines(config.models, config, splits["train"], splits["val"], splits["test"],
+                            seed=params.train.seed, n_jobs=resolve_n_jobs(config.n_jobs))
     for name, r in results.items():
         test = r.get("test", {})
         print(f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "

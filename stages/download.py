@@ -33,13 +33,13 @@ OUTPUTS = ("data/raw",)
 
 def main() -> None:
     params = load_params()
-    data = params["data"]
+    data = params.data
     if RAW.exists():
         shutil.rmtree(RAW)
     RAW.mkdir(parents=True)
-    kind = params["corpus"]
-    info = corpus.prepare(kind, RAW, seed=data["seed"], synthetic=data["synthetic"], libritts_cfg=data["libritts"],
-                          manifest=data["folder"]["manifest"], recordings=data["folder"]["recordings"])
+    kind = params.corpus
+    info = corpus.prepare(kind, RAW, seed=data.seed, synthetic=data.synthetic, libritts_cfg=data.libritts,
+                          manifest=data.folder.manifest, recordings=data.folder.recordings)
     (RAW / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"download: {kind} corpus ready: {info['sources']}", flush=True)
 

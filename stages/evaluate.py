@@ -36,7 +36,7 @@ OUTPUTS = ("metrics/evaluate.json", "plots/evaluate", "dvclive/evaluate")
 
 def main() -> None:
     params = load_params()
-    n_bins = params["evaluate"]["calibration_bins"]
+    n_bins = params.evaluate.calibration_bins
     model, card = load_trained("models")
     threshold = card["threshold"]
     test, val = load_features("data/features", "test"), load_features("data/features", "val")
@@ -48,8 +48,8 @@ def main() -> None:
                "expected_calibration_error": expected_calibration_error(y, proba, n_bins)}
     at_half = evaluate_split(speakers, y, proba, 0.5)
     metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
-    metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params["evaluate"]["bootstrap"],
-                                   seed=params["train"]["seed"])
+    metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params.evaluate.bootstrap,
+                                   seed=params.train.seed)
     v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
     metrics["val"] = {k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy",
                                         "n_utterances", "n_speakers")}

@@ -29,7 +29,8 @@ def main() -> None:
     params = load_params()
     info = json.loads(Path("data/raw/corpus.json").read_text())
     rows, unknown_sex = corpus.label_rows(info)
-    assign_splits(rows, params)
+    data = params.data
+    assign_splits(rows, seed=data.seed, val_fraction=data.val_fraction, test_fraction=data.folder.test_fraction)
     write_labels(rows, "data/labels.csv")
 
     summary = data_summary(rows)

@@ -9,10 +9,11 @@ import soundfile as sf
 from voicegender import augment as A
 from voicegender.audio import decode_audio
 from voicegender.dataset import build_features, load_features
-from voicegender.features import DEFAULT_CONFIG, validate_feature_config
+from feature_settings import check, fs
+from voicegender.params import AugmentSettings
 
 SR = 16000
-SETTINGS = DEFAULT_CONFIG["augment"]
+SETTINGS = AugmentSettings().model_dump()  # the schema's defaults (params.yaml's)
 OFF = {"reverb_probability": 0.0, "rt60_s": [0.3, 0.3], "tilt": [0.0, 0.0], "lowpass_probability": 0.0,
        "lowpass_hz": [4000.0, 4000.0], "snr_db": [200.0, 200.0], "gain_db": [0.0, 0.0]}
 
@@ -24,11 +25,11 @@ def voice(seconds=1.0, f0=150.0, amp=0.2):
 
 def test_copies_are_reproducible_and_independent():
     y = voice()
-    a = A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})
-    assert a == A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 2})  # same bytes
+    a = A.augmented_wavs(y, SR, "u1", AugmentSettings(**{**SETTINGS, "copies": 2}))
+    assert a == A.augmented_wavs(y, SR, "u1", AugmentSettings(**{**SETTINGS, "copies": 2}))  # same bytes
     assert a[0] != a[1]  # copy 1 and 2 differ
-    assert a[0] != A.augmented_wavs(y, SR, "u2", {**SETTINGS, "copies": 1})[0]  # so do utterances
-    assert a[0] != A.augmented_wavs(y, SR, "u1", {**SETTINGS, "copies": 1, "seed": 1})[0]  # and seeds
+    assert a[0] != A.augmented_wavs(y, SR, "u2", AugmentSettings(**{**SETTINGS, "copies": 1}))[0]  # so do utterances
+    assert a[0] != A.augmented_wavs(y, SR, "u1", AugmentSettings(**{**SETTINGS, "copies": 1, "seed": 1}))[0]  # and seeds
     x, sr = decode_audio(a[0])
     assert sr == SR and len(x) == len(y) and np.abs(x).max() <= 1.0
 
@@ -73,7 +74,7 @@ def test_room_impulse_response_decays_by_60_db_in_rt60():
 ])
 def test_bad_settings_are_named(key, bad, message):
     with pytest.raises(ValueError, match=message):
-        validate_feature_config({"augment": {key: bad}})
+        check({"augment": {key: bad}})
 
 
 def _wav(y):
@@ -93,7 +94,7 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     (rec / "bad.wav").write_bytes(b"RIFF not audio")
     rows.append({"id": "bad", "speaker": "s9", "sex": "F", "split": "train", "source": str(rec),
                  "member": "bad.wav", "seconds": 0.5})
-    config = {"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}}
+    config = fs({"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}})
     report = build_features(rows, config, tmp_path / "f", log=lambda m: None)
     train, val, test = (load_features(tmp_path / "f", s) for s in ("train", "val", "test"))
     assert list(train["ids"]) == ["u0", "u1", "u0~aug1", "u1~aug1", "u0~aug2", "u1~aug2"]
@@ -105,7 +106,7 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     assert again == report
     for name in ("X", "ids"):
         assert (tmp_path / "f" / f"train_{name}.npy").read_bytes() == (tmp_path / "g" / f"train_{name}.npy").read_bytes()
-    assert validate_feature_config(config)["augment"]["copies"] == 2
+    assert config.augment.copies == 2
 
 
 def test_float_wav_round_trips_exactly():

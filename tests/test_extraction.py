@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from feature_settings import fs
 from voicegender import extraction as X
 
 SR = 24000  # LibriTTS's rate
@@ -39,7 +40,7 @@ def _items():
 
 @pytest.mark.parametrize("kind", ["mean_mel", "pitch_mel"])
 def test_extract_many_order_errors_and_determinism(kind):
-    cfg = {"kind": kind}
+    cfg = fs({"kind": kind})
     items = _items()
     one = list(X.extract_many(iter(items), cfg, n_jobs=1))
     two = list(X.extract_many((it for it in items), cfg, n_jobs=2, chunksize=2, max_pending=2))
@@ -56,7 +57,7 @@ def test_extract_many_order_errors_and_determinism(kind):
 def test_extract_many_shared_memory_and_pickled_chunks_agree(monkeypatch):
     """Chunks go to the workers through shared memory, or pickled when bigger than a slot."""
     items = _items() + [("long", wav_bytes(tone(140, 3.0, noise=0.01)))]  # 144 kB: over the slot
-    cfg = {"kind": "mean_mel", "sample_rate": "native"}
+    cfg = fs({"kind": "mean_mel", "sample_rate": "native"})
     one = list(X.extract_many(iter(items), cfg, n_jobs=1))
     monkeypatch.setattr(X, "_SLOT_BYTES", 100_000)
     two = list(X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=3))
@@ -73,7 +74,7 @@ def test_extract_many_is_lazy():
             consumed.append(i)
             yield f"u{i}", wav_bytes(tone(150, 0.1))
 
-    it = X.extract_many(gen(), {"kind": "mean_mel", "sample_rate": "native"}, n_jobs=2, chunksize=2, max_pending=2)
+    it = X.extract_many(gen(), fs({"kind": "mean_mel", "sample_rate": "native"}), n_jobs=2, chunksize=2, max_pending=2)
     next(it)
     assert len(consumed) <= 2 * 2 + 2  # bounded window, not the whole generator
     assert len(list(it)) == 99

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from feature_settings import check, fs
 from voicegender import features as F
 from voicegender import spectral as S
 
@@ -77,7 +78,7 @@ def assert_matches_librosa(ours, ref, per_element_everywhere=False):
 
 @pytest.mark.parametrize("kind", F.KINDS)
 def test_shape_and_dtype_of_every_kind(kind):
-    cfg = {"kind": kind, "sample_rate": 22050, "n_mels": 64, "n_mfcc": 13, "patch_frames": 50}
+    cfg = fs({"kind": kind, "sample_rate": 22050, "n_mels": 64, "n_mfcc": 13, "patch_frames": 50})
     y = tone(150, 1.5, noise=0.01)
     v = F.compute_features(y, SR, cfg)
     assert v.shape == F.feature_shape(cfg)
@@ -86,10 +87,10 @@ def test_shape_and_dtype_of_every_kind(kind):
 
 
 def test_feature_shapes():
-    assert F.feature_shape({"kind": "mean_mel"}) == (128,)
-    assert F.feature_shape({"kind": "mfcc_stats", "n_mfcc": 20}) == (120,)
-    assert F.feature_shape({"kind": "pitch_mel", "n_mels": 40}) == (86,)
-    assert F.feature_shape({"kind": "log_mel_patch", "patch_frames": 64}) == (128, 64)
+    assert F.feature_shape(fs({"kind": "mean_mel"})) == (128,)
+    assert F.feature_shape(fs({"kind": "mfcc_stats", "n_mfcc": 20})) == (120,)
+    assert F.feature_shape(fs({"kind": "pitch_mel", "n_mels": 40})) == (86,)
+    assert F.feature_shape(fs({"kind": "log_mel_patch", "patch_frames": 64})) == (128, 64)
 
 
 @pytest.mark.parametrize(
@@ -107,12 +108,12 @@ def test_feature_shapes():
 )
 def test_validate_names_the_bad_key(bad, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        F.validate_feature_config(bad)
+        check(bad)
 
 
 def test_validate_fills_defaults():
-    cfg = F.validate_feature_config({"sample_rate": "native"})
-    assert cfg["n_fft"] == 2048 and cfg["sample_rate"] == "native"
+    cfg = check({"sample_rate": "native"})
+    assert cfg.n_fft == 2048 and cfg.sample_rate == "native"
 
 
 # -- mean_mel fast path vs the report's librosa pipeline ---------------------------------------------
@@ -124,7 +125,7 @@ def test_mean_mel_matches_librosa_on_synthetic_24k():
     y = tone(180, 2.0, noise=0.05) + tone(3100, 2.0, amp=0.1)
     data = wav_bytes(y, subtype="FLOAT")
     for rate in (22050, "native"):
-        ours = F.featurize(data, {"kind": "mean_mel", "sample_rate": rate})
+        ours = F.featurize(data, fs({"kind": "mean_mel", "sample_rate": rate}))
         ref = F.mean_mel_reference(data, sr=None if rate == "native" else rate)
         assert_matches_librosa(ours, ref, per_element_everywhere=True)  # broadband noise: no empty band
     # the same comparison spelled out: librosa at the native rate
@@ -149,7 +150,7 @@ def test_mean_mel_bands_above_the_source_nyquist():
     sample, per-element differences reach ~2 there). The criterion holds, and per-element wherever there is signal."""
     y = tone(180, 1.0, sr=16000, noise=0.05) + tone(2500, 1.0, sr=16000, amp=0.1)
     data = wav_bytes(y, sr=16000)
-    ours = F.featurize(data, {"kind": "mean_mel", "sample_rate": 22050})
+    ours = F.featurize(data, fs({"kind": "mean_mel", "sample_rate": 22050}))
     ref = F.mean_mel_reference(data)
     assert_matches_librosa(ours, ref)
     hi = S.mel_filterbank(22050, 2048, 128)[:, : 2048 * 8000 // 22050].sum(axis=1) == 0  # bands above 8 kHz
@@ -160,8 +161,8 @@ def test_mean_mel_bands_above_the_source_nyquist():
 @pytest.mark.parametrize("path", REAL_FILES, ids=lambda p: p.name)
 def test_mean_mel_matches_librosa_on_real_speech(path):
     data = path.read_bytes()
-    assert_matches_librosa(F.featurize(data, {"kind": "mean_mel"}), F.mean_mel_reference(str(path)))
-    native = F.featurize(data, {"kind": "mean_mel", "sample_rate": "native"})
+    assert_matches_librosa(F.featurize(data, fs({"kind": "mean_mel"})), F.mean_mel_reference(str(path)))
+    native = F.featurize(data, fs({"kind": "mean_mel", "sample_rate": "native"}))
     assert_matches_librosa(native, F.mean_mel_reference(str(path), sr=None), per_element_everywhere=True)
 
 
@@ -212,7 +213,7 @@ def test_pitch_fallback_on_silence_and_noise():
     ],
 )
 def test_finite_on_edge_cases(kind, name, y):
-    cfg = {"kind": kind, "sample_rate": 22050}
+    cfg = fs({"kind": kind, "sample_rate": 22050})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning (log of 0, 0/0) either
         v = F.featurize(wav_bytes(y, subtype="FLOAT"), cfg)
@@ -221,7 +222,7 @@ def test_finite_on_edge_cases(kind, name, y):
 
 
 def test_log_mel_patch_crop_and_pad():
-    cfg = {"kind": "log_mel_patch", "sample_rate": "native", "patch_frames": 40}
+    cfg = fs({"kind": "log_mel_patch", "sample_rate": "native", "patch_frames": 40})
     long = F.compute_features(tone(150, 3.0, noise=0.01), SR, cfg)
     short = F.compute_features(tone(150, 0.2, noise=0.01), SR, cfg)  # 10 frames
     assert long.shape == short.shape == (128, 40)
@@ -235,8 +236,8 @@ def test_log_mel_patch_crop_and_pad():
 def test_repeated_output_is_byte_identical():
     data = wav_bytes(tone(170, 1.0, noise=0.05))
     for kind in F.KINDS:
-        a = F.featurize(data, {"kind": kind})
-        b = F.featurize(data, {"kind": kind})
+        a = F.featurize(data, fs({"kind": kind}))
+        b = F.featurize(data, fs({"kind": kind}))
         assert a.tobytes() == b.tobytes()
 
 

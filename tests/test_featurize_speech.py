@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from feature_settings import fs
 from voicegender.dataset import build_features, load_features, training_data_card
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,13 +29,13 @@ def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_
         sf.write(audio / f"{name}.wav", samples, sr)
         rows.append({"id": name, "speaker": name, "sex": "F", "split": "train", "source": str(audio),
                      "member": f"{name}.wav", "seconds": samples.size / sr})
-    report = build_features(rows, {**FEATURES, "kind": kind, "n_jobs": n_jobs}, tmp_path / "features",
+    report = build_features(rows, fs({**FEATURES, "kind": kind, "n_jobs": n_jobs}), tmp_path / "features",
                             log=lambda m: None, speech=SPEECH)
     assert list(report["skipped"]) == ["silent"]
     assert "no speech" in report["skipped"]["silent"] and "0.5 s" in report["skipped"]["silent"]
     assert load_features(tmp_path / "features", "train")["ids"].tolist() == ["a", "b", "c", "d"]
     # without the check (speech=None) nothing is skipped: the check is what skipped it
-    report = build_features(rows, {**FEATURES, "n_jobs": 1}, tmp_path / "features2", log=lambda m: None)
+    report = build_features(rows, fs({**FEATURES, "n_jobs": 1}), tmp_path / "features2", log=lambda m: None)
     assert report["skipped"] == {}
 
 

@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 import scipy.signal
 
+from voicegender.params import AugmentSettings
+
 
 def rng_for(seed: int, uid: str, copy: int) -> np.random.Generator:
     """The generator of one augmented copy: independent of every other copy and utterance."""
@@ -62,12 +64,12 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, *, reverb_probabil
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def augmented_wavs(y: np.ndarray, sr: int, uid: str, settings: dict) -> list[bytes]:
-    """``settings["copies"]`` augmented versions of one recording as float32 WAV bytes, ready for
-    the feature extractor; ``settings`` is ``features.augment`` (see :func:`augment`) with ``seed``."""
-    knobs = {k: v for k, v in settings.items() if k not in ("copies", "seed")}
-    return [float_wav(augment(y, sr, rng_for(settings["seed"], uid, copy), **knobs), sr)
-            for copy in range(1, settings["copies"] + 1)]
+def augmented_wavs(y: np.ndarray, sr: int, uid: str, settings: AugmentSettings) -> list[bytes]:
+    """``settings.copies`` augmented versions of one recording as float32 WAV bytes, ready for
+    the feature extractor; ``settings`` is ``features.augment`` (its knobs: see :func:`augment`)."""
+    knobs = settings.model_dump(exclude={"copies", "seed"})
+    return [float_wav(augment(y, sr, rng_for(settings.seed, uid, copy), **knobs), sr)
+            for copy in range(1, settings.copies + 1)]
 
 
 def float_wav(y: np.ndarray, sr: int) -> bytes:

@@ -12,29 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from voicegender import download, folder, libritts, synth
+from voicegender.params import CorpusName, LibriTTSSettings, SyntheticSettings
 
 
-def prepare(kind: str, raw: Path, *, seed: int, synthetic: dict, libritts_cfg: dict, manifest: str | None,
-            recordings: str) -> dict:
+def prepare(kind: CorpusName, raw: Path, *, seed: int, synthetic: SyntheticSettings, libritts_cfg: LibriTTSSettings,
+            manifest: str | None, recordings: str) -> dict:
     """Make corpus ``kind``'s audio readable and return its record: ``{"corpus", "sources": [{"role",
     "path"[, "subset"]}]}`` (a folder corpus adds its ``manifest`` and ``fingerprint``).
     ``raw``: the folder the synthetic corpus is generated into."""
     if kind == "synthetic":
-        cfg = dict(synthetic)
-        archives = synth.generate_corpus(raw, seed=seed, **cfg)
+        archives = synth.generate_corpus(raw, seed=seed, train_speakers=synthetic.train_speakers,
+                                         test_speakers=synthetic.test_speakers,
+                                         utterances_per_speaker=synthetic.utterances_per_speaker, knobs=synthetic)
         names = list(archives)
         sources = [{"role": "train", "subset": names[0], "path": str(archives[names[0]])},
                    {"role": "test", "subset": names[1], "path": str(archives[names[1]])}]
         return {"corpus": kind, "sources": sources}
     if kind == "libritts":
         cfg = libritts_cfg
-        subsets = [cfg["train_subset"], cfg["test_subset"]]
-        if cfg["local_dir"]:
-            paths = download.locate_libritts(cfg["local_dir"], subsets, checksums=cfg["checksums"])
+        subsets = [cfg.train_subset, cfg.test_subset]
+        if cfg.local_dir:
+            paths = download.locate_libritts(cfg.local_dir, subsets, checksums=cfg.checksums)
         else:
-            cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else download.default_cache_dir()
+            cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else download.default_cache_dir()
             print(f"download: LibriTTS archives in {cache.resolve()} (data.libritts.cache_dir)", flush=True)
-            paths = download.fetch_libritts(cfg["base_url"], subsets, cache.resolve(), checksums=cfg["checksums"])
+            paths = download.fetch_libritts(cfg.base_url, subsets, cache.resolve(), checksums=cfg.checksums)
         sources = [{"role": role, "subset": s, "path": str(Path(paths[s]).resolve())}
                    for role, s in zip(("train", "test"), subsets)]
         return {"corpus": kind, "sources": sources}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voicegender.params import FeatureSettings
+
 LABEL_COLUMNS = ("id", "speaker", "sex", "split", "source", "member", "seconds")
 SPLITS = ("train", "val", "test")
 SEXES = ("F", "M")
@@ -38,18 +40,17 @@ def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> s
     return chosen
 
 
-def assign_splits(rows: list[dict], params: dict) -> None:
-    """Speaker-disjoint splits stratified by sex: val speakers from train; for a folder corpus
-    without a split column, test speakers too."""
-    data = params["data"]
-    seed = data["seed"]
+def assign_splits(rows: list[dict], *, seed: int, val_fraction: float, test_fraction: float) -> None:
+    """Speaker-disjoint splits stratified by sex, in place: a ``val_fraction`` of the training
+    speakers become val; for a folder corpus without a split column, a ``test_fraction`` of all
+    speakers become test first (rows with ``split`` ""). Seeded by ``seed`` (data.seed)."""
     if any(not r["split"] for r in rows):
         sexes = {r["speaker"]: r["sex"] for r in rows}
-        test = split_speakers(sexes, data["folder"]["test_fraction"], seed)
+        test = split_speakers(sexes, test_fraction, seed)
         for r in rows:
             r["split"] = r["split"] or ("test" if r["speaker"] in test else "train")
     train_sexes = {r["speaker"]: r["sex"] for r in rows if r["split"] == "train"}
-    val = split_speakers(train_sexes, data["val_fraction"], seed + 1)
+    val = split_speakers(train_sexes, val_fraction, seed + 1)
     for r in rows:
         if r["split"] == "train" and r["speaker"] in val:
             r["split"] = "val"
@@ -121,7 +122,7 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
 
 
-def build_features(rows: list[dict], config: dict, directory: str | Path, log=print, speech: dict | None = None) -> dict:
+def build_features(rows: list[dict], config: FeatureSettings, directory: str | Path, log=print, speech: dict | None = None) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
@@ -138,16 +139,15 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     from voicegender.augment import augmented_wavs
     from voicegender.audio import AudioError, decode_audio
     from voicegender.extraction import extract_many
-    from voicegender.features import feature_shape, validate_feature_config
+    from voicegender.features import feature_shape
     from voicegender.libritts import iter_audio
 
-    config = validate_feature_config(config)
-    augment = config["augment"]
+    augment = config.augment
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     shape = feature_shape(config)
     by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
-    by_split["train"] += [(r, k) for k in range(1, augment["copies"] + 1) for r, _ in list(by_split["train"])]
+    by_split["train"] += [(r, k) for k in range(1, augment.copies + 1) for r, _ in list(by_split["train"])]
     slot = {(r["source"], r["member"], k): (s, i) for s, part in by_split.items() for i, (r, k) in enumerate(part)}
     partial = {s: _open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
     done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
@@ -162,7 +162,7 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
             wanted = {m for (src, m, k) in slot if src == source and k == 0}
             for member, data in iter_audio(source, wanted):
                 yield (source, member, 0), data
-                if augment["copies"] and (source, member, 1) in slot:
+                if augment.copies and (source, member, 1) in slot:
                     try:
                         y, sr = decode_audio(data)
                     except AudioError:
@@ -172,8 +172,8 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
                         yield (source, member, k), wav
 
     total = sum(len(part) for part in by_split.values())
-    bar = tqdm(total=total, unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
-    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1), speech=speech):
+    bar = tqdm(total=total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
+    for key, vector, error in extract_many(items(), config, n_jobs=config.n_jobs, speech=speech):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector

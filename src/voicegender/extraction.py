@@ -24,7 +24,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from voicegender.audio import decode_audio
-from voicegender.features import _compute, encoder_device, validate_feature_config
+from voicegender.features import _compute, encoder_device
+from voicegender.params import FeatureSettings
 from voicegender.spectral import _mel_segments
 
 @functools.lru_cache(maxsize=1)
@@ -74,28 +75,28 @@ def _worker_init(uses_blas: bool, shared: mmap.mmap | None) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _warm_up(cfg: dict) -> None:
+def _warm_up(cfg: FeatureSettings) -> None:
     import librosa.filters  # noqa: F401  (imports numba & co.: slow, do it once)
     import soxr  # noqa: F401
 
-    if cfg["kind"] == "ge2e":
+    if cfg.kind == "ge2e":
         from voicegender.speaker_encoder import encoder_for
 
-        device = encoder_device(cfg["encoder_device"])
+        device = encoder_device(cfg.encoder_device)
         if device == "cpu":  # built once, here: forked workers share it (CUDA is used in-process)
-            encoder_for(device, cfg["ge2e_precision"])
-    elif cfg["sample_rate"] != "native":
-        _mel_segments(cfg["sample_rate"], cfg["n_fft"], cfg["n_mels"])  # and mel_filterbank
+            encoder_for(device, cfg.ge2e_precision)
+    elif cfg.sample_rate != "native":
+        _mel_segments(cfg.sample_rate, cfg.n_fft, cfg.n_mels)  # and mel_filterbank
 
 
-def _check_speech(y: np.ndarray, sr: int, cfg: dict) -> None:
-    if "speech" in cfg:  # extract_many(speech=...): recordings without enough speech are skipped
+def _check_speech(y: np.ndarray, sr: int, speech: dict | None) -> None:
+    if speech is not None:  # extract_many(speech=...): recordings without enough speech are skipped
         from voicegender.speech import require_speech
 
-        require_speech(y, sr, **cfg["speech"])
+        require_speech(y, sr, **speech)
 
 
-def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: FeatureSettings, speech: dict | None) -> list[tuple[str, np.ndarray | None, str | None]]:
     """ge2e on a chunk: each item's front end alone, then all their partial utterances through the
     encoder together (``speaker_encoder.ge2e_embeddings``: the same bytes as one at a time)."""
     from voicegender.speaker_encoder import ge2e_embeddings, partial_mels
@@ -107,33 +108,33 @@ def _ge2e_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np
             y, sr = decode_audio(data)
             if y.size == 0:
                 raise ValueError("empty audio (0 samples)")
-            _check_speech(y, sr, cfg)
-            mels[i] = partial_mels(y, sr, cfg["ge2e_rate"], cfg["ge2e_min_coverage"], cfg["target_dbfs"])
+            _check_speech(y, sr, speech)
+            mels[i] = partial_mels(y, sr, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs)
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
             errors[i] = f"{type(exc).__name__}: {exc}"
-    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg["encoder_device"]),
-                                             cfg["ge2e_precision"])))
+    vectors = dict(zip(mels, ge2e_embeddings(list(mels.values()), encoder_device(cfg.encoder_device),
+                                             cfg.ge2e_precision)))
     return [(item_id, vectors.get(i), errors.get(i)) for i, (item_id, _) in enumerate(chunk)]
 
 
-def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
-    if cfg["kind"] == "ge2e":
-        return _ge2e_chunk(chunk, cfg)
+def _featurize_chunk(chunk: list[tuple[str, bytes]], cfg: FeatureSettings, speech: dict | None) -> list[tuple[str, np.ndarray | None, str | None]]:
+    if cfg.kind == "ge2e":
+        return _ge2e_chunk(chunk, cfg, speech)
     out = []
     for item_id, data in chunk:
         try:
             y, sr = decode_audio(data)
-            _check_speech(y, sr, cfg)
+            _check_speech(y, sr, speech)
             out.append((item_id, _compute(y, sr, cfg), None))
         except Exception as exc:  # noqa: BLE001 -- reported per item so the caller can skip it
             out.append((item_id, None, f"{type(exc).__name__}: {exc}"))
     return out
 
 
-def _featurize_shared(layout: list[tuple[str, int, int]], cfg: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+def _featurize_shared(layout: list[tuple[str, int, int]], cfg: FeatureSettings, speech: dict | None) -> list[tuple[str, np.ndarray | None, str | None]]:
     """_featurize_chunk on items the parent wrote into the shared buffer: (id, offset, length)."""
     assert _SHARED is not None
-    return _featurize_chunk([(item_id, _SHARED[start : start + n]) for item_id, start, n in layout], cfg)
+    return _featurize_chunk([(item_id, _SHARED[start : start + n]) for item_id, start, n in layout], cfg, speech)
 
 
 def _chunks(items: Iterable[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
@@ -165,7 +166,7 @@ def resolve_n_jobs(n_jobs: int) -> int:
 
 def extract_many(
     items: Iterable[tuple[str, bytes]],
-    config: dict,
+    config: FeatureSettings,
     n_jobs: int = -1,
     chunksize: int | None = None,
     max_pending: int | None = None,
@@ -184,13 +185,13 @@ def extract_many(
     With n_jobs > 1 the first item is computed in the calling process, the rest by forked
     workers that receive the audio through shared memory (see below) and return the features.
     """
-    cfg = validate_feature_config(config)  # fail fast, in the caller's process
+    cfg = config
     if speech is not None:
-        cfg = {**cfg, "speech": dict(speech)}  # travels with cfg to the workers (_featurize_chunk)
+        speech = dict(speech)  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
     if chunksize is None:
-        chunksize = GE2E_CHUNK if cfg["kind"] == "ge2e" else 8
-    if cfg["kind"] == "ge2e" and encoder_device(cfg["encoder_device"]) != "cpu":
+        chunksize = GE2E_CHUNK if cfg.kind == "ge2e" else 8
+    if cfg.kind == "ge2e" and encoder_device(cfg.encoder_device) != "cpu":
         n_workers = 1  # the GPU is the parallelism; CUDA does not survive a fork either
     _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
     items = iter(items)
@@ -198,15 +199,15 @@ def extract_many(
         # The first item is done here, before forking, so that the workers inherit what it set up
         # (the filterbank for a native rate, FFT plans: ~80 ms per worker otherwise).
         for first in itertools.islice(items, 1):
-            yield from _featurize_chunk([first], cfg)
+            yield from _featurize_chunk([first], cfg, speech)
     if n_workers == 1:
         for chunk in _chunks(items, chunksize):
-            yield from _featurize_chunk(chunk, cfg)
+            yield from _featurize_chunk(chunk, cfg, speech)
         return
     max_pending = max_pending or 2 * n_workers
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    uses_blas = cfg["kind"] != "mean_mel"
+    uses_blas = cfg.kind != "mean_mel"
     if uses_blas:
         _thread_pools()  # scan once, here: the workers inherit the result
     # Audio bytes go to forked workers through one anonymous shared mapping of max_pending slots
@@ -224,7 +225,7 @@ def extract_many(
 
         def submit(chunk: list[tuple[str, bytes]]) -> None:
             if shared is None or sum(len(d) for _, d in chunk) > _SLOT_BYTES:
-                pending.append((pool.apply_async(_featurize_chunk, (chunk, cfg)), None))
+                pending.append((pool.apply_async(_featurize_chunk, (chunk, cfg, speech)), None))
                 return
             slot = free_slots.popleft()
             pos, layout = slot * _SLOT_BYTES, []
@@ -232,7 +233,7 @@ def extract_many(
                 shared[pos : pos + len(data)] = data
                 layout.append((item_id, pos, len(data)))
                 pos += len(data)
-            pending.append((pool.apply_async(_featurize_shared, (layout, cfg)), slot))
+            pending.append((pool.apply_async(_featurize_shared, (layout, cfg, speech)), slot))
 
         def collect() -> list[tuple[str, np.ndarray | None, str | None]]:
             result, slot = pending.popleft()
