@@ -1,5 +1,6 @@
 """librosa-equivalent signal processing: resampling, the STFT in cache-sized blocks, the slaney mel
-filterbank (and its sparse projection), mel spectrograms, dB conversion, MFCC and a YIN pitch tracker.
+filterbank (and its sparse projection), mel spectrograms, dB conversion, MFCC (librosa's DCT on our mel)
+and a YIN pitch tracker.
 
 Units: sample rates in Hz, ``n_fft`` / ``hop_length`` in samples, audio samples as float in [-1, 1].
 Each function names the librosa call it equals (and to what precision); the README's table
@@ -185,9 +186,12 @@ def power_to_db(S: np.ndarray, top_db: float | None = None) -> np.ndarray:
 
 
 def mfcc(y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
-    """MFCC (n_mfcc, n_frames) float64: as librosa.feature.mfcc (DCT-II ortho of dB mel, top_db 80)."""
+    """MFCC (n_mfcc, n_frames) float64: ``librosa.feature.mfcc`` (DCT-II ortho) of our dB mel
+    spectrogram (top_db 80), i.e. librosa.feature.mfcc(y=...) with our faster mel front end."""
+    import librosa
+
     log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels), top_db=80.0)
-    return scipy.fft.dct(log_s, type=2, norm="ortho", axis=0)[:n_mfcc]
+    return librosa.feature.mfcc(S=log_s, n_mfcc=n_mfcc)
 
 
 def yin(
