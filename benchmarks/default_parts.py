@@ -37,23 +37,23 @@ def best_of(fns: dict, repeat: int) -> dict:
 
 
 def gunzip(repeat: int) -> None:
-    from voicegender import corpus
+    from voicegender import libritts
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build_archives(Path(SAMPLE), Path(tmp))
         path = Path(info["train"])
-        isal = corpus._igzip
+        isal = libritts._igzip
 
         def scan(module):
             def run():
-                corpus._igzip = module
-                corpus.scan_archive(path)
+                libritts._igzip = module
+                libritts.scan_archive(path)
             return run
 
         try:
             best = best_of({"zlib": scan(None), "isal": scan(isal)}, repeat)
         finally:
-            corpus._igzip = isal
+            libritts._igzip = isal
         mb = path.stat().st_size / 1e6
         print(f"gunzip + tar scan of {mb:.0f} MB: zlib {mb / best['zlib']:.0f} MB/s, isal {mb / best['isal']:.0f} MB/s "
               f"(ratio {best['zlib'] / best['isal']:.2f})")
@@ -61,7 +61,7 @@ def gunzip(repeat: int) -> None:
 
 def encoder(n: int, repeat: int) -> None:
     from voicegender import speaker_encoder as E
-    from voicegender.corpus import decode_audio
+    from voicegender.audio import decode_audio
 
     with open(Path(SAMPLE) / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:n]

@@ -42,8 +42,11 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 
+from voicegender import extraction
 from voicegender import features as F
-from voicegender.corpus import decode_audio
+from voicegender import spectral as S
+from voicegender.audio import decode_audio
+from voicegender.params import FeatureSettings
 
 DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
 LIBRITTS_HOURS = 53.78 + 8.56  # train-clean-100 + test-clean (~38,000 utterances, mean ~5.9 s)
@@ -92,7 +95,7 @@ def fft_floor(items: list[tuple[str, bytes]], n_fft: int = 2048, hop: int = 512)
     """Decode + one float32 rfft per centred frame, nothing else: the floor of any exact method."""
     for _, data in items:
         y, _ = decode_audio(data)
-        for frames in F._frame_blocks(y, n_fft, hop, F._BLOCK_FRAMES):
+        for frames in S._frame_blocks(y, n_fft, hop, S._BLOCK_FRAMES):
             scipy.fft.rfft(frames, axis=-1, workers=1)
 
 
@@ -115,14 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     items = generated_wavs(args.generate) if args.generate else load_dir(args.wav_dir or args.dir, args.limit)
     seconds = sum(sf.info(io.BytesIO(b)).duration for _, b in items)
     rates = sorted({sf.info(io.BytesIO(b)).samplerate for _, b in items})
-    n_jobs = F.resolve_n_jobs(args.n_jobs)
+    n_jobs = extraction.resolve_n_jobs(args.n_jobs)
     print(f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes, "
           f"{args.passes} passes per call (figures per pass); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     def ours(rate, jobs):
         def run():
-            out = list(F.extract_many(iter(items * args.passes), {"kind": "mean_mel", "sample_rate": rate}, n_jobs=jobs))
+            out = list(extraction.extract_many(iter(items * args.passes), FeatureSettings(kind="mean_mel", sample_rate=rate), n_jobs=jobs))
             assert all(err is None for _, _, err in out), [e for _, _, e in out if e]
             features = np.stack([x for _, x, _ in out])
             first = features[: len(items)]
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{'richer kinds (ours, all cores)':<46} {'wall':>9} {'CPU':>9} {'idle':>9}   {'62 h idle':>10}")
         for kind in ("log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"):
             for rate in (22050, "native"):
-                wall, cpu, _ = measure(lambda: list(F.extract_many(iter(items), {"kind": kind, "sample_rate": rate},
+                wall, cpu, _ = measure(lambda: list(extraction.extract_many(iter(items), FeatureSettings(kind=kind, sample_rate=rate),
                                                                    n_jobs=args.n_jobs)))
                 rt_idle = n_jobs * seconds / cpu
                 print(f"{kind + ', ' + str(rate):<46} {seconds / wall:>9.0f} {seconds / cpu:>9.0f} {rt_idle:>9.0f}   "
@@ -230,8 +233,8 @@ def accuracy_per_kind(items: list[tuple[str, bytes]], manifest: pathlib.Path, n_
     print(f"\nlogistic regression, speaker-disjoint 5-fold CV, {len(items)} files ({y.sum()} F)")
     for kind in ("mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel"):
         for rate in (22050, "native"):
-            cfg = {"kind": kind, "sample_rate": rate}
-            X = np.stack([x for _, x, _ in F.extract_many(iter(items), cfg, n_jobs=n_jobs)])
+            cfg = FeatureSettings(kind=kind, sample_rate=rate)
+            X = np.stack([x for _, x, _ in extraction.extract_many(iter(items), cfg, n_jobs=n_jobs)])
             if kind == "mean_mel":  # the raw power mean spans decades: also try its log
                 variants = {"": X, " (log10)": np.log10(X + 1e-10)}
             else:

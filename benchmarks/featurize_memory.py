@@ -27,9 +27,9 @@ import soundfile as sf
 CHILD = """
 import json, sys
 from voicegender.dataset import build_features, read_labels
-from voicegender.features import validate_feature_config
+from voicegender.params import FeatureSettings
 rows = read_labels(sys.argv[1])
-report = build_features(rows, validate_feature_config({"kind": sys.argv[3]}), sys.argv[2], log=lambda m: None)
+report = build_features(rows, FeatureSettings(kind=sys.argv[3], sample_rate=22050, ge2e_precision="float32"), sys.argv[2], log=lambda m: None)
 print(json.dumps({"utterances": report["utterances"], "skipped": len(report["skipped"])}))
 """
 

@@ -83,7 +83,7 @@ def build_archives(sample: Path, out: Path, recordings_per_subset: int | None = 
     Returns sizes, hours, utterances and members."""
     import soundfile as sf
 
-    from voicegender.features import resample
+    from voicegender.spectral import resample
 
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -192,21 +192,21 @@ def featurize_without_copies() -> tuple[float, float]:
         path.write_text(text)
 
 
-def copy_hours(params: dict) -> dict:
+def copy_hours(params) -> dict:
     """Hours of augmented copies featurize makes here (from data/labels.csv) and would make on
     LibriTTS: its training hours but for the validation speakers' share, times the share of a
     speaker's recordings copied under ``max_per_speaker`` (LibriTTS's mean of ~135 a speaker)."""
     from voicegender.augment import recordings_to_augment
     from voicegender.dataset import read_labels
 
-    aug = params["features"]["augment"]
+    aug = params.features.augment
     train = [r for r in read_labels("data/labels.csv") if r["split"] == "train"]
-    chosen = recordings_to_augment(train, aug["max_per_speaker"], aug["seed"])
-    sample_h = aug["copies"] * sum(float(r["seconds"]) for r in train if r["id"] in chosen) / 3600
-    cap = aug["max_per_speaker"]
+    chosen = recordings_to_augment(train, aug.max_per_speaker, aug.seed)
+    sample_h = aug.copies * sum(float(r["seconds"]) for r in train if r["id"] in chosen) / 3600
+    cap = aug.max_per_speaker
     share = 1.0 if cap is None else min(1.0, cap / LIBRITTS_PER_SPEAKER)
-    libritts_h = aug["copies"] * LIBRITTS_TRAIN_HOURS * (1 - params["data"]["val_fraction"]) * share
-    how = f"{aug['copies']} x {1 - params['data']['val_fraction']:.0%} of {LIBRITTS_TRAIN_HOURS} h" + (
+    libritts_h = aug.copies * LIBRITTS_TRAIN_HOURS * (1 - params.data.val_fraction) * share
+    how = f"{aug.copies} x {1 - params.data.val_fraction:.0%} of {LIBRITTS_TRAIN_HOURS} h" + (
         "" if cap is None else f" x min(1, {cap} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)")
     return {"sample_h": sample_h, "libritts_h": libritts_h, "how": how}
 
@@ -267,8 +267,8 @@ def main(argv=None) -> None:
         from voicegender.params import load_params
 
         params = load_params("params.yaml")
-        print(f"configuration: features.kind={params['features']['kind']} model.name={params['model']['name']} "
-              f"tune: {params['tune']['num_samples']} trials over {', '.join(params['tune']['space'])}", flush=True)
+        print(f"configuration: features.kind={params.features.kind} model.name={params.model.name} "
+              f"tune: {params.tune.num_samples} trials over {', '.join(params.tune.space)}", flush=True)
         wall, cpu = {}, {}
         wall["label"], cpu["label"] = run_stage("label")
         label_fixed = label_few(tiny)
@@ -282,7 +282,7 @@ def main(argv=None) -> None:
         print(f"featurize without the augmented copies: {originals[0]:.1f} s; copies: {copies['sample_h']:.3f} h here, "
               f"{copies['libritts_h']:.1f} h on LibriTTS ({copies['how']})", flush=True)
         run_stage("featurize")  # the full features again, for the stages below
-        sizes = enlarge_features(work / "data" / "features", params["data"]["seed"])
+        sizes = enlarge_features(work / "data" / "features", params.data.seed)
         print(f"features enlarged to {sizes} rows", flush=True)
         for name in ("tune", "train", "evaluate"):
             wall[name], cpu[name] = run_stage(name)

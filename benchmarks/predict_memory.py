@@ -31,8 +31,8 @@ RATE = 16000
 
 def utterances(sample: Path):
     """Endless stream of mono float32 16 kHz utterances."""
-    from voicegender.corpus import decode_audio
-    from voicegender.features import resample
+    from voicegender.audio import decode_audio
+    from voicegender.spectral import resample
 
     if (sample / "manifest.csv").exists():
         paths = [sample / r["path"] for r in csv.DictReader((sample / "manifest.csv").open())]

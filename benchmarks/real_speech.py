@@ -33,12 +33,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from voicegender.baselines import BASELINES, fit_baseline, proba_female
 from voicegender.dataset import split_speakers
 from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
-from voicegender.features import KINDS, extract_many, feature_shape, validate_feature_config
+from voicegender.extraction import extract_many
+from voicegender.features import KINDS, feature_shape
+from voicegender.params import FeatureSettings, Params, load_params
 
 SAMPLE = "/work/shared/data/librispeech-clean100-sample"
 CROSS = "/work/shared/data/cross-corpus-dev"
@@ -64,21 +65,22 @@ def applicable(model: str, shape: tuple[int, ...]) -> bool:
 
 
 def load_sample(directory: str) -> list[dict]:
-    from voicegender.corpus import read_folder_manifest
+    from voicegender.folder import read_folder_manifest
 
     return read_folder_manifest(Path(directory) / "manifest.csv")
 
 
-def cache_path(cache: Path | None, config: dict, rows: list[dict], ignore: tuple[str, ...], tag: str = "") -> Path | None:
+def cache_path(cache: Path | None, config: FeatureSettings, rows: list[dict], ignore: tuple[str, ...], tag: str = "") -> Path | None:
     """Where the features of ``rows`` under ``config`` (but for the ``ignore`` keys) are cached."""
     if cache is None:
         return None
-    key = "_".join(f"{k}={config[k]}" for k in sorted(config) if k not in ignore)
+    settings = config.model_dump()  # the same keys and values as the feature dicts the caches were keyed by
+    key = "_".join(f"{k}={settings[k]}" for k in sorted(settings) if k not in ignore)
     digest = hashlib.sha256((key + "\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:16]
-    return cache / f"{config['kind']}{tag}-{digest}.npy"
+    return cache / f"{config.kind}{tag}-{digest}.npy"
 
 
-def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> tuple[np.ndarray, float]:
+def featurize_rows(rows: list[dict], config: FeatureSettings, cache: Path | None, n_jobs: int) -> tuple[np.ndarray, float]:
     """(features of every row, extraction speed in x real time), cached in ``cache`` (outside the
     repository) per config; the speed is the one measured when the features were computed."""
     path = cache_path(cache, config, rows, ignore=("n_jobs", "augment"))  # augment: training copies only
@@ -94,7 +96,7 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
         out.append(x)
     wall = time.perf_counter() - started
     if seconds is None:
-        from voicegender.corpus import decode_audio
+        from voicegender.audio import decode_audio
 
         seconds = sum(len(y) / sr for y, sr in (decode_audio(d) for _, d in items))
     X, speed = np.stack(out), seconds / wall
@@ -105,11 +107,11 @@ def featurize_rows(rows: list[dict], config: dict, cache: Path | None, n_jobs: i
     return X, speed
 
 
-def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_jobs: int) -> np.ndarray | None:
+def augmented_features(rows: list[dict], config: FeatureSettings, cache: Path | None, n_jobs: int) -> np.ndarray | None:
     """Features of ``features.augment.copies`` altered versions of every row (voicegender.augment),
     shape (copies, rows, *feature); None when augmentation is off. Cached like featurize_rows."""
-    aug = config["augment"]
-    if not aug["copies"]:
+    aug = config.augment
+    if not aug.copies:
         return None
     path = cache_path(cache, config, rows, ignore=("n_jobs",), tag="-aug")
     if path is not None and path.exists():
@@ -117,9 +119,9 @@ def augmented_features(rows: list[dict], config: dict, cache: Path | None, n_job
 
     def items():  # the copies are made in the extraction workers, as the featurize stage does
         for r in rows:
-            yield r["id"], r["data"] if "data" in r else Path(r["path"]).read_bytes(), r["id"], aug["copies"]
+            yield r["id"], r["data"] if "data" in r else Path(r["path"]).read_bytes(), r["id"], aug.copies
 
-    X = np.zeros((aug["copies"], len(rows), *feature_shape(config)), dtype=np.float32)
+    X = np.zeros((aug.copies, len(rows), *feature_shape(config)), dtype=np.float32)
     index = {r["id"]: i for i, r in enumerate(rows)}
     for key, x, err in extract_many(items(), config, n_jobs=n_jobs):
         if err:
@@ -155,7 +157,7 @@ def folds(y: np.ndarray, speakers: np.ndarray, n_folds: int, repeats: int, seed:
             yield r, k, fit_idx[~is_val], fit_idx[is_val], test_idx
 
 
-def run_one(model: str, X, y, speakers, split, params: dict, args, X_aug=None) -> dict:
+def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None) -> dict:
     """Fit one model on one fold; scores of the held-out fold at the validation threshold.
     With ``X_aug`` (copies, rows, ...), the training rows' augmented copies join the training set."""
     import torch
@@ -170,7 +172,7 @@ def run_one(model: str, X, y, speakers, split, params: dict, args, X_aug=None) -
     started = time.perf_counter()
     if model in SKLEARN:
         name = model.removeprefix("sk_")
-        est = fit_baseline(name, params.get("baselines", {}).get(name, {}), X_fit, y_fit, seed)
+        est = fit_baseline(name, params.baselines, X_fit, y_fit, seed)
         p_val, p_test = proba_female(est, X[va]), proba_female(est, X[te])
         epochs = None
     else:
@@ -178,14 +180,13 @@ def run_one(model: str, X, y, speakers, split, params: dict, args, X_aug=None) -
         from voicegender.models import build_model
         from voicegender.training import fit, predict_proba
 
-        config = {**params["model"], "name": model}
-        if model == "cnn2d":
-            config["channels"] = args.cnn2d_channels
+        config = params.model.model_copy(update={"name": model, **({"channels": args.cnn2d_channels}
+                                                                      if model == "cnn2d" else {})})
         mean, std = fit_standardizer(X_fit) if args.standardize else (None, None)
         net = build_model(config, X.shape[1:], mean, std, seed=seed)
         result = fit(net, X_fit, y_fit, X[va], y[va], lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                     seed=seed, optimizer=params["train"]["optimizer"], weight_decay=params["train"]["weight_decay"],
-                     patience=params["train"]["patience"])
+                     seed=seed, optimizer=params.train.optimizer, weight_decay=params.train.weight_decay,
+                     patience=params.train.patience)
         p_val, p_test = predict_proba(net, X[va]), predict_proba(net, X[te])
         epochs = result.best_epoch
     t = choose_threshold(y[va], p_val)
@@ -227,7 +228,7 @@ def synthetic_rows(args) -> list[dict] | None:
     except ImportError:
         print("generated corpus: voicegender.synth is not available on this branch -- skipped", file=sys.stderr)
         return None
-    from voicegender.corpus import iter_audio, scan_source
+    from voicegender.libritts import iter_audio, scan_source
 
     n_test = max(2, args.synthetic_speakers // 4)
     archives = generate_corpus(Path(args.synthetic_dir), train_speakers=args.synthetic_speakers - n_test,
@@ -280,10 +281,10 @@ def main(argv=None) -> None:
         return
     from joblib import Parallel, delayed
 
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = load_params(args.params)
     if args.sample_rate is None:
-        args.sample_rate = str(params["features"].get("sample_rate", 16000))
-    val_fraction = float(params.get("data", {}).get("val_fraction", 0.2))
+        args.sample_rate = str(params.features.sample_rate)
+    val_fraction = float(params.data.val_fraction)
     sample = [] if args.skip_real else load_sample(args.sample)
     cross = [] if args.skip_real or not args.cross else load_sample(args.cross)
     datasets = {"librispeech": [sample]} if sample else {}
@@ -313,8 +314,7 @@ def main(argv=None) -> None:
             splits = list(folds(y, speakers, args.folds, args.repeats, args.seed))
         for kind in args.kinds:
             sr = args.sample_rate if args.sample_rate == "native" else int(args.sample_rate)
-            config = validate_feature_config({**{k: v for k, v in params["features"].items() if k != "n_jobs"},
-                                              "kind": kind, "sample_rate": sr})
+            config = FeatureSettings.model_validate({**params.features.model_dump(), "kind": kind, "sample_rate": sr})
             blocks = []
             for part in parts:
                 X_part, speed = featurize_rows(part, config, Path(args.cache) if args.cache else None, args.n_jobs)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voicegender.corpus import decode_audio
-from voicegender.params import load_params
+from voicegender.audio import decode_audio
+from voicegender.params import FeatureSettings, load_params
 from voicegender.speech import (NoSpeech, require_speech, segments_from_probabilities, speech_probabilities,
                                 speech_seconds, total_seconds, vad_settings)
 
@@ -60,9 +60,9 @@ def main() -> None:
     ap.add_argument("--sets", nargs="*", type=Path, default=SETS)
     ap.add_argument("--params", default=ROOT / "params.yaml")
     args = ap.parse_args()
-    predict = load_params(args.params)["predict"]
+    predict = load_params(args.params).predict
     vad = vad_settings(predict)
-    min_speech = predict["min_speech_s"]
+    min_speech = predict.min_speech_s
     print(f"settings: min_speech_s={min_speech} {vad}")
 
     print("\nnon-speech (each must be `no speech`):")
@@ -100,13 +100,13 @@ def main() -> None:
     if audio_s:
         print(f"\nVAD speed, one core (torch threads 1): {audio_s:.0f} s of audio in {scored_s:.1f} s = "
               f"{audio_s / scored_s:.0f}x real time (decode excluded)")
-    featurize_cost(args.sets, load_params(args.params)["features"], {"min_speech_s": min_speech, **vad})
+    featurize_cost(args.sets, load_params(args.params).features, {"min_speech_s": min_speech, **vad})
 
 
-def featurize_cost(sets: list[Path], features: dict, speech: dict) -> None:
+def featurize_cost(sets: list[Path], features: FeatureSettings, speech: dict) -> None:
     """What the speech check adds to featurize (it stops scoring once min_speech_s is found), one
     core, the two runs alternated so that a busy machine slows both alike."""
-    from voicegender.features import extract_many
+    from voicegender.extraction import extract_many
 
     items = [(r["path"], (root / r["path"]).read_bytes()) for root in sets if (root / "manifest.csv").exists()
              for r in csv.DictReader((root / "manifest.csv").open())]

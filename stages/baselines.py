@@ -12,13 +12,12 @@ from pathlib import Path
 # experiments in copies of the repository, each with its own src/
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import numpy as np
-
 from voicegender.baselines import run_baselines
 from voicegender.dataset import load_features
-from voicegender.features import resolve_n_jobs
+from voicegender.extraction import resolve_n_jobs
 from voicegender.params import load_params
-from voicegender.reporting import figure, save_figure, write_json, write_table
+from voicegender.plots import plot_baselines
+from voicegender.reporting import write_json, write_table
 from voicegender.errors import run_command
 
 
@@ -28,10 +27,10 @@ OUTPUTS = ("metrics/baselines.json", "plots/baselines")
 
 def main() -> None:
     params = load_params()
-    config = params["baselines"]
+    config = params.baselines
     splits = {s: load_features("data/features", s) for s in ("train", "val", "test")}
-    results = run_baselines(config["models"], config, splits["train"], splits["val"], splits["test"],
-                            seed=params["train"]["seed"], n_jobs=resolve_n_jobs(config["n_jobs"]))
+    results = run_baselines(config.models, config, splits["train"], splits["val"], splits["test"],
+                            seed=params.train.seed, n_jobs=resolve_n_jobs(config.n_jobs))
     for name, r in results.items():
         test = r.get("test", {})
         print(f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "
@@ -47,21 +46,7 @@ def main() -> None:
             for name, r in results.items()]
     write_table("plots/baselines/comparison.csv", rows)
 
-    fig, _ = figure(10, 3.8)
-    fig.clf()
-    names = list(results)
-    for i, metric in enumerate(("balanced_accuracy", "roc_auc")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        x = np.arange(len(names))
-        for j, split in enumerate(("val", "test")):
-            values = [results[n].get(split, {}).get(metric, np.nan) for n in names]
-            ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=split)
-        ax.set_xticks(x, [n.replace("_", "\n") for n in names])
-        ax.set_ylim(0.4, 1.0)
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.axhline(0.5, color="grey", linestyle=":")
-        ax.legend(loc="lower right")
-    save_figure(fig, "plots/baselines/comparison.png")
+    plot_baselines(results, "plots/baselines/comparison.png")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from voicegender.evaluation import (bootstrap_ci, calibration_table, confusion_c
                                     expected_calibration_error, speaker_predictions)
 from voicegender.models import load_trained
 from voicegender.params import load_params
-from voicegender.reporting import plot_evaluation_summary, write_json, write_table
+from voicegender.plots import plot_evaluation_summary
+from voicegender.reporting import write_json, write_table
 from voicegender.training import predict_proba
 from voicegender.errors import run_command
 
@@ -35,7 +36,7 @@ OUTPUTS = ("metrics/evaluate.json", "plots/evaluate", "dvclive/evaluate")
 
 def main() -> None:
     params = load_params()
-    n_bins = params["evaluate"]["calibration_bins"]
+    n_bins = params.evaluate.calibration_bins
     model, card = load_trained("models")
     threshold = card["threshold"]
     test, val = load_features("data/features", "test"), load_features("data/features", "val")
@@ -47,8 +48,8 @@ def main() -> None:
                "expected_calibration_error": expected_calibration_error(y, proba, n_bins)}
     at_half = evaluate_split(speakers, y, proba, 0.5)
     metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
-    metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params["evaluate"]["bootstrap"],
-                                   seed=params["train"]["seed"])
+    metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params.evaluate.bootstrap,
+                                   seed=params.train.seed)
     v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
     metrics["val"] = {k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy",
                                         "n_utterances", "n_speakers")}

@@ -36,8 +36,8 @@ def main() -> None:
     # The speech check runs silero-vad window by window: tiny ops that one torch thread runs
     # 4-7x faster than two (measured); worker processes are set to one thread anyway.
     torch.set_num_threads(1)
-    config = params["features"]
-    speech = {"min_speech_s": params["predict"]["min_speech_s"], **vad_settings(params["predict"])}
+    config = params.features
+    speech = {"min_speech_s": params.predict.min_speech_s, **vad_settings(params.predict)}
     check = speech if speech["min_speech_s"] > 0 else None  # 0: no speech check (the VAD is not run)
     rows = read_labels("data/labels.csv")
     if OUT.exists():
@@ -50,7 +50,7 @@ def main() -> None:
           f"{len(report['skipped'])} skipped", flush=True)
     # no timings here: the same inputs must give the same bytes (dvc.lock unchanged on a rerun)
     write_json("metrics/featurize.json", {
-        "kind": config["kind"], "shape": list(feature_shape(config)), "utterances": report["utterances"],
+        "kind": config.kind, "shape": list(feature_shape(config)), "utterances": report["utterances"],
         "augmented": report["augmented"], "min_speech_s": speech["min_speech_s"],
         "skipped": len(report["skipped"]), "skipped_ids": report["skipped"],  # id -> reason
     })

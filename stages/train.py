@@ -24,7 +24,8 @@ from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model
 from voicegender.params import load_params
-from voicegender.reporting import plot_training_curves, significant, write_json
+from voicegender.plots import plot_training_curves
+from voicegender.reporting import significant, write_json
 from voicegender.training import fit, predict_proba, resolve_device
 from voicegender.errors import run_command
 
@@ -36,15 +37,15 @@ OUTPUTS = ("models/model.pt", "models/model.json", "metrics/train.json", "plots/
 def main() -> None:
     params = load_params()
     tuned = yaml.safe_load(Path("models/tuned.yaml").read_text())
-    lr = float(tuned["lr"] if params["lr"] == "tuned" else params["lr"])
-    batch_size = int(tuned["batch_size"] if params["batch_size"] == "tuned" else params["batch_size"])
-    epochs = params["epochs"]
+    lr = float(tuned["lr"] if params.lr == "tuned" else params.lr)
+    batch_size = int(tuned["batch_size"] if params.batch_size == "tuned" else params.batch_size)
+    epochs = params.epochs
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
-    mean, std = fit_standardizer(train["X"]) if params["train"]["standardize"] else (None, None)
-    model_config = params["model"]
-    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params["train"]["seed"])
-    device = resolve_device(params["device"])
-    print(f"train: {params['model']['name']} on {len(train['X'])} utterances, lr={lr:.3g} "
+    mean, std = fit_standardizer(train["X"]) if params.train.standardize else (None, None)
+    model_config = params.model
+    model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params.train.seed)
+    device = resolve_device(params.device)
+    print(f"train: {model_config.name} on {len(train['X'])} utterances, lr={lr:.3g} "
           f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)
 
     # dvclive only writes here (no dvc.yaml edits, no experiment of its own, no report): dvc.yaml
@@ -62,18 +63,19 @@ def main() -> None:
         live.next_step()  # writes dvclive/train/metrics.json: the latest epoch, for `dvc exp show`
 
     result = fit(model, train["X"], train["y"], val["X"], val["y"], lr=lr, batch_size=batch_size,
-                 epochs=epochs, seed=params["train"]["seed"], optimizer=params["train"]["optimizer"],
-                 weight_decay=params["train"]["weight_decay"], patience=params["train"]["patience"],
+                 epochs=epochs, seed=params.train.seed, optimizer=params.train.optimizer,
+                 weight_decay=params.train.weight_decay, patience=params.train.patience,
                  device=device, on_epoch=log_epoch)
     live.end()
     threshold = choose_threshold(val["y"], predict_proba(model, val["X"]))
 
     Path("models").mkdir(exist_ok=True)
     torch.save(result.state_dict, "models/model.pt")
-    card = {"model": model_config, "features": params["features"], "input_shape": list(train["X"].shape[1:]),
+    # settings as JSON (model_dump), read back by models.load_trained and `voicegender predict`
+    card = {"model": model_config.model_dump(mode="json"), "features": params.features.model_dump(mode="json"), "input_shape": list(train["X"].shape[1:]),
             "standardized": mean is not None, "threshold": threshold, "positive_class": "female",
             # predict needs no params.yaml: speech detection as configured when this model was trained
-            "predict": params["predict"],
+            "predict": params.predict.model_dump(mode="json"),
             "data": training_data_card(json.loads(Path("data/raw/corpus.json").read_text()), "data/labels.csv",
                                        {"train": train, "val": val, "test": load_features("data/features", "test")})}
     Path("models/model.json").write_text(json.dumps(card, indent=2) + "\n")

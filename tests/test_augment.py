@@ -8,10 +8,11 @@ import soundfile as sf
 
 from voicegender import augment as A
 from voicegender.dataset import build_features, load_features
-from voicegender.features import DEFAULT_CONFIG, validate_feature_config
+from feature_settings import check, fs
+from voicegender.params import AugmentSettings
 
 SR = 16000
-SETTINGS = DEFAULT_CONFIG["augment"]
+SETTINGS = AugmentSettings().model_dump()  # the schema's defaults (params.yaml's)
 OFF = {"reverb_probability": 0.0, "rt60_s": [0.3, 0.3], "tilt": [0.0, 0.0], "lowpass_probability": 0.0,
        "lowpass_hz": [4000.0, 4000.0], "snr_db": [200.0, 200.0], "gain_db": [0.0, 0.0]}
 
@@ -23,12 +24,13 @@ def voice(seconds=1.0, f0=150.0, amp=0.2):
 
 def test_copies_are_reproducible_and_independent():
     y = voice()
-    a = A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 2})
-    b = A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 2})
+    settings = AugmentSettings(**SETTINGS)
+    a = A.augmented_signals(y, SR, "u1", settings, 2)
+    b = A.augmented_signals(y, SR, "u1", settings, 2)
     assert all(x.tobytes() == z.tobytes() for x, z in zip(a, b))  # same bytes
     assert not np.array_equal(a[0], a[1])  # copy 1 and 2 differ
-    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u2", {**SETTINGS, "copies": 1})[0])  # so do utterances
-    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u1", {**SETTINGS, "copies": 1, "seed": 1})[0])  # and seeds
+    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u2", settings, 1)[0])  # so do utterances
+    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u1", AugmentSettings(**{**SETTINGS, "seed": 1}), 1)[0])  # and seeds
     assert all(x.dtype == np.float32 and len(x) == len(y) and np.abs(x).max() <= 1.0 for x in a)
 
 
@@ -83,7 +85,7 @@ def test_room_impulse_response_decays_by_60_db_in_rt60():
 ])
 def test_bad_settings_are_named(key, bad, message):
     with pytest.raises(ValueError, match=message):
-        validate_feature_config({"augment": {key: bad}})
+        check({"augment": {key: bad}})
 
 
 def _wav(y):
@@ -103,7 +105,7 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     (rec / "bad.wav").write_bytes(b"RIFF not audio")
     rows.append({"id": "bad", "speaker": "s9", "sex": "F", "split": "train", "source": str(rec),
                  "member": "bad.wav", "seconds": 0.5})
-    config = {"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}}
+    config = fs({"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}})
     report = build_features(rows, config, tmp_path / "f", log=lambda m: None)
     train, val, test = (load_features(tmp_path / "f", s) for s in ("train", "val", "test"))
     assert list(train["ids"]) == ["u0", "u1", "u0~aug1", "u1~aug1", "u0~aug2", "u1~aug2"]
@@ -115,7 +117,7 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     assert again == report
     for name in ("X", "ids"):
         assert (tmp_path / "f" / f"train_{name}.npy").read_bytes() == (tmp_path / "g" / f"train_{name}.npy").read_bytes()
-    assert validate_feature_config(config)["augment"]["copies"] == 2
+    assert config.augment.copies == 2
 
 
 @pytest.mark.parametrize("kind", ["pitch_stats", "ge2e"])
@@ -128,8 +130,8 @@ def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kin
         rows.append({"id": f"u{i}", "speaker": f"s{i % 2}", "sex": "FM"[i % 2], "split": "train",
                      "source": str(rec), "member": f"{i}.wav", "seconds": 1.0})
     config = {"kind": kind, "augment": {"copies": 1, "max_per_speaker": 2}}
-    one = build_features(rows, {**config, "n_jobs": 1}, tmp_path / "one", log=lambda m: None)
-    two = build_features(rows, {**config, "n_jobs": 2}, tmp_path / "two", log=lambda m: None)
+    one = build_features(rows, fs({**config, "n_jobs": 1}), tmp_path / "one", log=lambda m: None)
+    two = build_features(rows, fs({**config, "n_jobs": 2}), tmp_path / "two", log=lambda m: None)
     ids = list(load_features(tmp_path / "one", "train")["ids"])
     copies = [u for u in ids if "~aug" in u]
     assert one == two and one["augmented"] == 4 and len(copies) == 4

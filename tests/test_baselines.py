@@ -5,11 +5,13 @@ import pytest
 import yaml
 
 from voicegender.baselines import BASELINES, fit_baseline, flatten, proba_female, run_baselines
+from voicegender.params import BaselineSettings, ParamError, validate_params
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["baselines"]
 CONFIGS = {**DEFAULTS, "random_forest": {**DEFAULTS["random_forest"], "n_estimators": 30},
            "hist_gradient_boosting": {**DEFAULTS["hist_gradient_boosting"], "max_iter": 30},
            "mlp": {**DEFAULTS["mlp"], "hidden": [16], "max_iter": 300}}
+CONFIGS = BaselineSettings.model_validate(CONFIGS)
 
 
 def _split(rng, n_speakers, per_speaker=4, shape=(12,)):
@@ -21,13 +23,14 @@ def _split(rng, n_speakers, per_speaker=4, shape=(12,)):
     return {"X": X, "y": y, "speakers": speakers}
 
 
-def test_params_yaml_configures_every_baseline_and_a_missing_key_is_named():
+def test_params_yaml_configures_every_baseline_and_a_wrong_key_is_named():
     assert set(DEFAULTS["models"]) == set(BASELINES)
     for name in BASELINES:
-        assert fit_baseline(name, CONFIGS[name], np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]))
-    with pytest.raises(ValueError, match="baselines.mlp.alpha is missing"):
-        fit_baseline("mlp", {k: v for k, v in DEFAULTS["mlp"].items() if k != "alpha"}, np.zeros((4, 2)),
-                     np.array([0, 1, 0, 1]))
+        assert fit_baseline(name, CONFIGS, np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]))
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["baselines"]["mlp"]["alpah"] = 1.0  # misspelt: refused, not ignored (the schema's default would apply)
+    with pytest.raises(ParamError, match="baselines.mlp.alpah: not a known key"):
+        validate_params(params)
 
 
 @pytest.mark.slow  # fits all four classifiers
@@ -47,7 +50,7 @@ def test_two_d_features_are_flattened_and_standardised_with_train_statistics():
     rng = np.random.default_rng(1)
     train = _split(rng, 20, shape=(4, 5))
     assert flatten(train["X"]).shape == (80, 20)
-    est = fit_baseline("logistic", CONFIGS["logistic"], train["X"] * 1000 + 7, train["y"])
+    est = fit_baseline("logistic", CONFIGS, train["X"] * 1000 + 7, train["y"])
     scaler = est.steps[0][1]
     assert np.allclose(scaler.mean_, flatten(train["X"] * 1000 + 7).mean(axis=0), rtol=1e-4)
 
@@ -55,11 +58,11 @@ def test_two_d_features_are_flattened_and_standardised_with_train_statistics():
 def test_seeded_baselines_are_reproducible():
     rng = np.random.default_rng(2)
     train, val = _split(rng, 20), _split(rng, 6)
-    a = proba_female(fit_baseline("random_forest", CONFIGS["random_forest"], train["X"], train["y"], seed=3), val["X"])
-    b = proba_female(fit_baseline("random_forest", CONFIGS["random_forest"], train["X"], train["y"], seed=3), val["X"])
+    a = proba_female(fit_baseline("random_forest", CONFIGS, train["X"], train["y"], seed=3), val["X"])
+    b = proba_female(fit_baseline("random_forest", CONFIGS, train["X"], train["y"], seed=3), val["X"])
     assert np.array_equal(a, b)
 
 
 def test_unknown_baseline_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'svm'"):
-        fit_baseline("svm", {}, np.zeros((4, 2)), np.array([0, 1, 0, 1]))
+        fit_baseline("svm", CONFIGS, np.zeros((4, 2)), np.array([0, 1, 0, 1]))

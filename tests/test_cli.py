@@ -8,8 +8,10 @@ import torch
 import yaml
 
 from voicegender.cli import main, predict_files
+from feature_settings import fs
 from voicegender.features import feature_shape
 from voicegender.models import build_model, load_trained
+from voicegender.params import ModelSettings
 
 FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8}
 PREDICT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["predict"]
@@ -18,8 +20,8 @@ PREDICT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").r
 @pytest.fixture
 def model_dir(tmp_path):
     """A (untrained) model saved exactly as the train stage saves one."""
-    shape = feature_shape(FEATURES)
-    model = build_model({"name": "mlp", "hidden": 8}, shape, np.zeros(shape), np.ones(shape), seed=0)
+    shape = feature_shape(fs(FEATURES))
+    model = build_model(ModelSettings(name="mlp", hidden=8), shape, np.zeros(shape), np.ones(shape), seed=0)
     d = tmp_path / "models"
     d.mkdir()
     torch.save(model.state_dict(), d / "model.pt")
@@ -32,7 +34,7 @@ def model_dir(tmp_path):
 
 def _speech(path, utterance, sr, fmt=None):
     """The generated utterance written at rate ``sr`` (wav, or ``fmt``)."""
-    from voicegender.features import resample
+    from voicegender.spectral import resample
 
     y, rate, _ = utterance
     sf.write(path, resample(y, rate, sr), sr, format=fmt)
@@ -42,7 +44,7 @@ def _speech(path, utterance, sr, fmt=None):
 def test_load_trained_round_trip(model_dir):
     model, card = load_trained(model_dir)
     assert not model.training and card["positive_class"] == "female"
-    assert torch.equal(model.state_dict()["mean"], torch.zeros(feature_shape(FEATURES)))
+    assert torch.equal(model.state_dict()["mean"], torch.zeros(feature_shape(fs(FEATURES))))
 
 
 def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model_dir, utterance, capsys):

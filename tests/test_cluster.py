@@ -17,6 +17,7 @@ import pytest
 import voicegender
 from voicegender.tuning import run_search
 from test_tuning import FIXED, small_data
+from voicegender.params import SpaceEntry
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster and runs searches on it
 
@@ -80,10 +81,11 @@ SEARCH = """
 import json, sys
 sys.path.insert(0, sys.argv[3])
 from test_tuning import FIXED, small_data
+from voicegender.params import SpaceEntry
 from voicegender.tuning import run_search
 
-space = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
-         "batch_size": {"type": "choice", "values": [16, 32]}}
+space = {"lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
+         "batch_size": SpaceEntry(type="choice", values=[16, 32])}
 result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3, address=sys.argv[1],
                     storage_path=sys.argv[2], seed=1, log=lambda m: None)
 print(json.dumps([t["error"] for t in result["trials"]]))
@@ -106,5 +108,5 @@ def test_search_runs_unchanged_on_a_cluster(cluster, tmp_path):
 
 def test_a_cluster_needs_shared_storage(cluster):
     with pytest.raises(ValueError, match="shared storage"):
-        run_search(*small_data(), space={"lr": {"type": "choice", "values": [0.01]}}, fixed=FIXED,
+        run_search(*small_data(), space={"lr": SpaceEntry(type="choice", values=[0.01])}, fixed=FIXED,
                    num_samples=1, address=cluster)

@@ -54,9 +54,15 @@ def local_closure(script: Path) -> set[Path]:
 
 
 def chain(node) -> list[str] | None:
-    """``params["a"]["b"]`` -> ["params", "a", "b"]; None for anything else."""
+    """``params.a.b`` (typed settings) or ``params["a"]["b"]`` -> ["params", "a", "b"]; None for
+    anything else. pydantic's own methods (``.model_dump()`` ...) read the part they are called on."""
     keys = []
-    while isinstance(node, ast.Subscript):
+    while isinstance(node, (ast.Subscript, ast.Attribute)):
+        if isinstance(node, ast.Attribute):
+            if not node.attr.startswith("model_"):
+                keys.append(node.attr)
+            node = node.value
+            continue
         if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
             return None
         keys.append(node.slice.value)
@@ -87,7 +93,7 @@ def params_read(script: Path) -> set[str]:
         if isinstance(node, ast.Name) and node.id in aliases and isinstance(node.ctx, ast.Load):
             # walk up the subscript chain rooted here
             top = node
-            while isinstance(parents.get(top), ast.Subscript) and parents[top].value is top:
+            while isinstance(parents.get(top), (ast.Subscript, ast.Attribute)) and parents[top].value is top:
                 top = parents[top]
             c = chain(top)
             if c is None:
@@ -138,8 +144,10 @@ def test_the_checks_can_fail(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("from voicegender import corpus\nfrom voicegender.params import load_params\n"
                       "params = load_params()\ndata = params['data']\ncfg = data['libritts']\n"
-                      "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n")
-    assert params_read(script) == {"data.libritts.base_url", "tune.asha.grace_period", "lr"}
+                      "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n"
+                      "f = params.features\ny = f.augment.copies, params.model.model_dump(mode='json')\n")
+    assert params_read(script) == {"data.libritts.base_url", "tune.asha.grace_period", "lr", "features.augment.copies",
+                                   "model"}
     files = {str(f.relative_to(ROOT)) for f in local_closure(script) if f != script}
     assert {"src/voicegender/corpus.py", "src/voicegender/params.py",
             "src/voicegender/errors.py"} <= files

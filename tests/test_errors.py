@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voicegender.corpus import ArchiveError, ManifestError
+from voicegender.folder import ManifestError
+from voicegender.libritts import ArchiveError
 from voicegender.download import ChecksumError, DownloadError
 from voicegender.errors import EXIT_INTERRUPTED, UserError, run_command
 from voicegender.params import ParamError

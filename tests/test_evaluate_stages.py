@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from voicegender.dataset import save_features
-from voicegender.features import DEFAULT_CONFIG
 from voicegender.models import build_model
+from voicegender.params import ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,6 @@ def _write_split(d, split, rng, n_speakers, per_speaker=5, female_share=0.5):
 @pytest.fixture
 def workdir(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    # keep only the feature keys the features library knows (the featurize stage's own keys aside)
-    params["features"] = {k: v for k, v in params["features"].items() if k in DEFAULT_CONFIG}
     params["model"]["name"] = "mlp"  # as the saved card says
     params["evaluate"]["bootstrap"] = 100
     params["baselines"]["random_forest"]["n_estimators"] = 20
@@ -44,7 +42,7 @@ def workdir(tmp_path):
     _write_split(tmp_path / "data/features", "val", rng, 6)
     _write_split(tmp_path / "data/features", "test", rng, 10, female_share=0.6)
     shape = (16,)
-    model = build_model({"name": "mlp", "hidden": 8}, shape, np.zeros(shape), np.ones(shape), seed=0)
+    model = build_model(ModelSettings(name="mlp", hidden=8), shape, np.zeros(shape), np.ones(shape), seed=0)
     with torch.no_grad():  # a fixed "trained" model: logit = sum of the first three features
         model.model.head[1].weight.zero_()
         model.model.head[1].weight[:, :3] = 1.0

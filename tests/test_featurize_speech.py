@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from feature_settings import fs
 from voicegender.dataset import build_features, load_features, training_data_card
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,13 +29,13 @@ def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_
         sf.write(audio / f"{name}.wav", samples, sr)
         rows.append({"id": name, "speaker": name, "sex": "F", "split": "train", "source": str(audio),
                      "member": f"{name}.wav", "seconds": samples.size / sr})
-    report = build_features(rows, {**FEATURES, "kind": kind, "n_jobs": n_jobs}, tmp_path / "features",
+    report = build_features(rows, fs({**FEATURES, "kind": kind, "n_jobs": n_jobs}), tmp_path / "features",
                             log=lambda m: None, speech=SPEECH)
     assert list(report["skipped"]) == ["silent"]
     assert "no speech" in report["skipped"]["silent"] and "0.5 s" in report["skipped"]["silent"]
     assert load_features(tmp_path / "features", "train")["ids"].tolist() == ["a", "b", "c", "d"]
     # without the check (speech=None) nothing is skipped: the check is what skipped it
-    report = build_features(rows, {**FEATURES, "n_jobs": 1}, tmp_path / "features2", log=lambda m: None)
+    report = build_features(rows, fs({**FEATURES, "n_jobs": 1}), tmp_path / "features2", log=lambda m: None)
     assert report["skipped"] == {}
 
 
@@ -57,7 +58,7 @@ def test_training_data_card_records_corpus_subsets_counts_and_fingerprint(tmp_pa
 
 def test_the_batched_speech_check_gives_the_same_bytes_for_any_n_jobs(tmp_path, utterance):
     # the check scores a chunk's recordings together: chunks must not depend on n_jobs
-    from voicegender.features import extract_many
+    from voicegender.extraction import extract_many
 
     y, sr, _ = utterance
     rng = np.random.default_rng(0)
@@ -67,7 +68,7 @@ def test_the_batched_speech_check_gives_the_same_bytes_for_any_n_jobs(tmp_path, 
     for i, samples in enumerate(signals):
         sf.write(tmp_path / f"{i}.wav", samples, sr)
         items.append((f"u{i}", (tmp_path / f"{i}.wav").read_bytes(), f"u{i}", 1))
-    config = {**FEATURES, "augment": {"copies": 1}}
+    config = fs({**FEATURES, "augment": {"copies": 1}})
     runs = [list(extract_many(iter(items), config, n_jobs=n_jobs, chunksize=3, speech=SPEECH)) for n_jobs in (1, 2)]
     assert [(k, e) for k, _, e in runs[0]] == [(k, e) for k, _, e in runs[1]]
     assert all(a is None and b is None or a.tobytes() == b.tobytes() for (_, a, _), (_, b, _) in zip(*runs))

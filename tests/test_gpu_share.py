@@ -49,8 +49,11 @@ def test_a_search_trains_on_the_gpu_when_given_one():
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 8)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
-    result = run_search(X, y, X, y, space={"lr": {"type": "choice", "values": [1.0e-2]}},
-                        fixed={"model": {"name": "linear"}, "optimizer": "adam", "weight_decay": 0.0, "seed": 0,
-                               "epochs": 1, "batch_size": 16},
+    from voicegender.params import ModelSettings, SpaceEntry
+    from voicegender.tuning import TrialSettings
+
+    result = run_search(X, y, X, y, space={"lr": SpaceEntry(type="choice", values=[1.0e-2])},
+                        fixed=TrialSettings(model=ModelSettings(name="linear"), optimizer="adam", weight_decay=0.0,
+                                            seed=0, epochs=1, batch_size=16, patience=None, device="auto"),
                         num_samples=1, gpus_per_trial="auto", log=lambda m: None)
     assert result["best"]["error"] is None

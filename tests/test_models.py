@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from voicegender.models import ReportCNN, build_model
+from voicegender.params import ModelSettings
 
 
 def test_report_cnn_is_the_printed_network():
@@ -70,17 +71,17 @@ def test_linear_step_by_hand_equals_autograd(batch):
 @pytest.mark.parametrize("name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)),
                                          ("cnn2d", (64, 50))])
 def test_every_model_maps_a_batch_to_one_logit_each(name, shape):
-    model = build_model({"name": name, "channels": [8, 16], "hidden": 16, "dropout": 0.1}, shape)
+    model = build_model(ModelSettings(name=name, channels=[8, 16], hidden=16, dropout=0.1), shape)
     out = model(torch.randn(3, *shape))
     assert out.shape == (3,) and torch.isfinite(out).all()
 
 
 def test_standardized_model_carries_its_statistics_in_the_state_dict():
     mean, std = np.full(128, 5.0), np.full(128, 2.0)
-    model = build_model({"name": "report_cnn"}, (128,), mean, std)
+    model = build_model(ModelSettings(name="report_cnn"), (128,), mean, std)
     state = model.state_dict()
     assert torch.equal(state["mean"], torch.full((128,), 5.0))
-    clone = build_model({"name": "report_cnn"}, (128,), np.zeros(128), np.ones(128))
+    clone = build_model(ModelSettings(name="report_cnn"), (128,), np.zeros(128), np.ones(128))
     clone.load_state_dict(state)
     model.eval(), clone.eval()
     x = torch.randn(4, 128)
@@ -89,9 +90,9 @@ def test_standardized_model_carries_its_statistics_in_the_state_dict():
 
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="cnn2d"):
-        build_model({"name": "cnn2d"}, (128,))
+        build_model(ModelSettings(name="cnn2d"), (128,))
     with pytest.raises(ValueError, match="1-D"):
-        build_model({"name": "report_cnn"}, (64, 10))
+        build_model(ModelSettings(name="report_cnn"), (64, 10))
 
 
 def test_load_trained_names_the_missing_file(tmp_path):

@@ -1,9 +1,11 @@
+"""voicegender.params: the schema of params.yaml (types, bounds, choices, defaults, unknown keys)."""
+
 from pathlib import Path
 
 import pytest
 import yaml
 
-from voicegender.params import ParamError, load_params, validate_params
+from voicegender.params import FeatureSettings, Params, ParamError, load_params, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,33 +16,93 @@ def params():
 
 
 def test_committed_params_are_valid():
-    load_params(ROOT / "params.yaml")
+    p = load_params(ROOT / "params.yaml")
+    assert isinstance(p, Params) and p.features.kind == "ge2e" and p.tune.asha.grace_period == 1
 
 
-@pytest.mark.parametrize("key, value", [
-    ("lr", -1.0), ("lr", "1e-3"), ("batch_size", 0), ("corpus", "nonsense"), ("epochs", -3),
-    ("data.seed", 1.5), ("train.seed", "x"), ("device", "tpu"), ("data.val_fraction", 1.0), ("model.name", "resnet"),
-    ("model.dropout", 1.0), ("tune.num_samples", 0), ("train.optimizer", "rmsprop"),
-    ("data.libritts.base_url", "ftp://x"), ("features.kind", "spectrogram"),
-    ("predict.min_speech_s", -1.0), ("predict.min_speech_s", "5e-1"), ("predict.vad_threshold", 1.0),
-    ("predict.vad_neg_threshold", 0.9), ("predict.min_silence_s", -1.0), ("predict.pad_s", None),
-])
-def test_a_bad_value_names_its_key(params, key, value):
+def _leaves(node, prefix=""):
+    """Every dotted key of a params mapping with its value (tune.space's entries as a whole)."""
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and key != "tune.space" and key != "data.libritts.checksums":
+            yield from _leaves(v, key + ".")
+        else:
+            yield key, v
+
+
+def _get(node, key):
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def test_every_key_has_a_default_equal_to_params_yaml(params):
+    """The schema declares each key of params.yaml once, and its default is params.yaml's value:
+    an empty params.yaml means the committed one."""
+    defaults = Params().model_dump(mode="json", exclude_none=False)
+    for key, value in _leaves(params):
+        if key == "tune.space":
+            value = {n: {"low": None, "high": None, "values": None, **d} for n, d in value.items()}
+        assert _get(defaults, key) == value, key
+    assert validate_params({}) == load_params(ROOT / "params.yaml")
+
+
+def _set(params, key, value):
     node = params
     *parents, last = key.split(".")
     for p in parents:
         node = node[p]
     node[last] = value
+
+
+@pytest.mark.parametrize("key, value", [
+    ("lr", -1.0), ("lr", "1e-3"), ("batch_size", 0), ("batch_size", 1.5), ("corpus", "nonsense"), ("epochs", -3),
+    ("epochs", True), ("data.seed", 1.5), ("train.seed", "x"), ("device", "tpu"), ("data.val_fraction", 1.0),
+    ("model.name", "resnet"), ("model.dropout", 1.0), ("model.channels", []), ("model.channels", [8, -1]),
+    ("tune.num_samples", 0), ("train.optimizer", "rmsprop"), ("train.standardize", 1), ("train.patience", 0),
+    ("data.libritts.base_url", "ftp://x"), ("data.libritts.checksums", {"test-clean": "abc"}),
+    ("data.synthetic.train_speakers", 3), ("data.synthetic.female_f0_hz", [260.0, 150.0]),
+    ("data.synthetic.accents", []), ("features.kind", "spectrogram"), ("features.sample_rate", "22050"),
+    ("features.n_fft", 2048.0), ("features.hop_length", True), ("features.n_jobs", 0),
+    ("features.target_dbfs", 3.0), ("features.augment.copies", -1), ("features.augment.tilt", [-1.0, 0.5]),
+    ("predict.min_speech_s", -1.0), ("predict.min_speech_s", "5e-1"), ("predict.vad_threshold", 1.0),
+    ("predict.vad_neg_threshold", 0.9), ("predict.min_silence_s", -1.0), ("predict.pad_s", None),
+    ("evaluate.calibration_bins", 1), ("baselines.models", ["svm"]), ("baselines.n_jobs", 0),
+    ("baselines.mlp.hidden", [0]), ("baselines.random_forest.max_depth", 0), ("tune.gpus_per_trial", "half"),
+    ("tune.metric", "loss"), ("tune.asha.reduction_factor", 1.0),
+])
+def test_a_bad_value_names_its_key(params, key, value):
+    _set(params, key, value)
     with pytest.raises(ParamError) as err:
         validate_params(params)
-    assert key in str(err.value)
+    assert f"\n  {key}: " in str(err.value) or f"\n  {key}." in str(err.value), str(err.value)
+
+
+def test_the_message_says_what_is_wrong_in_todays_words(params):
+    params["batch_size"], params["lr"] = 0, "1e-3"
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "invalid params:"
+    assert "  batch_size: must be `tuned` or a positive integer, got 0" in lines
+    assert "  lr: must be `tuned` or a positive number (write floats like 1.0e-3: YAML reads 1e-3 as a string), " \
+           "got '1e-3'" in lines
+
+
+@pytest.mark.parametrize("key", ["colour", "features.n_mel", "features.augment.loudness", "tune.asha.brackets",
+                                 "baselines.mlp.alpah", "data.synthetic.femal_f0_hz"])
+def test_an_unknown_key_is_refused(params, key):
+    _set(params, key, 1)
+    with pytest.raises(ParamError, match=f"{key.replace('.', '[.]')}: not a known key"):
+        validate_params(params)
 
 
 def test_tuned_is_accepted_for_lr_and_batch_size(params):
     params["lr"], params["batch_size"] = "tuned", "tuned"
     validate_params(params)
     params["lr"], params["batch_size"] = 3.0e-4, 16
-    validate_params(params)
+    p = validate_params(params)
+    assert (p.lr, p.batch_size) == (3.0e-4, 16)
 
 
 def test_every_error_is_listed_at_once(params):
@@ -50,10 +112,11 @@ def test_every_error_is_listed_at_once(params):
     assert "lr" in str(err.value) and "epochs" in str(err.value)
 
 
-def test_missing_key_is_named(params):
+def test_a_missing_key_takes_the_schema_default(params):
     del params["tune"]["num_samples"]
-    with pytest.raises(ParamError, match="tune.num_samples: missing"):
-        validate_params(params)
+    del params["features"]["augment"]
+    p = validate_params(params)
+    assert p.tune.num_samples == 20 and p.features.augment.copies == 1
 
 
 def test_folder_corpus_needs_a_manifest(params):
@@ -62,9 +125,21 @@ def test_folder_corpus_needs_a_manifest(params):
         validate_params(params)
 
 
+def test_cross_key_rules_name_the_key(params):
+    params["features"]["kind"], params["features"]["n_mfcc"] = "mfcc_stats", 200
+    params["tune"]["mode"] = "max"
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    assert "features.n_mfcc: must be <= features.n_mels" in str(err.value)
+    assert "tune.mode: val_loss is minimised" in str(err.value)
+
+
 def test_bad_search_space_is_named(params):
     params["tune"]["space"]["lr"] = {"type": "loguniform", "low": 0.0, "high": 1.0e-2}
     with pytest.raises(ParamError, match="tune.space.lr"):
+        validate_params(params)
+    params["tune"]["space"]["lr"] = {"type": "loguniform", "low": "1e-5", "high": 1.0e-2}
+    with pytest.raises(ParamError, match="tune.space.lr.low: must be a number .write floats like 1.0e-3"):
         validate_params(params)
 
 
@@ -72,3 +147,10 @@ def test_the_old_single_seed_is_refused_naming_its_replacements(params):
     params["seed"] = 42
     with pytest.raises(ParamError, match="seed: replaced by data.seed .* train.seed"):
         validate_params(params)
+
+
+def test_settings_round_trip_through_a_model_card(params):
+    """models/model.json keeps settings as model_dump(mode="json"): read back, they are the same."""
+    features = load_params(ROOT / "params.yaml").features
+    assert FeatureSettings.model_validate(features.model_dump(mode="json")) == features
+    assert features.model_dump(mode="json") == params["features"]  # the card's JSON layout is params.yaml's

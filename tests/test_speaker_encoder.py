@@ -5,7 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from voicegender import extraction as X
+from feature_settings import check, fs
 from voicegender import features as F
+from voicegender.audio import decode_audio
 from voicegender import speaker_encoder as E
 
 SR = 24000
@@ -75,18 +78,18 @@ def test_different_voices_get_different_embeddings():
 
 
 def test_ge2e_is_a_feature_kind_with_validated_settings():
-    cfg = F.validate_feature_config({"kind": "ge2e"})
+    cfg = fs({"kind": "ge2e"})
     assert F.feature_shape(cfg) == (256,)
     np.testing.assert_array_equal(F.compute_features(vibrato_voice(), SR, cfg), E.ge2e_embedding(vibrato_voice(), SR))
     for key, bad in [("ge2e_rate", 0.1), ("ge2e_min_coverage", 1.5), ("target_dbfs", 3.0), ("target_dbfs", "loud")]:
         with pytest.raises(ValueError, match=f"features.{key}"):
-            F.validate_feature_config({"kind": "ge2e", key: bad})
+            check({"kind": "ge2e", key: bad})
 
 
 def test_extraction_is_byte_identical_across_worker_counts():
     items = [(f"u{i}", _wav(vibrato_voice(100.0 + 30 * i, 1.0 + 0.3 * i))) for i in range(5)]
-    one = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=1)]
-    two = [x for _, x, _ in F.extract_many(items, {"kind": "ge2e"}, n_jobs=2)]
+    one = [x for _, x, _ in X.extract_many(items, fs({"kind": "ge2e"}), n_jobs=1)]
+    two = [x for _, x, _ in X.extract_many(items, fs({"kind": "ge2e"}), n_jobs=2)]
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
@@ -109,14 +112,14 @@ def test_batched_embeddings_equal_one_at_a_time_whatever_the_batch(monkeypatch, 
             np.testing.assert_array_equal(a, b)
     items = [(f"u{i}", _wav(y)) for i, y in enumerate(signals)] + [("bad", b"not audio")]
     for n_jobs, chunksize in ((1, None), (2, 1), (2, 3)):
-        out = list(F.extract_many(items, {"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision},
+        out = list(X.extract_many(items, fs({"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision}),
                                  n_jobs=n_jobs, chunksize=chunksize))
         assert [i for i, _, _ in out] == [i for i, _ in items]
         assert out[-1][1] is None and "bad" not in (out[-1][2] or "") and out[-1][2]
         for (_, x, err), y in zip(out, signals):
             assert err is None
             # the wav's 16-bit rounding aside, the same as the float signal's embedding
-            np.testing.assert_array_equal(x, E.ge2e_embedding(F.decode_audio(_wav(y))[0], SR, precision=precision))
+            np.testing.assert_array_equal(x, E.ge2e_embedding(decode_audio(_wav(y))[0], SR, precision=precision))
 
 
 def test_batched_path_matches_the_encoder_run_per_utterance():
@@ -155,20 +158,21 @@ def test_bfloat16_stays_within_cosine_3e3_of_float32():
 
 
 def test_precision_is_validated():
-    assert F.validate_feature_config({})["ge2e_precision"] == "float32"  # the library's default: as trained
+    assert check({}).ge2e_precision == "bfloat16"  # the schema's default: params.yaml's
+    assert check({"ge2e_precision": "float32"}).ge2e_precision == "float32"  # the network as trained
     with pytest.raises(ValueError, match="features.ge2e_precision"):
-        F.validate_feature_config({"ge2e_precision": "float16"})
+        check({"ge2e_precision": "float16"})
     with pytest.raises(ValueError, match="precision"):
         E.encoder_for("cpu", "half")
 
 
 def test_encoder_device_is_validated():
-    assert F.validate_feature_config({"kind": "ge2e"})["encoder_device"] == "auto"
+    assert check({"kind": "ge2e"}).encoder_device == "auto"
     for ok in ("cpu", "cuda", "cuda:1"):
-        F.validate_feature_config({"encoder_device": ok})
+        check({"encoder_device": ok})
     for bad in ("gpu", "cuda:x", 0):
         with pytest.raises(ValueError, match="features.encoder_device"):
-            F.validate_feature_config({"encoder_device": bad})
+            check({"encoder_device": bad})
 
 
 def test_encoder_on_cuda_agrees_with_the_cpu():
@@ -178,7 +182,7 @@ def test_encoder_on_cuda_agrees_with_the_cpu():
     y = vibrato_voice(seconds=3.0)
     cpu, gpu = E.ge2e_embedding(y, SR, device="cpu"), E.ge2e_embedding(y, SR, device="cuda")
     assert float(cpu @ gpu) > 0.9999
-    (x, _, err), = F.extract_many([("a", _wav(y))], {"kind": "ge2e", "encoder_device": "cuda"}, n_jobs=2)
+    (x, _, err), = X.extract_many([("a", _wav(y))], fs({"kind": "ge2e", "encoder_device": "cuda"}), n_jobs=2)
     assert err is None and float(x @ cpu) > 0.9999
 
 

@@ -74,7 +74,7 @@ def test_non_speech_holds_no_speech(name):
 
 
 def test_speech_is_found_at_any_rate_and_in_blocks(utterance):
-    from voicegender.features import resample
+    from voicegender.spectral import resample
 
     y, sr, _ = utterance
     whole = speech_seconds(y, sr, **VAD)

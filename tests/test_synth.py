@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from voicegender import synth
+from voicegender.params import ParamError, SyntheticSettings, validate
 
 TINY = dict(train_speakers=2, test_speakers=2, utterances_per_speaker=2, seed=7, progress=False)
 MEMBER = re.compile(
@@ -84,12 +85,13 @@ def test_sexes_counts_and_knob_validation():
     speakers = synth.corpus_speakers(train_speakers=5, test_speakers=3, seed=1)
     sexes = [s.sex for s in speakers if s.subset == "synthetic-train"]
     assert sexes == ["F", "M", "F", "M", "F"]  # odd count: one more female
-    assert all(s.voice.split("+")[1] in synth.FEMALE_VARIANTS for s in speakers if s.sex == "F")
-    assert all(s.voice.split("+")[1] in synth.MALE_VARIANTS for s in speakers if s.sex == "M")
-    with pytest.raises(TypeError):
-        synth.corpus_speakers(train_speakers=1, test_speakers=1, seed=1, femal_f0_hz=[1, 2])
-    with pytest.raises(ValueError):
-        synth.corpus_speakers(train_speakers=1, test_speakers=1, seed=1, rate_wpm=[200, 100])
+    assert all(s.voice.split("+")[1] in SyntheticSettings().female_variants for s in speakers if s.sex == "F")
+    assert all(s.voice.split("+")[1] in SyntheticSettings().male_variants for s in speakers if s.sex == "M")
+    # the knobs are data.synthetic's settings: checked by the schema, each error naming its key
+    with pytest.raises(ParamError, match="data.synthetic.femal_f0_hz: not a known key"):
+        validate(SyntheticSettings, {"femal_f0_hz": [1, 2]}, "invalid", prefix="data.synthetic.")
+    with pytest.raises(ParamError, match=r"data.synthetic.rate_wpm: must be \[low, high\]"):
+        validate(SyntheticSettings, {"rate_wpm": [200, 100]}, "invalid", prefix="data.synthetic.")
 
 
 def test_resample_matches_a_sine():

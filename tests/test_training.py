@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from voicegender.models import build_model
+from voicegender.params import ModelSettings
 from voicegender.training import fit, predict_proba, resolve_device
 
 
@@ -15,7 +16,7 @@ def separable(n=300, d=32, seed=0):
 
 def run(seed=1, **kw):
     X, y = separable()
-    model = build_model({"name": "mlp", "hidden": 16}, (32,), seed=seed)
+    model = build_model(ModelSettings(name="mlp", hidden=16), (32,), seed=seed)
     args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed)
     args.update(kw)
     return model, fit(model, X[:200], y[:200], X[200:], y[200:], **args)
@@ -52,7 +53,7 @@ def test_each_epoch_is_reported():
 def test_diverging_training_raises():
     X, y = separable()
     X[0, 0] = np.nan
-    model = build_model({"name": "mlp"}, (32,))
+    model = build_model(ModelSettings(name="mlp"), (32,))
     with pytest.raises(FloatingPointError):
         fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
 
@@ -86,7 +87,7 @@ def test_standardizer_uses_train_stats_and_floors_std():
 
 def test_a_trailing_batch_of_one_does_not_break_batchnorm():
     X, y = separable(n=300)
-    model = build_model({"name": "cnn1d", "channels": [4], "hidden": 8}, (32,), seed=0)
+    model = build_model(ModelSettings(name="cnn1d", channels=[4], hidden=8), (32,), seed=0)
     result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0)
     assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)
 
@@ -124,11 +125,12 @@ import json, numpy as np
 from threadpoolctl import threadpool_info
 from voicegender.models import build_model
 from voicegender.training import fit
+from voicegender.params import ModelSettings
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(64, 128)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
 seen = []
 record = lambda _: seen.append({i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-fit(build_model({"name": "report_cnn"}, (128,)), X[:48], y[:48], X[48:], y[48:],
+fit(build_model(ModelSettings(name="report_cnn"), (128,)), X[:48], y[:48], X[48:], y[48:],
     lr=1e-3, batch_size=4, epochs=1, seed=0, on_epoch=record)
 print(json.dumps(seen))
 """
@@ -167,7 +169,7 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
     torch.set_num_threads(2)
     try:
         seen = []
-        fit(build_model({"name": "linear"}, (16,)), X[:48], y[:48], X[48:], y[48:], lr=1e-2, batch_size=8,
+        fit(build_model(ModelSettings(name="linear"), (16,)), X[:48], y[:48], X[48:], y[48:], lr=1e-2, batch_size=8,
             epochs=2, seed=0, on_epoch=lambda _: seen.append(torch.get_num_threads()))
         assert seen == [1, 1]
         assert torch.get_num_threads() == 2

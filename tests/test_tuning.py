@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from voicegender.params import ParamError, load_params, validate_params
-from voicegender.tuning import check_reachable, max_epochs, run_search, trial_settings
+from voicegender.params import ModelSettings, ParamError, SpaceEntry, validate_params
+from voicegender.tuning import TrialSettings, check_reachable, max_epochs, run_search, trial_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,19 +20,20 @@ def small_data(n=240, d=16, seed=0):
     return X[:180], y[:180], X[180:], y[180:]
 
 
-FIXED = {"model": {"name": "mlp", "hidden": 8}, "optimizer": "adam", "weight_decay": 0.0,
-         "seed": 0, "epochs": 2}
+FIXED = TrialSettings(model=ModelSettings(name="mlp", hidden=8), optimizer="adam", weight_decay=0.0, seed=0, epochs=2,
+                      patience=None, device="cpu")
 # one model name in three does not exist: those trials fail, the search must go on
-SPACE = {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-1},
-         "batch_size": {"type": "choice", "values": [16, 32]},
-         "name": {"type": "choice", "values": ["mlp", "cnn1d", "no_such_model"]}}
+SPACE = {"lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
+         "batch_size": SpaceEntry(type="choice", values=[16, 32]),
+         "name": SpaceEntry(type="choice", values=["mlp", "cnn1d", "no_such_model"])}
 
 
 def test_trial_settings_split_training_and_model_keys():
-    train, model = trial_settings({"lr": 0.1, "hidden": 64, "model.dropout": 0.2}, {**FIXED})
+    train, model = trial_settings({"lr": 0.1, "hidden": 64, "model.dropout": 0.2}, FIXED)
     assert train == {"lr": 0.1, "epochs": 2}
-    assert model == {"name": "mlp", "hidden": 64, "dropout": 0.2}
-    assert max_epochs({"epochs": {"type": "choice", "values": [10, 20]}}, 5) == 20
+    assert model == ModelSettings(name="mlp", hidden=64, dropout=0.2)
+    assert FIXED.model == ModelSettings(name="mlp", hidden=8)  # the shared settings are left alone
+    assert max_epochs({"epochs": SpaceEntry(type="choice", values=[10, 20])}, 5) == 20
     assert max_epochs({}, 5) == 5
 
 
@@ -53,7 +54,8 @@ def test_default_space_is_the_reports_search():
     ("dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "invalid value"),
 ])
 def test_space_is_validated(name, dist, match):
-    params = load_params(os.path.join(ROOT, "params.yaml"))
+    with open(os.path.join(ROOT, "params.yaml")) as f:
+        params = yaml.safe_load(f)
     params["tune"]["space"][name] = dist
     with pytest.raises(ParamError, match=f"tune.space.{name}.*{match}"):
         validate_params(params)

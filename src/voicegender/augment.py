@@ -20,6 +20,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.signal
 
+from voicegender.params import AugmentSettings
+
 
 def rng_for(seed: int, uid: str, copy: int) -> np.random.Generator:
     """The generator of one augmented copy: independent of every other copy and utterance."""
@@ -63,11 +65,11 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, *, reverb_probabil
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-def augmented_signals(y: np.ndarray, sr: int, uid: str, settings: dict) -> list[np.ndarray]:
-    """``settings["copies"]`` augmented versions of one recording (float32, ``sr`` Hz);
-    ``settings`` is ``features.augment`` (see :func:`augment`) with ``seed``."""
-    knobs = {k: v for k, v in settings.items() if k not in ("copies", "max_per_speaker", "seed")}
-    return [augment(y, sr, rng_for(settings["seed"], uid, copy), **knobs) for copy in range(1, settings["copies"] + 1)]
+def augmented_signals(y: np.ndarray, sr: int, uid: str, settings: AugmentSettings, copies: int) -> list[np.ndarray]:
+    """``copies`` augmented versions of one recording (float32, ``sr`` Hz), seeded by ``uid`` and
+    ``settings.seed``; ``settings`` is ``features.augment`` (its knobs: see :func:`augment`)."""
+    knobs = settings.model_dump(exclude={"copies", "max_per_speaker", "seed"})
+    return [augment(y, sr, rng_for(settings.seed, uid, copy), **knobs) for copy in range(1, copies + 1)]
 
 
 def recordings_to_augment(rows: Iterable[dict], max_per_speaker: int | None, seed: int) -> set[str]:

@@ -9,6 +9,7 @@ Labels: 1 = female, 0 = male.
 from __future__ import annotations
 
 import time
+import typing
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -18,7 +19,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
-from voicegender.params import BASELINE_MODELS as BASELINES  # the choices live with the params' checks
+from voicegender.params import BaselineName, BaselineSettings
+
+#: the baselines, by name: the schema's choices (voicegender.params.BaselineName), dispatched on in make_baseline
+BASELINES = typing.get_args(BaselineName)
 
 
 def flatten(X: np.ndarray) -> np.ndarray:
@@ -27,37 +31,35 @@ def flatten(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
 
 
-def make_baseline(name: str, config: dict, seed: int = 0, n_jobs: int = 1) -> Pipeline:
-    """An unfitted ``StandardScaler -> classifier`` pipeline; ``config`` holds every
-    hyperparameter of the classifier (the ``baselines.<name>`` section of params.yaml, the one
-    place their defaults live: a missing key is an error, not a second default)."""
-    c = dict(config or {})
-    try:
-        if name == "logistic":
-            clf = LogisticRegression(C=float(c["C"]), max_iter=int(c["max_iter"]))
-        elif name == "mlp":
-            clf = MLPClassifier(hidden_layer_sizes=tuple(c["hidden"]), alpha=float(c["alpha"]),
-                                max_iter=int(c["max_iter"]), early_stopping=bool(c["early_stopping"]),
-                                random_state=seed)
-        elif name == "random_forest":
-            clf = RandomForestClassifier(n_estimators=int(c["n_estimators"]), max_depth=c["max_depth"],
-                                         min_samples_leaf=int(c["min_samples_leaf"]), n_jobs=n_jobs,
-                                         random_state=seed)
-        elif name == "hist_gradient_boosting":
-            clf = HistGradientBoostingClassifier(max_iter=int(c["max_iter"]), learning_rate=float(c["learning_rate"]),
-                                                 max_leaf_nodes=int(c["max_leaf_nodes"]),
-                                                 l2_regularization=float(c["l2_regularization"]),
-                                                 early_stopping=False, random_state=seed)
-        else:
-            raise ValueError(f"baselines: unknown model {name!r} (known: {', '.join(BASELINES)})")
-    except KeyError as e:
-        raise ValueError(f"baselines.{name}.{e.args[0]} is missing (params.yaml has every key)") from None
+def make_baseline(name: str, settings: BaselineSettings, seed: int = 0, n_jobs: int = 1) -> Pipeline:
+    """An unfitted ``StandardScaler -> classifier`` pipeline; ``settings.<name>`` holds every
+    hyperparameter of the classifier (params.yaml's ``baselines.<name>``, defaults in the schema)."""
+    if name == "logistic":
+        c = settings.logistic
+        clf = LogisticRegression(C=float(c.C), max_iter=int(c.max_iter))
+    elif name == "mlp":
+        c = settings.mlp
+        clf = MLPClassifier(hidden_layer_sizes=tuple(c.hidden), alpha=float(c.alpha), max_iter=int(c.max_iter),
+                            early_stopping=bool(c.early_stopping), random_state=seed)
+    elif name == "random_forest":
+        c = settings.random_forest
+        clf = RandomForestClassifier(n_estimators=int(c.n_estimators), max_depth=c.max_depth,
+                                     min_samples_leaf=int(c.min_samples_leaf), n_jobs=n_jobs, random_state=seed)
+    elif name == "hist_gradient_boosting":
+        c = settings.hist_gradient_boosting
+        clf = HistGradientBoostingClassifier(max_iter=int(c.max_iter), learning_rate=float(c.learning_rate),
+                                             max_leaf_nodes=int(c.max_leaf_nodes),
+                                             l2_regularization=float(c.l2_regularization),
+                                             early_stopping=False, random_state=seed)
+    else:
+        raise ValueError(f"baselines: unknown model {name!r} (known: {', '.join(BASELINES)})")
     return make_pipeline(StandardScaler(), clf)
 
 
-def fit_baseline(name: str, config: dict, X: np.ndarray, y: np.ndarray, seed: int = 0, n_jobs: int = 1) -> Pipeline:
+def fit_baseline(name: str, settings: BaselineSettings, X: np.ndarray, y: np.ndarray, seed: int = 0,
+                 n_jobs: int = 1) -> Pipeline:
     """Fit baseline ``name`` on (X, y)."""
-    return make_baseline(name, config, seed, n_jobs).fit(flatten(X), np.asarray(y).astype(int))
+    return make_baseline(name, settings, seed, n_jobs).fit(flatten(X), np.asarray(y).astype(int))
 
 
 def proba_female(estimator: Pipeline, X: np.ndarray) -> np.ndarray:
@@ -74,7 +76,7 @@ def split_scores(y: np.ndarray, proba: np.ndarray, speakers: np.ndarray, thresho
             "f1": u["f1"], "speaker_accuracy": s["speaker_accuracy"]}
 
 
-def run_baselines(names, configs: dict, train: dict, val: dict, test: dict | None = None,
+def run_baselines(names, settings: BaselineSettings, train: dict, val: dict, test: dict | None = None,
                   seed: int = 0, n_jobs: int = 1) -> dict:
     """Fit each baseline on ``train``, choose its threshold on ``val`` (max balanced accuracy,
     as the networks' train stage does) and score val and test at that threshold.
@@ -85,7 +87,7 @@ def run_baselines(names, configs: dict, train: dict, val: dict, test: dict | Non
     out = {}
     for name in names:
         started = time.perf_counter()
-        est = fit_baseline(name, configs.get(name, {}), train["X"], train["y"], seed, n_jobs)
+        est = fit_baseline(name, settings, train["X"], train["y"], seed, n_jobs)
         fit_s = time.perf_counter() - started
         p_val = proba_female(est, val["X"])
         threshold = choose_threshold(val["y"], p_val)

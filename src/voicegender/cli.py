@@ -48,21 +48,22 @@ class Predictor:
         settings = self.card.get("predict")
         if settings is None:
             raise KeyError("the model card has no `predict` settings (trained by an older version): retrain it")
-        self.settings = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        settings = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
         if (overrides or {}).get("vad_threshold") is not None and (overrides or {}).get("vad_neg_threshold") is None:
             # a lower threshold alone must not leave the pause threshold above it
-            self.settings["vad_neg_threshold"] = min(settings["vad_neg_threshold"], self.settings["vad_threshold"])
-        from voicegender.params import ParamError, validate_predict
+            settings["vad_neg_threshold"] = min(self.card["predict"]["vad_neg_threshold"], settings["vad_threshold"])
+        from voicegender.params import FeatureSettings, ParamError, validate_predict
 
         try:
-            validate_predict(self.settings)
+            self.settings = validate_predict(settings)
         except ParamError as e:
             raise ValueError(str(e)) from None
+        self.features = FeatureSettings.model_validate(self.card["features"])
         from voicegender.speech import vad_settings
 
         self.vad = vad_settings(self.settings)
-        self.min_speech_s = float(self.settings["min_speech_s"])
-        self.max_whole_s = float(self.settings["max_whole_s"])
+        self.min_speech_s = float(self.settings.min_speech_s)
+        self.max_whole_s = float(self.settings.max_whole_s)
 
     def warning(self) -> str | None:
         """One line about the training data a user must know of, or None."""
@@ -75,7 +76,7 @@ class Predictor:
         from voicegender.features import compute_features
         from voicegender.training import predict_proba
 
-        x = compute_features(y, sr, self.card["features"])
+        x = compute_features(y, sr, self.features)
         if x.shape != self.shape:
             raise ValueError(f"feature shape {x.shape} differs from the model's {self.shape}")
         p_female = float(predict_proba(self.model, x[None])[0])
@@ -85,7 +86,7 @@ class Predictor:
         """The whole recording: ``{"file", "start_s", "end_s", "answer", "p_female", "speech_s"}``
         (``answer`` female / male / ``no speech``, then ``p_female`` None). Raises on a bad file.
         Up to ``max_whole_s`` long it is featurized whole, as in training; longer, see _predict_long."""
-        from voicegender.corpus import decode_audio
+        from voicegender.audio import decode_audio
         from voicegender.speech import speech_seconds
 
         p = _regular_file(path)

@@ -8,15 +8,22 @@ its audio is (``source``: an archive or a folder; ``member``: the path inside it
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from voicegender.params import FeatureSettings
 
 LABEL_COLUMNS = ("id", "speaker", "sex", "split", "source", "member", "seconds")
 SPLITS = ("train", "val", "test")
 SEXES = ("F", "M")
 FEMALE = 1  # label value of a female speaker; male is 0
+
+
+def normalize_sex(value: str) -> str | None:
+    """'F', 'f', 'female', ' Male ' -> 'F' / 'M'; anything else -> None."""
+    v = value.strip().lower()
+    return {"f": "F", "female": "F", "m": "M", "male": "M"}.get(v)
 
 
 def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> set[str]:
@@ -31,6 +38,22 @@ def split_speakers(speaker_sex: dict[str, str], fraction: float, seed: int) -> s
         n = min(len(speakers) - 1, max(1, round(fraction * len(speakers))))
         chosen.update(rng.permutation(speakers)[:n].tolist())
     return chosen
+
+
+def assign_splits(rows: list[dict], *, seed: int, val_fraction: float, test_fraction: float) -> None:
+    """Speaker-disjoint splits stratified by sex, in place: a ``val_fraction`` of the training
+    speakers become val; for a folder corpus without a split column, a ``test_fraction`` of all
+    speakers become test first (rows with ``split`` ""). Seeded by ``seed`` (data.seed)."""
+    if any(not r["split"] for r in rows):
+        sexes = {r["speaker"]: r["sex"] for r in rows}
+        test = split_speakers(sexes, test_fraction, seed)
+        for r in rows:
+            r["split"] = r["split"] or ("test" if r["speaker"] in test else "train")
+    train_sexes = {r["speaker"]: r["sex"] for r in rows if r["split"] == "train"}
+    val = split_speakers(train_sexes, val_fraction, seed + 1)
+    for r in rows:
+        if r["split"] == "train" and r["speaker"] in val:
+            r["split"] = "val"
 
 
 def write_labels(rows: list[dict], path: str | Path) -> None:
@@ -99,11 +122,11 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
 
 
-def build_features(rows: list[dict], config: dict, directory: str | Path, log=print, speech: dict | None = None) -> dict:
+def build_features(rows: list[dict], config: FeatureSettings, directory: str | Path, log=print, speech: dict | None = None) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
-    :func:`voicegender.features.extract_many`; feature rows go straight into memory-mapped
+    :func:`voicegender.extraction.extract_many`; feature rows go straight into memory-mapped
     ``.npy`` files, so memory stays bounded whatever the corpus size. Unreadable recordings
     are reported and skipped, and so are recordings with too little speech when ``speech`` (the
     keyword arguments of :func:`voicegender.speech.require_speech`) is given. Training recordings
@@ -115,18 +138,18 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
     from tqdm import tqdm
 
     from voicegender.augment import recordings_to_augment
-    from voicegender.corpus import iter_audio
-    from voicegender.features import extract_many, feature_shape, validate_feature_config
+    from voicegender.extraction import extract_many
+    from voicegender.features import feature_shape
+    from voicegender.libritts import iter_audio
 
-    config = validate_feature_config(config)
-    augment = config["augment"]
+    augment = config.augment
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     shape = feature_shape(config)
     train = [r for r in rows if r["split"] == "train"]
-    augmented = recordings_to_augment(train, augment["max_per_speaker"], augment["seed"]) if augment["copies"] else set()
+    augmented = recordings_to_augment(train, augment.max_per_speaker, augment.seed) if augment.copies else set()
     by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
-    by_split["train"] += [(r, k) for k in range(1, augment["copies"] + 1) for r in train if r["id"] in augmented]
+    by_split["train"] += [(r, k) for k in range(1, augment.copies + 1) for r in train if r["id"] in augmented]
     # feature slot of each output of extract_many: (source, member) for a recording, ((source, member), k) for its copies
     slot = {((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
             for s, part in by_split.items() for i, (r, k) in enumerate(part)}
@@ -144,11 +167,11 @@ def build_features(rows: list[dict], config: dict, directory: str | Path, log=pr
             wanted = {r["member"] for r in rows if r["source"] == source}
             for member, data in iter_audio(source, wanted):
                 key = (source, member)
-                yield (key, data, copies_of[key], augment["copies"]) if key in copies_of else (key, data)
+                yield (key, data, copies_of[key], augment.copies) if key in copies_of else (key, data)
 
     total = sum(len(part) for part in by_split.values())
-    bar = tqdm(total=total, unit="utt", desc=f"featurize {config['kind']}", mininterval=2)
-    for key, vector, error in extract_many(items(), config, n_jobs=config.get("n_jobs", -1), speech=speech):
+    bar = tqdm(total=total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
+    for key, vector, error in extract_many(items(), config, n_jobs=config.n_jobs, speech=speech):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector
@@ -188,20 +211,6 @@ def load_features(directory: str | Path, split: str) -> dict[str, np.ndarray]:
     d = Path(directory)
     return {name: np.load(d / f"{split}_{name}.npy") for name in ("X", "y", "ids", "speakers")}
 
-
-def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float):
-    """Per speaker: true label, share of utterances voted female, and mean probability.
-
-    Returns ``(speaker_ids, truth, vote_share, mean_proba)`` arrays, sorted by speaker id.
-    """
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(speakers):
-        groups[str(s)].append(i)
-    ids = sorted(groups)
-    truth = np.array([y_true[groups[s][0]] for s in ids])
-    votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
-    mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
-    return np.array(ids), truth, votes, mean_p
 
 
 def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[str, dict]) -> dict:

@@ -414,7 +414,7 @@ def locate_libritts(
     For each subset, in this order: `<local_path>/<subset>.tar.gz` (an archive),
     `<local_path>/LibriTTS/<subset>/` or `<local_path>/<subset>/` (an extracted copy), or
     `local_path` itself if it is named `<subset>`. Returns subset -> archive file or subset
-    directory (both are valid sources for `corpus.scan_source` / `corpus.iter_audio`).
+    directory (both are valid sources for `libritts.scan_source` / `libritts.iter_audio`).
 
     Archives are size-checked against the known (or given) size, which catches a truncated
     copy for free; the SHA-256 is only computed with `verify=True`, because hashing 9 GB

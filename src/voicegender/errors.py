@@ -23,6 +23,10 @@ class MissingInputError(UserError, FileNotFoundError):
     """A file or folder the user pointed at does not exist."""
 
 
+class CorpusError(UserError):
+    """A corpus cannot be read as asked; the message says which file and why."""
+
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 

@@ -5,10 +5,25 @@ Labels: 1 = female, 0 = male. ``proba`` is the predicted probability of female.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 from sklearn import metrics as skm
 
-from voicegender.dataset import speaker_majority
+
+def speaker_majority(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float):
+    """Per speaker: true label, share of utterances voted female, and mean probability.
+
+    Returns ``(speaker_ids, truth, vote_share, mean_proba)`` arrays, sorted by speaker id.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(speakers):
+        groups[str(s)].append(i)
+    ids = sorted(groups)
+    truth = np.array([y_true[groups[s][0]] for s in ids])
+    votes = np.array([np.mean(proba[groups[s]] >= threshold) for s in ids])
+    mean_p = np.array([np.mean(proba[groups[s]]) for s in ids])
+    return np.array(ids), truth, votes, mean_p
 
 
 def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The networks, all built by :func:`build_model` from a plain config dict.
+"""The networks, all built by :func:`build_model` from the ``model:`` settings (:class:`ModelSettings`).
 
 Every model maps a batch of features to one logit per example (positive = female). The report's
 final sigmoid lives in the loss (``BCEWithLogitsLoss`` = sigmoid + binary cross-entropy, the
@@ -8,10 +8,16 @@ numerically stable form) and in :func:`voicegender.training.predict_proba`.
 from __future__ import annotations
 
 import math
+import typing
 
 import numpy as np
 import torch
 from torch import nn
+
+from voicegender.params import ModelName, ModelSettings
+
+#: the networks, by model.name: the schema's choices (voicegender.params.ModelName), dispatched on in _build
+MODELS = typing.get_args(ModelName)
 
 
 class ReportCNN(nn.Module):
@@ -202,8 +208,8 @@ class Standardized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def build_model(config: dict, input_shape: tuple[int, ...], mean=None, std=None, seed: int = 0) -> nn.Module:
-    """Build the network named by ``config["name"]`` for inputs of ``input_shape`` (one example).
+def build_model(config: ModelSettings, input_shape: tuple[int, ...], mean=None, std=None, seed: int = 0) -> nn.Module:
+    """Build the network named by ``config.name`` for inputs of ``input_shape`` (one example).
 
     With ``mean`` and ``std`` (arrays of ``input_shape``), the model standardises its input.
     Initial weights depend on ``seed`` only (the global torch RNG is left untouched).
@@ -213,11 +219,11 @@ def build_model(config: dict, input_shape: tuple[int, ...], mean=None, std=None,
         return _build(config, tuple(input_shape), mean, std)
 
 
-def _build(config: dict, input_shape: tuple[int, ...], mean, std) -> nn.Module:
-    name = config["name"]
+def _build(config: ModelSettings, input_shape: tuple[int, ...], mean, std) -> nn.Module:
+    name = config.name
     n_features = math.prod(input_shape)
-    channels = tuple(config.get("channels", (32, 64, 128)))
-    hidden, dropout = config.get("hidden", 32), config.get("dropout", 0.0)
+    channels = tuple(config.channels)
+    hidden, dropout = config.hidden, config.dropout
     if name == "report_cnn":
         _expect_vector(name, input_shape)
         model: nn.Module = ReportCNN(n_features)
@@ -233,7 +239,7 @@ def _build(config: dict, input_shape: tuple[int, ...], mean, std) -> nn.Module:
     elif name == "linear":
         model = Linear(n_features, dropout)
     else:
-        raise ValueError(f"model.name: unknown model {name!r}")
+        raise ValueError(f"model.name: unknown model {name!r} (known: {', '.join(MODELS)})")
     if mean is not None:
         model = Standardized(model, torch.as_tensor(mean), torch.as_tensor(std))
     return model
@@ -265,7 +271,7 @@ def load_trained(model_dir="models", device: str | torch.device = "cpu") -> tupl
     shape = tuple(card["input_shape"])
     # placeholders of the right shape; the real train statistics come with the state dict
     mean, std = (torch.zeros(shape), torch.ones(shape)) if card.get("standardized") else (None, None)
-    model = build_model(card["model"], shape, mean, std)
+    model = build_model(ModelSettings.model_validate(card["model"]), shape, mean, std)
     model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
     model.to(device).eval()
     return model, card

@@ -1,32 +1,465 @@
-"""Load params.yaml and check every key before any work starts.
+"""The schema of params.yaml: every key once, with its type, bounds, default and a one-line description.
 
-The one place that knows the shape of the parameters: stages call :func:`load_params` and
-get a plain dict back, or a :class:`ParamError` that names each offending key.
+Why pydantic (v2, already installed with Ray and DVC): a key's type, bounds, ``Literal`` choices and
+default are declared once, on one line, and ``extra="forbid"`` turns a misspelt key into an
+error; its validation errors carry the key's path, so "a wrong value fails before any work,
+naming the key" needs no hand-written checker. Strict mode keeps YAML's surprises out: ``"1e-3"``
+(PyYAML reads it as a string) is not silently turned into a number, ``1`` is not ``true``.
+
+Stages call :func:`load_params` and get a :class:`Params` (nested settings per section:
+``params.data.seed``, ``params.features.kind`` ...), or a :class:`ParamError` with one line per
+bad key, e.g. ``batch_size: must be `tuned` or a positive integer, got 0``. Library functions
+take these settings objects (or plain arguments); no module keeps a default or a list of
+choices of its own. A model card (models/model.json) stores settings as ``model_dump(mode="json")``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from voicegender.errors import UserError
 
-CORPORA = ("synthetic", "libritts", "folder")
-MODELS = ("linear", "report_cnn", "cnn1d", "cnn2d", "mlp")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
-BASELINE_MODELS = ("logistic", "mlp", "random_forest", "hist_gradient_boosting")  # voicegender.baselines.BASELINES
+CorpusName = Literal["synthetic", "libritts", "folder"]
+#: the networks of voicegender.models (build_model dispatches on these names)
+ModelName = Literal["linear", "report_cnn", "cnn1d", "cnn2d", "mlp"]
+#: the scikit-learn baselines of voicegender.baselines (make_baseline dispatches on these names)
+BaselineName = Literal["logistic", "mlp", "random_forest", "hist_gradient_boosting"]
+#: the feature kinds of voicegender.features
+FeatureKind = Literal["ge2e", "mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"]
+Ge2ePrecision = Literal["bfloat16", "mixed", "float32"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Distribution = Literal["loguniform", "uniform", "choice", "randint"]
+DEVICE_PATTERN = r"^(auto|cpu|cuda|mps|cuda:\d+)$"
+ENCODER_DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+)$"
 
 
 class ParamError(UserError, ValueError):
     """One or more parameters are missing or invalid; the message names each key."""
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
-    """Read ``path`` and return its validated parameters."""
+# -- how a bad value is described: one rule per key, in the words of the error message -----------
+
+def key(default: Any, description: str, rule: str, **constraints) -> Any:
+    """A field: its default, one-line description, and ``rule`` (what a wrong value is told,
+    e.g. "must be a positive integer"); ``constraints`` are pydantic's (gt, ge, lt, pattern ...)."""
+    return Field(default, description=description, json_schema_extra={"rule": rule}, **constraints)
+
+
+FLOAT_HINT = " (write floats like 1.0e-3: YAML reads 1e-3 as a string)"
+PositiveInt = Annotated[int, Field(gt=0)]
+Range = list[float]  # [low, high]: checked by _check_range (length 2, low <= high)
+IntRange = list[int]
+
+
+class Section(BaseModel):
+    """Every section: strict types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
+
+
+def _check_range(name: str, v: list, *, positive: bool = False, inside: tuple[float, float] | None = None) -> str | None:
+    if len(v) != 2 or v[0] > v[1]:
+        return f"{name}: must be [low, high] numbers with low <= high, got {v!r}"
+    if positive and v[0] <= 0:
+        return f"{name}: must be [low, high] numbers with low <= high and low > 0, got {v!r}"
+    if inside and not (inside[0] < v[0] and v[1] < inside[1]):
+        return f"{name}: must lie in ({inside[0]:g}, {inside[1]:g}), got {v!r}"
+    return None
+
+
+def _raise(errors: list[str | None]) -> None:
+    errors = [e for e in errors if e]
+    if errors:
+        raise ValueError("\n".join(errors))
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+class SyntheticSettings(Section):
+    """data.synthetic: the generated eSpeak NG corpus (voicegender.synth)."""
+
+    train_speakers: int = key(48, "training speakers (half female)", "must be an integer >= 4", ge=4)
+    test_speakers: int = key(16, "test speakers", "must be an integer >= 2", ge=2)
+    utterances_per_speaker: int = key(12, "utterances per speaker", "must be a positive integer", gt=0)
+    female_f0_hz: Range = key([150.0, 260.0], "median F0 per female speaker, drawn uniformly (Hz)", "must be [low, high] numbers")
+    male_f0_hz: Range = key([85.0, 170.0], "median F0 per male speaker (Hz); overlaps the female range", "must be [low, high] numbers")
+    pitch_range: IntRange = key([20, 80], "eSpeak intonation range, 0 (monotone) - 99", "must be [low, high] integers")
+    rate_wpm: IntRange = key([140, 200], "speaking rate, words per minute", "must be [low, high] integers")
+    snr_db: Range = key([15.0, 35.0], "white-noise signal-to-noise ratio, dB", "must be [low, high] numbers")
+    level_dbfs: Range = key([-30.0, -18.0], "speech RMS level, dBFS", "must be [low, high] numbers")
+    tilt: Range = key([-0.5, 0.5], "pre-emphasis a of y[n] = x[n] - a x[n-1] (spectral tilt)", "must be [low, high] numbers")
+    sentence_words: IntRange = key([5, 15], "words per sentence", "must be [low, high] integers")
+    accents: list[str] = key(["en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029"],
+                             "eSpeak English base voices", "must be a non-empty list of voice names", min_length=1)
+    female_variants: list[str] = key(
+        ["f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "linda", "steph",
+         "steph2", "steph3", "grandma"], "eSpeak `!v` variants of female speakers", "must be a non-empty list of variant names",
+        min_length=1)
+    male_variants: list[str] = key(
+        ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Storm",
+         "antonio", "michel", "miguel", "sandro", "travis", "victor"], "eSpeak `!v` variants of male speakers",
+        "must be a non-empty list of variant names", min_length=1)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _raise([_check_range(k, getattr(self, k)) for k in
+                ("female_f0_hz", "male_f0_hz", "pitch_range", "rate_wpm", "snr_db", "level_dbfs", "tilt",
+                 "sentence_words")])
+        return self
+
+    def voice_knobs(self) -> dict:
+        """The knobs of :func:`voicegender.synth.generate_corpus` (everything but the counts)."""
+        return self.model_dump(exclude={"train_speakers", "test_speakers", "utterances_per_speaker"})
+
+
+class LibriTTSSettings(Section):
+    """data.libritts: where the LibriTTS archives come from (voicegender.download)."""
+
+    base_url: str = key("https://www.openslr.org/resources/60", "a mirror or a local http server",
+                        "must be an http(s):// or file:// URL", pattern=r"^(https?|file)://")
+    train_subset: str = key("train-clean-100", "training subset", "must be a non-empty string", pattern=r"\S")
+    test_subset: str = key("test-clean", "test subset", "must be a non-empty string", pattern=r"\S")
+    checksums: dict[str, Annotated[str, Field(min_length=64, max_length=64)]] = key(
+        {}, "subset -> sha256, for subsets or mirrors without a published one", "must be a mapping subset -> sha256 hex")
+    local_dir: str | None = key(None, "a folder that already holds <subset>.tar.gz or an extracted LibriTTS/",
+                                "must be a non-empty string", pattern=r"\S")
+    cache_dir: str | None = key(None, "where downloads are kept: null = $XDG_CACHE_HOME/voicegender/libritts",
+                                "must be a non-empty string", pattern=r"\S")
+
+
+class FolderSettings(Section):
+    """data.folder: a user's own recordings (voicegender.folder)."""
+
+    manifest: str | None = key(None, "CSV path,speaker,sex[,split] of your own recordings", "must be a non-empty string",
+                               pattern=r"\S")
+    recordings: str = key("examples/recordings", "the folder holding them (and the manifest): DVC watches it",
+                          "must be a non-empty string", pattern=r"\S")
+    test_fraction: float = key(0.2, "share of speakers held out for test when the manifest has no split",
+                               "must be a number strictly between 0 and 1", gt=0, lt=1)
+
+
+class DataSettings(Section):
+    seed: int = key(42, "corpus synthesis and the speaker split", "must be an integer")
+    val_fraction: float = key(0.2, "share of training speakers held out for validation (per sex)",
+                              "must be a number strictly between 0 and 1", gt=0, lt=1)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    libritts: LibriTTSSettings = Field(default_factory=LibriTTSSettings)
+    folder: FolderSettings = Field(default_factory=FolderSettings)
+
+
+# -- features -------------------------------------------------------------------------------------
+
+class AugmentSettings(Section):
+    """features.augment: altered copies of each training recording (voicegender.augment)."""
+
+    copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
+    max_per_speaker: Optional[PositiveInt] = key(
+        None, "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
+        "must be a positive int or null (every recording)")
+    seed: int = key(0, "the draws of every copy (seeded per utterance id)", "must be an int >= 0", ge=0)
+    reverb_probability: float = key(0.5, "share of copies with room reverberation", "must be a probability in [0, 1]",
+                                    ge=0, le=1)
+    rt60_s: Range = key([0.2, 0.8], "room reverberation time, s", "must be [low, high] numbers")
+    tilt: Range = key([-0.9, 0.9], "microphone tilt: a of y[n] = x[n] - a x[n-1]", "must be [low, high] numbers")
+    lowpass_probability: float = key(0.5, "share of copies band-limited", "must be a probability in [0, 1]", ge=0, le=1)
+    lowpass_hz: Range = key([3400.0, 7000.0], "band limit (telephone, codecs), Hz", "must be [low, high] numbers")
+    snr_db: Range = key([5.0, 30.0], "white background noise, signal-to-noise ratio in dB", "must be [low, high] numbers")
+    gain_db: Range = key([-20.0, 6.0], "level change, dB (clipped at full scale)", "must be [low, high] numbers")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _raise([_check_range("rt60_s", self.rt60_s, positive=True),
+                _check_range("lowpass_hz", self.lowpass_hz, positive=True),
+                _check_range("tilt", self.tilt, inside=(-1, 1)),
+                _check_range("snr_db", self.snr_db), _check_range("gain_db", self.gain_db)])
+        return self
+
+
+class FeatureSettings(Section):
+    """features: what one recording becomes (voicegender.features, extraction, speaker_encoder)."""
+
+    kind: FeatureKind = key("ge2e", "the feature kind (see voicegender.features)", "must be one of " + ", ".join(FeatureKind.__args__))
+    sample_rate: Union[Literal["native"], Annotated[int, Field(gt=0)]] = key(
+        16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'")
+    ge2e_rate: float = key(1.3, "ge2e: 1.6 s partial utterances per second of audio",
+                           "must be in [0.625, 50] partials per second", ge=0.625, le=50)
+    ge2e_min_coverage: float = key(0.75, "ge2e: a last, zero-padded partial is kept if at least this share is audio",
+                                   "must be in (0, 1]", gt=0, le=1)
+    target_dbfs: float = key(-30.0, "ge2e: quieter recordings are raised to this RMS level (dBFS)",
+                             "must be a number in (-120, 0) dBFS", gt=-120, lt=0)
+    encoder_device: str = key("auto", "ge2e: where the encoder runs: auto | cpu | cuda | cuda:N",
+                              "must be auto, cpu, cuda or cuda:N", pattern=ENCODER_DEVICE_PATTERN)
+    ge2e_precision: Ge2ePrecision = key(
+        "bfloat16", "ge2e: bfloat16 (the LSTM in bfloat16) | mixed (layers 1-2) | float32 (as trained)",
+        "must be bfloat16, mixed or float32")
+    n_fft: int = key(2048, "STFT window, samples", "must be an integer >= 16", ge=16)
+    hop_length: int = key(512, "STFT hop, samples", "must be a positive int", gt=0)
+    n_mels: int = key(128, "mel bands", "must be a positive int", gt=0)
+    n_mfcc: int = key(20, "mfcc_stats: coefficients", "must be a positive int", gt=0)
+    fmin_f0: float = key(60.0, "pitch: lowest F0 searched, Hz", "must be a positive number", gt=0)
+    fmax_f0: float = key(400.0, "pitch: highest F0 searched, Hz", "must be a positive number", gt=0)
+    yin_threshold: float = key(0.15, "pitch: YIN aperiodicity below which a frame is voiced", "must be in (0, 1)",
+                               gt=0, lt=1)
+    patch_frames: int = key(128, "log_mel_patch: frames per patch", "must be a positive int", gt=0)
+    n_jobs: int = key(-1, "worker processes; -1 = all cores", "must be a non-zero int (-1 = all cores)")
+    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        _raise([
+            self.n_jobs == 0 and f"n_jobs: must be a non-zero int (-1 = all cores), got {self.n_jobs!r}",
+            self.n_mfcc > self.n_mels and f"n_mfcc: must be <= features.n_mels ({self.n_mels}), got {self.n_mfcc}",
+            self.fmin_f0 >= self.fmax_f0 and f"fmax_f0: must exceed features.fmin_f0 ({self.fmin_f0}), got {self.fmax_f0}",
+            self.kind != "ge2e" and self.sample_rate != "native" and self.fmax_f0 >= self.sample_rate / 4
+            and f"fmax_f0: must be below sample_rate / 4, got {self.fmax_f0}",
+        ])
+        return self
+
+
+# -- speech detection, models, training -----------------------------------------------------------
+
+class PredictSettings(Section):
+    """predict: speech detection (silero-vad) for `voicegender predict` and featurize's check."""
+
+    min_speech_s: float = key(0.5, "less speech than this: `no speech` / skipped (0: no check)",
+                              "must be a number >= 0", ge=0)
+    vad_threshold: float = key(0.5, "a 32 ms window with speech probability >= this is speech",
+                               "must be a probability strictly between 0 and 1", gt=0, lt=1)
+    vad_neg_threshold: float = key(0.35, "once in speech, only a window below this is a pause",
+                                   "must be a probability strictly between 0 and 1", gt=0, lt=1)
+    min_segment_s: float = key(0.25, "speech runs shorter than this are dropped", "must be a number >= 0", ge=0)
+    min_silence_s: float = key(0.3, "pauses shorter than this do not end a segment", "must be a number >= 0", ge=0)
+    pad_s: float = key(0.1, "each segment widened by this on both sides", "must be a number >= 0", ge=0)
+    max_whole_s: float = key(120.0, "longer recordings are answered from their segments", "must be a positive number",
+                             gt=0)
+
+    @model_validator(mode="after")
+    def _hysteresis(self):
+        if self.vad_neg_threshold > self.vad_threshold:
+            raise ValueError(f"vad_neg_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
+                             f"got {self.vad_neg_threshold!r}")
+        return self
+
+
+class ModelSettings(Section):
+    """model: the network (voicegender.models.build_model)."""
+
+    name: ModelName = key("linear", "the network", "must be one of " + ", ".join(ModelName.__args__))
+    channels: list[PositiveInt] = key([32, 64, 128], "cnn1d / cnn2d: channels per convolution block",
+                                      "must be a non-empty list of positive integers", min_length=1)
+    hidden: int = key(32, "units of the hidden layer", "must be a positive integer", gt=0)
+    dropout: float = key(0.0, "dropout before the output layer", "must be a number in [0, 1)", ge=0, lt=1)
+
+
+class TrainSettings(Section):
+    seed: int = key(42, "initialisation, shuffling, the search's sampling", "must be an integer")
+    optimizer: Optimizer = key("adam", "adam | adamw | sgd", "must be one of " + ", ".join(Optimizer.__args__))
+    weight_decay: float = key(0.1, "L2 penalty", "must be a number >= 0", ge=0)
+    standardize: bool = key(True, "z-score inputs with train-split statistics", "must be true or false")
+    patience: int | None = key(10, "stop after this many epochs without a lower validation loss (null: never)",
+                               "must be a positive integer", gt=0)
+
+
+class EvaluateSettings(Section):
+    bootstrap: int = key(1000, "speaker-level bootstrap resamples for the 95 % confidence intervals",
+                         "must be a positive integer", gt=0)
+    calibration_bins: int = key(10, "equal-width P(female) bins of the calibration plot", "must be an integer >= 2",
+                                ge=2)
+
+
+# -- the search -----------------------------------------------------------------------------------
+
+class SpaceEntry(Section):
+    """One hyperparameter's distribution in tune.space."""
+
+    type: Distribution = key(..., "how values are drawn", "must be one of " + ", ".join(Distribution.__args__))
+    low: float | None = key(None, "uniform / loguniform / randint: the lowest value", "must be a number")
+    high: float | None = key(None, "uniform / loguniform / randint: the highest value (inclusive)", "must be a number")
+    values: list[Any] | None = key(None, "choice: the values", "must be a non-empty list")
+
+
+#: what tune.space may search: the top-level training keys and any key of `model`
+TRAIN_KEYS = ("lr", "batch_size", "epochs")
+SEARCHABLE = TRAIN_KEYS + tuple(ModelSettings.model_fields)
+
+
+class AshaSettings(Section):
+    grace_period: int = key(1, "epochs before a trial can be stopped", "must be a positive integer", gt=0)
+    reduction_factor: float = key(2.0, "keep the best 1/this at each milestone", "must be a number > 1.0", gt=1)
+
+
+class TuneSettings(Section):
+    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
+    search: Literal["random", "tpe"] = key("random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe")
+    address: str | None = key(None, "null = local Ray (or $RAY_ADDRESS); else an existing cluster",
+                              "must be a non-empty string", pattern=r"\S")
+    storage: str | None = key(None, "trial results: null = data/ray under the repository; on a cluster, shared storage",
+                              "must be a non-empty string", pattern=r"\S")
+    connect_timeout_s: float = key(10.0, "give up on an unreachable tune.address after this long",
+                                   "must be a positive number", gt=0)
+    cpus_per_trial: float = key(1.0, "CPUs per trial; torch threads per trial = max(1, int(this))",
+                                "must be a positive number", gt=0)
+    gpus_per_trial: Union[Literal["auto"], Annotated[float, Field(ge=0)]] = key(
+        "auto", "auto = the GPUs shared evenly among concurrent trials | a number", "must be `auto` or a number >= 0")
+    metric: Literal["val_loss", "val_accuracy"] = key("val_loss", "what ASHA and the best-trial pick optimise",
+                                                      "must be one of val_loss, val_accuracy")
+    mode: Literal["min", "max"] = key("min", "min for val_loss, max for val_accuracy", "must be one of min, max")
+    space: dict[str, SpaceEntry] = key(
+        {"lr": SpaceEntry(type="loguniform", low=1.0e-5, high=1.0e-2),
+         "batch_size": SpaceEntry(type="choice", values=[4, 8, 12, 16]),
+         "epochs": SpaceEntry(type="choice", values=[10, 20])},
+        "hyperparameter -> distribution", "must be a non-empty mapping of hyperparameter -> distribution", min_length=1)
+    asha: AshaSettings = Field(default_factory=AshaSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        errors = []
+        if (self.metric, self.mode) in (("val_loss", "max"), ("val_accuracy", "min")):
+            errors.append("mode: val_loss is minimised (min) and val_accuracy maximised (max)")
+        for name, dist in self.space.items():
+            msg = _distribution(dist) or _searchable(name, dist)
+            if msg:
+                errors.append(f"space.{name}: {msg}")
+        for name in ("lr", "batch_size"):
+            if name not in self.space:
+                errors.append(f"space.{name}: missing: every trial needs one; to fix it, give a single value, e.g. "
+                              f"{name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}")
+        _raise(errors)
+        return self
+
+
+def _distribution(d: SpaceEntry) -> str | None:
+    if d.type == "choice":
+        return None if d.values else "choice needs a non-empty `values` list"
+    low, high = d.low, d.high
+    if not (low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and low < high):
+        return f"{d.type} needs numbers low < high (write floats like 1.0e-5), got low={low!r} high={high!r}"
+    if d.type == "loguniform" and low <= 0:
+        return "loguniform needs low > 0"
+    return None
+
+
+def _searchable(name: str, d: SpaceEntry) -> str | None:
+    """What is wrong with searching ``name`` over ``d`` (its distribution is already valid): each
+    value must be valid for the key it sets, checked by the key's own schema."""
+    key_name = name.removeprefix("model.")
+    if key_name not in SEARCHABLE:
+        return "unknown hyperparameter: searchable are " + ", ".join(SEARCHABLE)
+    if key_name in ("batch_size", "epochs", "hidden", "name", "channels") and d.type in ("uniform", "loguniform"):
+        return f"{key_name} takes whole values: use choice or randint"
+    values = d.values if d.type == "choice" else [d.low, d.high]
+    section = TopLevel if key_name in TRAIN_KEYS else ModelSettings
+    rule = section.model_fields[key_name].json_schema_extra["rule"]
+    bad = [v for v in values if v == "tuned" or not _valid_as(section, key_name, v)]
+    return f"invalid value(s) {bad}: {rule}" if bad else None
+
+
+def _valid_as(section: type[BaseModel], name: str, value: Any) -> bool:
+    """Whether ``value`` is valid for ``section``'s key ``name`` (checked by the schema itself)."""
+    try:
+        section.model_validate({name: value})
+    except ValidationError as e:
+        return not any(err["loc"][:1] == (name,) for err in e.errors())
+    return True
+
+
+# -- baselines ------------------------------------------------------------------------------------
+
+class LogisticSettings(Section):
+    C: float = key(1.0, "inverse L2 strength", "must be a positive number", gt=0)
+    max_iter: int = key(2000, "solver iterations", "must be a positive integer", gt=0)
+
+
+class MLPBaselineSettings(Section):
+    hidden: list[PositiveInt] = key([64], "units per hidden layer", "must be a non-empty list of positive integers",
+                                    min_length=1)
+    alpha: float = key(1.0e-3, "L2 penalty", "must be a number >= 0", ge=0)
+    max_iter: int = key(300, "epochs (adam)", "must be a positive integer", gt=0)
+    early_stopping: bool = key(False, "true holds out 10 % of train", "must be true or false")
+
+
+class RandomForestSettings(Section):
+    n_estimators: int = key(300, "trees", "must be a positive integer", gt=0)
+    max_depth: int | None = key(None, "null = grown until pure", "must be a positive integer", gt=0)
+    min_samples_leaf: int = key(1, "smallest leaf", "must be a positive integer", gt=0)
+
+
+class HistGradientBoostingSettings(Section):
+    max_iter: int = key(200, "boosting iterations", "must be a positive integer", gt=0)
+    learning_rate: float = key(0.1, "shrinkage", "must be a positive number", gt=0)
+    max_leaf_nodes: int = key(31, "leaves per tree", "must be an integer >= 2", ge=2)
+    l2_regularization: float = key(0.0, "L2 penalty", "must be a number >= 0", ge=0)
+
+
+class BaselineSettings(Section):
+    """baselines: scikit-learn classifiers on the same features and splits (voicegender.baselines)."""
+
+    models: list[BaselineName] = key(["logistic", "mlp", "random_forest", "hist_gradient_boosting"], "which to fit",
+                                     "must be a non-empty list of " + ", ".join(BaselineName.__args__), min_length=1)
+    n_jobs: int = key(-1, "cores for the random forest", "must be a non-zero integer (-1 = all cores)")
+    logistic: LogisticSettings = Field(default_factory=LogisticSettings)
+    mlp: MLPBaselineSettings = Field(default_factory=MLPBaselineSettings)
+    random_forest: RandomForestSettings = Field(default_factory=RandomForestSettings)
+    hist_gradient_boosting: HistGradientBoostingSettings = Field(default_factory=HistGradientBoostingSettings)
+
+    @model_validator(mode="after")
+    def _nonzero(self):
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs: must be a non-zero integer (-1 = all cores), got 0")
+        return self
+
+
+# -- the whole file -------------------------------------------------------------------------------
+
+class TopLevel(Section):
+    """params.yaml's top-level keys (the training keys tune.space can search among them)."""
+
+    corpus: CorpusName = key("synthetic", "synthetic | libritts | folder", "must be one of " + ", ".join(CorpusName.__args__))
+    lr: Union[Literal["tuned"], Annotated[float, Field(gt=0)]] = key(
+        "tuned", "a float, or `tuned` = the tune stage's best", "must be `tuned` or a positive number")
+    batch_size: Union[Literal["tuned"], Annotated[int, Field(gt=0)]] = key(
+        "tuned", "an int, or `tuned`", "must be `tuned` or a positive integer")
+    epochs: int = key(40, "upper bound for the final training", "must be a positive integer", gt=0)
+    device: str = key("auto", "auto (CUDA when present) | cpu | cuda | cuda:N | mps", "must be auto, cpu, cuda, cuda:N or mps",
+                      pattern=DEVICE_PATTERN)
+
+
+class Params(TopLevel):
+    """params.yaml."""
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    predict: PredictSettings = Field(default_factory=PredictSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    tune: TuneSettings = Field(default_factory=TuneSettings)
+    baselines: BaselineSettings = Field(default_factory=BaselineSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
+                             "(initialisation, shuffling, the search's sampling)")
+        return data
+
+    @model_validator(mode="after")
+    def _folder_manifest(self):
+        if self.corpus == "folder" and self.data.folder.manifest is None:
+            raise ValueError("data.folder.manifest: corpus is `folder`, so a manifest CSV is required")
+        return self
+
+
+# -- loading, and errors in the words of params.yaml ----------------------------------------------
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``path`` and return its validated settings."""
     try:
         with open(path, encoding="utf-8") as f:
             params = yaml.safe_load(f) or {}
@@ -34,305 +467,81 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise ParamError(f"cannot read {path}: {e}") from None
     if not isinstance(params, dict):
         raise ParamError(f"{path}: expected a mapping of keys to values")
-    validate_params(params)
-    return params
+    return validate_params(params)
 
 
-def validate_params(params: dict) -> None:
-    """Raise :class:`ParamError` listing every invalid key of ``params``."""
-    errors: list[str] = []
-    check = _Checker(params, errors)
+def validate_params(params: dict) -> Params:
+    """``params`` (params.yaml's mapping) as :class:`Params`; :class:`ParamError` listing every invalid key."""
+    return validate(Params, params, "invalid params")
 
-    check("corpus", _one_of(CORPORA))
-    check("lr", _tuned_or(_positive_float))
-    check("batch_size", _tuned_or(_positive_int))
-    check("epochs", _positive_int)
-    check("data.seed", _int)
-    check("train.seed", _int)
-    if "seed" in params:
-        errors.append("seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
-                      "(initialisation, shuffling, the search's sampling)")
-    check("device", _device)
 
-    check("data.val_fraction", _fraction)
-    check("data.synthetic.train_speakers", _int_at_least(4))
-    check("data.synthetic.test_speakers", _int_at_least(2))
-    check("data.synthetic.utterances_per_speaker", _positive_int)
-    knobs = {k: v for k, v in (_get(params, "data.synthetic", {}) or {}).items()
-             if k not in ("train_speakers", "test_speakers", "utterances_per_speaker")}
+def validate_predict(settings: dict) -> PredictSettings:
+    """A ``predict:`` section (as kept in a model card, or with command-line overrides applied)."""
+    return validate(PredictSettings, settings, "invalid predict settings", prefix="predict.")
+
+
+def validate(model: type[BaseModel], data: Any, what: str, prefix: str = "") -> Any:
+    """``model.model_validate(data)``, its errors rewritten one line per key: ``key: rule, got value``."""
     try:
-        from voicegender.synth import check_knobs
-
-        check_knobs(knobs)
-    except (TypeError, ValueError) as e:
-        errors.append(f"data.synthetic: {e}")
-    check("data.libritts.base_url", _url)
-    check("data.libritts.train_subset", _nonempty_str)
-    check("data.libritts.test_subset", _nonempty_str)
-    check("data.libritts.checksums", _checksums)
-    check("data.libritts.local_dir", _optional(_nonempty_str))
-    check("data.libritts.cache_dir", _optional(_nonempty_str))
-    check("data.folder.manifest", _optional(_nonempty_str))
-    check("data.folder.recordings", _nonempty_str)
-    check("data.folder.test_fraction", _fraction)
-    if params.get("corpus") == "folder" and _get(params, "data.folder.manifest") is None:
-        errors.append("data.folder.manifest: corpus is `folder`, so a manifest CSV is required")
-
-    features = _get(params, "features")
-    if not isinstance(features, dict):
-        errors.append("features: must be a mapping")
-    else:
-        from voicegender.features import validate_feature_config
-
-        try:
-            validate_feature_config(features)
-        except ValueError as e:
-            errors.append(str(e))
-
-    errors.extend(_predict_errors(params))
-
-    check("model.name", _one_of(MODELS))
-    check("model.channels", _list_of_positive_ints)
-    check("model.hidden", _positive_int)
-    check("model.dropout", _fraction_below_one)
-
-    check("train.optimizer", _one_of(OPTIMIZERS))
-    check("train.weight_decay", _nonnegative_float)
-    check("train.standardize", _bool)
-    check("train.patience", _optional(_positive_int))
-    check("evaluate.bootstrap", _positive_int)
-    check("evaluate.calibration_bins", _int_at_least(2))
-
-    check("baselines.models", _list_of(BASELINE_MODELS))
-    check("baselines.n_jobs", _nonzero_int)
-    check("baselines.logistic.C", _positive_float)
-    check("baselines.logistic.max_iter", _positive_int)
-    check("baselines.mlp.hidden", _list_of_positive_ints)
-    check("baselines.mlp.alpha", _nonnegative_float)
-    check("baselines.mlp.max_iter", _positive_int)
-    check("baselines.mlp.early_stopping", _bool)
-    check("baselines.random_forest.n_estimators", _positive_int)
-    check("baselines.random_forest.max_depth", _optional(_positive_int))
-    check("baselines.random_forest.min_samples_leaf", _positive_int)
-    check("baselines.hist_gradient_boosting.max_iter", _positive_int)
-    check("baselines.hist_gradient_boosting.learning_rate", _positive_float)
-    check("baselines.hist_gradient_boosting.max_leaf_nodes", _int_at_least(2))
-    check("baselines.hist_gradient_boosting.l2_regularization", _nonnegative_float)
-
-    check("tune.num_samples", _positive_int)
-    check("tune.search", _one_of(("random", "tpe")))
-    check("tune.connect_timeout_s", _positive_float)
-    check("tune.address", _optional(_nonempty_str))
-    check("tune.storage", _optional(_nonempty_str))
-    check("tune.cpus_per_trial", _positive_float)
-    check("tune.gpus_per_trial", _auto_or_nonnegative)
-    check("tune.metric", _one_of(("val_loss", "val_accuracy")))
-    check("tune.mode", _one_of(("min", "max")))
-    if (_get(params, "tune.metric"), _get(params, "tune.mode")) in (("val_loss", "max"), ("val_accuracy", "min")):
-        errors.append("tune.mode: val_loss is minimised (min) and val_accuracy maximised (max)")
-    check("tune.asha.grace_period", _positive_int)
-    check("tune.asha.reduction_factor", _float_above(1.0))
-    space = _get(params, "tune.space")
-    if not isinstance(space, dict) or not space:
-        errors.append("tune.space: must be a non-empty mapping of hyperparameter -> distribution")
-    else:
-        for name, dist in space.items():
-            msg = _distribution(dist) or _searchable(name, dist)
-            if msg:
-                errors.append(f"tune.space.{name}: {msg}")
-        for name in ("lr", "batch_size"):
-            if name not in space:
-                errors.append(f"tune.space.{name}: missing: every trial needs one; to fix it, give a "
-                              f"single value, e.g. {name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}")
-
-    if errors:
-        raise ParamError("invalid params:\n  " + "\n  ".join(errors))
-
-
-def validate_predict(settings: dict) -> None:
-    """Raise :class:`ParamError` unless ``settings`` is a valid ``predict:`` section (as kept in a
-    model card, or with command-line overrides applied)."""
-    errors = _predict_errors({"predict": settings})
-    if errors:
-        raise ParamError("invalid predict settings:\n  " + "\n  ".join(errors))
-
-
-def _predict_errors(params: dict) -> list[str]:
-    errors: list[str] = []
-    check = _Checker(params, errors)
-    check("predict.min_speech_s", _nonnegative_float)  # 0: no speech check
-    check("predict.vad_threshold", _open_unit)
-    check("predict.vad_neg_threshold", _open_unit)
-    check("predict.min_segment_s", _nonnegative_float)
-    check("predict.min_silence_s", _nonnegative_float)
-    check("predict.pad_s", _nonnegative_float)
-    check("predict.max_whole_s", _positive_float)
-    high, low = _get(params, "predict.vad_threshold", None), _get(params, "predict.vad_neg_threshold", None)
-    if _is_number(high) and _is_number(low) and low > high:
-        errors.append(f"predict.vad_neg_threshold: must not exceed predict.vad_threshold ({high}), got {low!r}")
-    return errors
-
-
-# -- checks: each returns None when the value is fine, else what is wrong with it ------------
-
-_MISSING = object()
-
-
-def _get(params: dict, dotted: str, default: Any = _MISSING) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-class _Checker:
-    def __init__(self, params: dict, errors: list[str]):
-        self.params, self.errors = params, errors
-
-    def __call__(self, key: str, rule: Callable[[Any], str | None]) -> None:
-        value = _get(self.params, key)
-        if value is _MISSING:
-            self.errors.append(f"{key}: missing")
-            return
-        msg = rule(value)
-        if msg:
-            self.errors.append(f"{key}: {msg}, got {value!r}")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int(v):
-    return None if isinstance(v, int) and not isinstance(v, bool) else "must be an integer"
-
-
-def _positive_int(v):
-    return None if _int(v) is None and v > 0 else "must be a positive integer"
-
-
-def _int_at_least(low: int):
-    return lambda v: None if _int(v) is None and v >= low else f"must be an integer >= {low}"
-
-
-def _positive_float(v):
-    if isinstance(v, str):
-        return "must be a number (write floats like 1.0e-3: YAML reads 1e-3 as a string)"
-    return None if _is_number(v) and v > 0 else "must be a positive number"
-
-
-def _nonnegative_float(v):
-    return None if _is_number(v) and v >= 0 else "must be a number >= 0"
-
-
-def _float_above(low: float):
-    return lambda v: None if _is_number(v) and v > low else f"must be a number > {low}"
-
-
-def _fraction(v):
-    return None if _is_number(v) and 0 < v < 1 else "must be a number strictly between 0 and 1"
-
-
-def _open_unit(v):
-    return None if _is_number(v) and 0 < v < 1 else "must be a probability strictly between 0 and 1"
-
-
-def _fraction_below_one(v):
-    return None if _is_number(v) and 0 <= v < 1 else "must be a number in [0, 1)"
-
-
-def _bool(v):
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _nonempty_str(v):
-    return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
-
-
-def _url(v):
-    ok = isinstance(v, str) and v.startswith(("http://", "https://", "file://"))
-    return None if ok else "must be an http(s):// or file:// URL"
-
-
-def _one_of(choices):
-    return lambda v: None if v in choices else "must be one of " + ", ".join(choices)
-
-
-def _optional(rule):
-    return lambda v: None if v is None else rule(v)
-
-
-def _tuned_or(rule):
-    def check(v):
-        msg = None if v == "tuned" else rule(v)
-        return msg and "must be `tuned` or " + msg.removeprefix("must be ")
-
-    return check
-
-
-def _auto_or_nonnegative(v):
-    return None if v == "auto" or _nonnegative_float(v) is None else "must be `auto` or a number >= 0"
-
-
-def _device(v):
-    ok = isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"))
-    return None if ok else "must be auto, cpu, cuda, cuda:N or mps"
-
-
-def _list_of_positive_ints(v):
-    ok = isinstance(v, list) and v and all(_positive_int(c) is None for c in v)
-    return None if ok else "must be a non-empty list of positive integers"
-
-
-def _list_of(choices):
-    def check(v):
-        ok = isinstance(v, list) and v and all(c in choices for c in v)
-        return None if ok else "must be a non-empty list of " + ", ".join(choices)
-
-    return check
-
-
-def _nonzero_int(v):
-    return None if _int(v) is None and v != 0 else "must be a non-zero integer (-1 = all cores)"
-
-
-def _checksums(v):
-    if not isinstance(v, dict):
-        return "must be a mapping subset -> sha256 hex"
-    bad = [k for k, h in v.items() if not (isinstance(h, str) and len(h) == 64)]
-    return f"entries {bad} are not 64-hex-digit sha256 values" if bad else None
-
-
-SEARCHABLE = ("lr", "batch_size", "epochs", "name", "channels", "hidden", "dropout")
-
-
-def _searchable(name: str, d: dict) -> str | None:
-    """What is wrong with searching ``name`` over ``d`` (its distribution is already valid)."""
-    key = name.removeprefix("model.")
-    if key not in SEARCHABLE:
-        return "unknown hyperparameter: searchable are " + ", ".join(SEARCHABLE)
-    values = d["values"] if d["type"] == "choice" else [d["low"], d["high"]]
-    rules = {"lr": _positive_float, "batch_size": _positive_int, "epochs": _positive_int,
-             "name": _one_of(MODELS), "channels": _list_of_positive_ints, "hidden": _positive_int,
-             "dropout": _fraction_below_one}
-    if key in ("batch_size", "epochs", "hidden", "name", "channels") and d["type"] in ("uniform", "loguniform"):
-        return f"{key} takes whole values: use choice or randint"
-    bad = [v for v in values if rules[key](v)]
-    return f"invalid value(s) {bad}: {rules[key](bad[0])}" if bad else None
-
-
-def _distribution(d: Any) -> str | None:
-    if not isinstance(d, dict) or d.get("type") not in DISTRIBUTIONS:
-        return "must be a mapping with type one of " + ", ".join(DISTRIBUTIONS)
-    kind = d["type"]
-    if kind == "choice":
-        values = d.get("values")
-        return None if isinstance(values, list) and values else "choice needs a non-empty `values` list"
-    low, high = d.get("low"), d.get("high")
-    if not (_is_number(low) and _is_number(high) and low < high):
-        return f"{kind} needs numbers low < high (write floats like 1.0e-5), got low={low!r} high={high!r}"
-    if kind == "loguniform" and low <= 0:
-        return "loguniform needs low > 0"
-    return None
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ParamError(f"{what}:\n  " + "\n  ".join(error_lines(model, e, data, prefix))) from None
+
+
+def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefix: str = "") -> list[str]:
+    lines: list[str] = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"]]
+        section, path, field = model, [], None
+        for part in loc:  # walk the schema along the error's location, as far as it names fields
+            fields = section.model_fields if isinstance(section, type) and issubclass(section, BaseModel) else {}
+            if part not in fields:
+                if field is not None and _is_mapping(field) and not path[-1:] == [part]:
+                    path.append(part)  # a key of a mapping (e.g. checksums.<subset>, space.<name>)
+                    section = get_args(field.annotation)[1]
+                    continue
+                break
+            path.append(part)
+            field = fields[part]
+            section = field.annotation
+        name = prefix + ".".join(path)
+        if err["type"] == "value_error":
+            for line in str(err["ctx"]["error"]).splitlines():
+                lines.append(f"{prefix}{'.'.join(path)}{'.' if path else ''}{line}")
+            continue
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(section.model_fields) if isinstance(section, type) else ""
+            lines.append(f"{prefix}{'.'.join(loc)}: not a known key" + (f" (known: {known})" if known else ""))
+            continue
+        value = _lookup(data, path)
+        if err["type"] == "missing":
+            lines.append(f"{name}: missing")
+            continue
+        rule = (field.json_schema_extra or {}).get("rule") if field is not None else None
+        rule = rule or "must be " + err["msg"][0].lower() + err["msg"][1:]
+        if isinstance(value, str) and "number" in rule and _looks_like_number(value):
+            rule += FLOAT_HINT
+        line = f"{name}: {rule}, got {value!r}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _looks_like_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_mapping(field) -> bool:
+    return getattr(field.annotation, "__origin__", None) is dict
+
+
+def _lookup(data: Any, path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data

@@ -22,11 +22,14 @@ import copy
 import functools
 import importlib.util
 import math
+import typing
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from voicegender.params import Ge2ePrecision
 
 #: The pretrained network's fixed front end: changing any of these breaks the weights.
 SAMPLE_RATE = 16000  # Hz
@@ -116,7 +119,7 @@ def partial_mels(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float 
 
     Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
     utterances (``rate`` per second, see ``partial_starts``; the last one zero-padded)."""
-    from voicegender.features import mel_spectrogram, resample  # the project's librosa-equal DSP
+    from voicegender.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
 
     w = normalize_level(resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE), target_dbfs)
     starts = partial_starts(len(w), rate, min_coverage)
@@ -127,7 +130,8 @@ def partial_mels(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float 
     return np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
 
 
-PRECISIONS = ("bfloat16", "mixed", "float32")
+#: features.ge2e_precision's choices (the schema's: voicegender.params.Ge2ePrecision)
+PRECISIONS = typing.get_args(Ge2ePrecision)
 
 
 def embed_partials(mels: np.ndarray, device: str | torch.device = "cpu", precision: str = "float32") -> np.ndarray:

@@ -31,6 +31,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from voicegender.params import PredictSettings
+
 VAD_RATE = 16000  # Hz: the rate silero-vad's 16 kHz model scores
 WINDOW = 512  # samples per scored window at VAD_RATE (silero's fixed size: 32 ms)
 WINDOW_S = WINDOW / VAD_RATE
@@ -209,11 +211,11 @@ def require_speech(y: np.ndarray, sr: int, *, min_speech_s: float, **settings) -
 VAD_KEYS = ("threshold", "neg_threshold", "min_segment_s", "min_silence_s", "pad_s")
 
 
-def vad_settings(predict: dict) -> dict:
-    """The keyword arguments of :func:`segments_from_probabilities` from a ``predict:`` section."""
-    return {"threshold": predict["vad_threshold"], "neg_threshold": predict["vad_neg_threshold"],
-            "min_segment_s": predict["min_segment_s"], "min_silence_s": predict["min_silence_s"],
-            "pad_s": predict["pad_s"]}
+def vad_settings(predict: PredictSettings) -> dict:
+    """The keyword arguments of :func:`segments_from_probabilities` from the ``predict:`` settings."""
+    return {"threshold": predict.vad_threshold, "neg_threshold": predict.vad_neg_threshold,
+            "min_segment_s": predict.min_segment_s, "min_silence_s": predict.min_silence_s,
+            "pad_s": predict.pad_s}
 
 
 def speech_seconds_many(signals: Sequence[np.ndarray], *, enough_s: float, check_every: int = 32,

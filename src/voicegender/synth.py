@@ -56,6 +56,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from voicegender.params import SyntheticSettings
+
 log = logging.getLogger(__name__)
 
 ESPEAK_RATE_HZ = 22050
@@ -64,14 +66,7 @@ TEST_ID_START = 50000
 UTTERANCES_PER_CHAPTER = 20
 TAR_MTIME = 1262304000  # 2010-01-01, fixed so that archives do not depend on the clock
 
-# Voice variants (espeak-ng-data/voices/!v) with a gender line that sound like plain speech:
-# whisper / whisperf (unvoiced), croak (mostly unvoiced), robots and heavy echo are left out.
-FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika",
-                   "aunty", "belinda", "linda", "steph", "steph2", "steph3", "grandma")
-MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo",
-                 "Henrique", "Hugo", "Lee", "Storm", "antonio", "michel", "miguel", "sandro",
-                 "travis", "victor")
-ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029")
+# The voice variants, accents and ranges drawn from: data.synthetic (voicegender.params.SyntheticSettings).
 
 # eSpeak's default pitch line ("pitch 82 118") for variants without one (e.g. m5).
 _DEFAULT_PITCH_LINE_HZ = (82.0, 118.0)
@@ -242,12 +237,12 @@ class Speaker:
     snr_db: float            # mean SNR of this speaker's recordings
 
 
-def _draw_speaker(speaker_id: int, subset: str, sex: str, seed: int, knobs: dict,
+def _draw_speaker(speaker_id: int, subset: str, sex: str, seed: int, knobs: SyntheticSettings,
                   data_path: str) -> Speaker:
     rng = np.random.default_rng([seed, speaker_id, 0])
-    f0_hz = float(rng.uniform(*knobs[f"{'female' if sex == 'F' else 'male'}_f0_hz"]))
-    variants = knobs["female_variants" if sex == "F" else "male_variants"]
-    accent = str(rng.choice(knobs["accents"]))
+    f0_hz = float(rng.uniform(*(knobs.female_f0_hz if sex == "F" else knobs.male_f0_hz)))
+    variants = knobs.female_variants if sex == "F" else knobs.male_variants
+    accent = str(rng.choice(knobs.accents))
     # Prefer variants that reach the target inside eSpeak's 0-99 pitch scale; otherwise the
     # pitch parameter would clip and the F0 miss its target.
     pitches = {v: espeak_pitch_for_f0(f0_hz, variant_reference_f0_hz(v, data_path)) for v in variants}
@@ -256,11 +251,11 @@ def _draw_speaker(speaker_id: int, subset: str, sex: str, seed: int, knobs: dict
     return Speaker(
         speaker_id=speaker_id, subset=subset, sex=sex, voice=f"{accent}+{variant}",
         f0_hz=round(f0_hz, 2), espeak_pitch=int(np.clip(round(pitches[variant]), 0, 99)),
-        pitch_range=int(rng.integers(knobs["pitch_range"][0], knobs["pitch_range"][1] + 1)),
-        rate_wpm=int(rng.integers(knobs["rate_wpm"][0], knobs["rate_wpm"][1] + 1)),
-        level_dbfs=float(rng.uniform(*knobs["level_dbfs"])),
-        tilt=float(rng.uniform(*knobs["tilt"])),
-        snr_db=float(rng.uniform(*knobs["snr_db"])),
+        pitch_range=int(rng.integers(knobs.pitch_range[0], knobs.pitch_range[1] + 1)),
+        rate_wpm=int(rng.integers(knobs.rate_wpm[0], knobs.rate_wpm[1] + 1)),
+        level_dbfs=float(rng.uniform(*knobs.level_dbfs)),
+        tilt=float(rng.uniform(*knobs.tilt)),
+        snr_db=float(rng.uniform(*knobs.snr_db)),
     )
 
 
@@ -283,11 +278,11 @@ def utterance_id(speaker_id: int, index: int) -> tuple[int, str]:
 
 # ----------------------------------------------------------------------------- audio
 
-def _render_utterance(speaker: Speaker, index: int, seed: int, knobs: dict,
+def _render_utterance(speaker: Speaker, index: int, seed: int, knobs: SyntheticSettings,
                       sample_rate: int) -> tuple[str, np.ndarray]:
     """(text, int16 samples at `sample_rate`) of one utterance; depends on (seed, speaker, index)."""
     rng = np.random.default_rng([seed, speaker.speaker_id, 1, index])
-    text = random_sentence(rng, knobs["sentence_words"])
+    text = random_sentence(rng, knobs.sentence_words)
     # Small per-utterance jitter: nobody says two sentences at exactly the same pitch and pace.
     pitch = int(np.clip(speaker.espeak_pitch + rng.integers(-3, 4), 0, 99))
     rate = int(round(speaker.rate_wpm * rng.uniform(0.95, 1.05)))
@@ -348,9 +343,9 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 
 
 def render_utterance(speaker: Speaker, index: int, *, seed: int, sample_rate: int = 24000,
-                     **voice_knobs) -> tuple[str, np.ndarray]:
+                     knobs: SyntheticSettings = SyntheticSettings()) -> tuple[str, np.ndarray]:
     """(text, int16 samples) of utterance `index` of `speaker`, as in the corpus; no files."""
-    return _render_utterance(speaker, index, seed, check_knobs(voice_knobs), sample_rate)
+    return _render_utterance(speaker, index, seed, knobs, sample_rate)
 
 
 def _speaker_task(args: tuple) -> tuple[int, int, float]:
@@ -430,53 +425,14 @@ def pack_subset(stage_dir: pathlib.Path, subset: str, speakers_text: str,
 
 # ----------------------------------------------------------------------------- public API
 
-DEFAULT_KNOBS = dict(
-    female_f0_hz=[150.0, 260.0],      # target median F0 of a female speaker, Hz (uniform)
-    male_f0_hz=[85.0, 170.0],         # ... of a male speaker, Hz; overlaps female on 150-170
-    pitch_range=[20, 80],             # eSpeak intonation range, 0 (monotone) - 99; default 50
-    rate_wpm=[140, 200],              # speaking rate, words per minute
-    snr_db=[15.0, 35.0],              # speaker's mean SNR against white noise, dB (+-2 per utt)
-    level_dbfs=[-30.0, -18.0],        # speech RMS level, dB re full scale
-    tilt=[-0.5, 0.5],                 # a in y[n] = x[n] - a x[n-1]: > 0 brighter, < 0 duller
-    sentence_words=[5, 15],           # words per sentence, inclusive
-    accents=list(ACCENTS),            # eSpeak English base voices
-    female_variants=list(FEMALE_VARIANTS),
-    male_variants=list(MALE_VARIANTS),
-)
-
-
-def check_knobs(voice_knobs: dict) -> dict:
-    """The knobs with defaults filled in; TypeError / ValueError naming a bad knob."""
-    unknown = set(voice_knobs) - set(DEFAULT_KNOBS)
-    if unknown:
-        raise TypeError(f"unknown voice knobs: {sorted(unknown)}; known: {sorted(DEFAULT_KNOBS)}")
-    knobs = {**DEFAULT_KNOBS, **voice_knobs}
-    for key, value in knobs.items():
-        if key in ("accents", "female_variants", "male_variants"):
-            knobs[key] = [str(v) for v in value]
-            if not knobs[key]:
-                raise ValueError(f"{key} must not be empty")
-            continue
-        if not (isinstance(value, (list, tuple)) and len(value) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            raise ValueError(f"{key} must be a [low, high] pair of numbers, got {value!r}")
-        lo, hi = value
-        if not lo <= hi:
-            raise ValueError(f"{key} must be [low, high], got {value}")
-        knobs[key] = [int(lo), int(hi)] if key in ("pitch_range", "rate_wpm", "sentence_words") \
-            else [float(lo), float(hi)]
-    return knobs
-
-
 def corpus_speakers(*, train_subset: str = "synthetic-train", test_subset: str = "synthetic-test",
                     train_speakers: int, test_speakers: int, seed: int,
-                    **voice_knobs) -> list[Speaker]:
+                    knobs: SyntheticSettings = SyntheticSettings()) -> list[Speaker]:
     """The speakers `generate_corpus` would make (ids, sexes, traits), without any audio."""
     if train_subset == test_subset:
         raise ValueError("train and test subsets must differ")
     if not 0 <= train_speakers <= TEST_ID_START - TRAIN_ID_START or test_speakers < 0:
         raise ValueError("speaker counts must be >= 0 (train at most 40000)")
-    knobs = check_knobs(voice_knobs)
     handle_data = _data_path()
     speakers = []
     for subset, start, count in ((train_subset, TRAIN_ID_START, train_speakers),
@@ -497,10 +453,11 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
                     test_subset: str = "synthetic-test", train_speakers: int, test_speakers: int,
                     utterances_per_speaker: int, seed: int, sample_rate: int = 24000,
                     workers: int | None = None, progress: bool = True,
-                    **voice_knobs) -> dict[str, pathlib.Path]:
+                    knobs: SyntheticSettings = SyntheticSettings()) -> dict[str, pathlib.Path]:
     """Generate the corpus; returns {subset name: path of `<out_dir>/<subset>.tar.gz`}.
 
-    voice_knobs (defaults in DEFAULT_KNOBS), each a [low, high] range drawn uniformly per speaker:
+    knobs: data.synthetic's voice settings (:class:`voicegender.params.SyntheticSettings`; its
+    counts are ignored here), each a [low, high] range drawn uniformly per speaker:
       female_f0_hz, male_f0_hz   target median F0, Hz
       pitch_range                eSpeak intonation range parameter, 0-99 (50 = eSpeak default)
       rate_wpm                   speaking rate, words per minute
@@ -513,12 +470,11 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
     started with multiprocessing "spawn", so a calling script needs `if __name__ == "__main__":`.
     progress: show a tqdm bar (utterances) on stderr.
     """
-    knobs = check_knobs(voice_knobs)
     if utterances_per_speaker < 1:
         raise ValueError("utterances_per_speaker must be >= 1")
     speakers = corpus_speakers(train_subset=train_subset, test_subset=test_subset,
                                train_speakers=train_speakers, test_speakers=test_speakers,
-                               seed=seed, **knobs)
+                               seed=seed, knobs=knobs)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, len(speakers) or 1))

@@ -15,11 +15,13 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from voicegender.errors import UserError
+from voicegender.params import TRAIN_KEYS, ModelSettings, SpaceEntry
 
 # Ray reads these at import time: no usage stats, the classic quiet output.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -29,48 +31,73 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # (measured: ~0.4) while anything else runs. Our trials are the job, so run them at normal priority.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
-TRAIN_KEYS = ("lr", "batch_size", "epochs")
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial shares (the train stage's own settings): the ``model`` (a searched key
+    replaces its value), ``optimizer``, ``weight_decay``, ``seed``, ``patience``, ``device``,
+    ``epochs`` (and ``lr`` / ``batch_size``) for any training key the space does not search, and
+    the train-split standardisation ``mean`` / ``std`` (None: none)."""
+
+    model: ModelSettings
+    optimizer: str
+    weight_decay: float
+    seed: int
+    epochs: int
+    patience: int | None
+    device: str
+    lr: float | None = None
+    batch_size: int | None = None
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    threads_per_trial: int = 1  # set by run_search from cpus_per_trial
 
 
-def to_ray_space(space: dict) -> dict:
-    """Turn ``{name: {type, low, high | values}}`` (params.yaml's ``tune.space``) into Ray Tune
-    sampling objects. Names other than lr / batch_size / epochs are model settings."""
+def resolve_address(address: str | None) -> str | None:
+    """tune.address, else the ``RAY_ADDRESS`` environment variable, else None (a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def to_ray_space(space: dict[str, SpaceEntry]) -> dict:
+    """Turn params.yaml's ``tune.space`` (``{name: SpaceEntry(type, low, high | values)}``) into Ray
+    Tune sampling objects. Names other than lr / batch_size / epochs are model settings."""
     from ray import tune
 
     out = {}
     for name, d in space.items():
-        kind = d["type"]
+        kind = d.type
         if kind == "loguniform":
-            out[name] = tune.loguniform(d["low"], d["high"])
+            out[name] = tune.loguniform(d.low, d.high)
         elif kind == "uniform":
-            out[name] = tune.uniform(d["low"], d["high"])
+            out[name] = tune.uniform(d.low, d.high)
         elif kind == "randint":
-            out[name] = tune.randint(d["low"], d["high"] + 1)  # inclusive of high, like the params say
+            out[name] = tune.randint(int(d.low), int(d.high) + 1)  # inclusive of high, like the params say
         elif kind == "choice":
-            out[name] = tune.choice(d["values"])
+            out[name] = tune.choice(d.values)
         else:
             raise ValueError(f"tune.space.{name}: unknown distribution {kind!r}")
     return out
 
 
-def max_epochs(space: dict, default: int) -> int:
+def max_epochs(space: dict[str, SpaceEntry], default: int) -> int:
     """The most epochs any trial of ``space`` can run (ASHA's ``max_t``)."""
     d = space.get("epochs")
     if d is None:
         return default
-    return int(max(d["values"]) if d["type"] == "choice" else d["high"])
+    return int(max(d.values) if d.type == "choice" else d.high)
 
 
-def trial_settings(config: dict, fixed: dict) -> tuple[dict, dict]:
-    """Split a sampled ``config`` into training settings and the model config it implies."""
-    train = {k: fixed[k] for k in TRAIN_KEYS if k in fixed}
-    model = dict(fixed["model"])
+def trial_settings(config: dict, fixed: TrialSettings) -> tuple[dict, ModelSettings]:
+    """Split a sampled ``config`` into training settings and the model settings it implies
+    (``fixed.model`` with the searched keys replaced)."""
+    train = {k: getattr(fixed, k) for k in TRAIN_KEYS if getattr(fixed, k) is not None}
+    model = {}
     for name, value in config.items():
         if name in TRAIN_KEYS:
             train[name] = value
         else:
             model[name.removeprefix("model.")] = value
-    return train, model
+    return train, fixed.model.model_copy(update=model)
 
 
 def _trainable(config, X_train, y_train, X_val, y_val, fixed):
@@ -79,17 +106,16 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
     from ray import tune
 
     from voicegender.models import build_model
-    from voicegender.training import fit
+    from voicegender.training import fit, resolve_device
 
     # one thread per trial: concurrent trials each spawning all-core BLAS pools oversubscribe the CPU
-    torch.set_num_threads(max(1, int(fixed.get("threads_per_trial", 1))))
+    torch.set_num_threads(max(1, int(fixed.threads_per_trial)))
     train, model_config = trial_settings(config, fixed)
-    mean, std = fixed.get("mean"), fixed.get("std")
-    model = build_model(model_config, X_train.shape[1:], mean, std, seed=int(fixed["seed"]))
+    model = build_model(model_config, X_train.shape[1:], fixed.mean, fixed.std, seed=int(fixed.seed))
     fit(model, X_train, y_train, X_val, y_val,
         lr=float(train["lr"]), batch_size=int(train["batch_size"]), epochs=int(train["epochs"]),
-        seed=int(fixed["seed"]), optimizer=fixed["optimizer"], weight_decay=fixed["weight_decay"],
-        device=fixed.get("device", "cpu"), on_epoch=lambda record: tune.report(record))
+        seed=int(fixed.seed), optimizer=fixed.optimizer, weight_decay=fixed.weight_decay,
+        patience=fixed.patience, device=resolve_device(fixed.device), on_epoch=lambda record: tune.report(record))
 
 
 SEARCHERS = ("random", "tpe")
@@ -101,8 +127,8 @@ def run_search(
     X_val: np.ndarray,
     y_val: np.ndarray,
     *,
-    space: dict,
-    fixed: dict,
+    space: dict[str, SpaceEntry],
+    fixed: TrialSettings,
     num_samples: int,
     metric: str = "val_loss",
     mode: str = "min",
@@ -119,8 +145,7 @@ def run_search(
 ) -> dict:
     """Run ``num_samples`` trials sampled from ``space``; return the trials and the best one.
 
-    ``fixed`` holds what trials share: ``model`` (config), ``optimizer``, ``weight_decay``,
-    ``seed``, and defaults for any of lr / batch_size / epochs not searched. ``search`` is
+    ``fixed`` holds what trials share (:class:`TrialSettings`). ``search`` is
     ``random`` (the report's) or ``tpe`` (Optuna's Tree-structured Parzen Estimator), both seeded
     by ``seed``. ``address`` (or the ``RAY_ADDRESS`` environment variable) joins an existing
     cluster, checked for within ``connect_timeout_s`` seconds; trial results then go to
@@ -143,7 +168,7 @@ def run_search(
     from ray import tune
 
     started = time.perf_counter()
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = resolve_address(address)
     init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                        configure_logging=True)
     scratch: list[str] = []  # temporary folders of ours, removed at the end
@@ -169,12 +194,12 @@ def run_search(
     ray.init(**init_kwargs)
     try:
         recorder = _Recorder(num_samples, metric, log)
-        fixed = {**fixed, "threads_per_trial": max(1, int(cpus_per_trial))}
+        fixed = replace(fixed, threads_per_trial=max(1, int(cpus_per_trial)))
         resources = ray.cluster_resources()
         gpus = resolve_gpus_per_trial(gpus_per_trial, cpus_per_trial, resources.get("CPU", 1.0),
                                       resources.get("GPU", 0.0))
         if gpus > 0:
-            fixed["device"] = "cuda"  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
+            fixed = replace(fixed, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
             log(f"tune: {gpus:.3g} GPU per trial")
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, X_train=X_train, y_train=y_train,
@@ -182,7 +207,7 @@ def run_search(
             {"cpu": cpus_per_trial, **({"gpu": gpus} if gpus > 0 else {})},
         )
         rule = OrderedHalving(grace_period=grace_period, reduction_factor=reduction_factor,
-                              max_t=max_epochs(space, fixed.get("epochs", 1)))
+                              max_t=max_epochs(space, fixed.epochs))
         scheduler = _OrderedScheduler(rule, metric, mode)
         tuner = tune.Tuner(
             trainable,

@@ -1,22 +1,20 @@
-"""corpus.py: LibriTTS-layout archives/directories, decoding, the folder manifest."""
+"""voicegender.libritts: LibriTTS-layout archives and directories, their metadata and members."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from libritts_fixture import (GHOST_SPEAKER, build_libritts_archives, make_wav,
                               write_tar_gz)
-from voicegender.corpus import (
-    ArchiveError, AudioError, CorpusError, LayoutError, ManifestError, UnsafeArchiveError,
-    decode_audio, fingerprint_files, iter_archive_audio, iter_audio, iter_directory_audio,
-    parse_speakers_tsv, parse_speakers_txt, read_folder_manifest, scan_archive, scan_directory,
-    scan_source,
+from voicegender.audio import decode_audio
+from voicegender.errors import CorpusError
+from voicegender.libritts import (
+    ArchiveError, LayoutError, UnsafeArchiveError, iter_archive_audio, iter_audio, iter_directory_audio,
+    parse_speakers_tsv, parse_speakers_txt, scan_archive, scan_directory, scan_source,
 )
 
 SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
@@ -196,137 +194,7 @@ def test_directory_not_in_layout(tmp_path):
 
 # --------------------------------------------------------------------------- decoding
 
-def test_decode_audio_rejects_broken_data():
-    with pytest.raises(AudioError, match="empty"):
-        decode_audio(b"")
-    with pytest.raises(AudioError, match="x.wav: not readable audio"):
-        decode_audio(b"RIFF\x00\x00junk" * 10, name="x.wav")
-    with pytest.raises(AudioError, match="truncated WAV"):
-        decode_audio(WAV[: len(WAV) // 2])
-    header_only = io.BytesIO()
-    sf.write(header_only, np.zeros(0, np.float32), 16000, format="WAV")
-    with pytest.raises(AudioError, match="no audio samples"):
-        decode_audio(header_only.getvalue())
-    flac = make_wav("M", "2", 0, seconds=1.0, fmt="FLAC")
-    with pytest.raises(AudioError):
-        decode_audio(flac[: len(flac) // 2])
-
-
-def test_decode_audio_mixes_stereo_and_keeps_rate():
-    buf = io.BytesIO()
-    sf.write(buf, np.stack([np.full(800, 0.5), np.full(800, -0.25)], axis=1), 16_000, format="FLAC")
-    x, sr = decode_audio(buf.getvalue())
-    assert sr == 16_000 and x.shape == (800,) and x.dtype == np.float32
-    assert np.allclose(x, 0.125, atol=1e-3)
-
-
-@pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_16", 2), ("PCM_24", 1)])
-def test_decode_audio_flac_matches_libsndfile(subtype, channels):
-    # 16-bit FLAC takes the dr_flac path, the rest libsndfile: the
-    # samples must be libsndfile's float32 ones either way, bit for bit
-    rng = np.random.default_rng(channels)
-    buf = io.BytesIO()
-    sf.write(buf, rng.uniform(-0.9, 0.9, (12_345, channels)), 22_050, format="FLAC", subtype=subtype)
-    data = buf.getvalue()
-    with sf.SoundFile(io.BytesIO(data)) as f:
-        ref = f.read(dtype="float32", always_2d=True)
-    ref = ref[:, 0] if channels == 1 else ref.mean(axis=1)
-    x, sr = decode_audio(data)
-    assert sr == 22_050 and x.dtype == np.float32 and x.tobytes() == np.ascontiguousarray(ref).tobytes()
-    for cut in (len(data) - 10, len(data) // 2):  # cut FLACs are reported, whichever decoder tries
-        with pytest.raises(AudioError):
-            decode_audio(data[:cut])
-
 
 # --------------------------------------------------------------------------- folder corpus
 
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
-
-def test_folder_manifest_normalises_and_resolves(tmp_path):
-    _write(tmp_path / "rec" / "a.wav", make_wav("F", "1", 0, channels=2, sample_rate=44_100))
-    _write(tmp_path / "rec" / "b.flac", make_wav("M", "2", 0, fmt="FLAC", sample_rate=16_000))
-    _write(tmp_path / "rec" / "c.wav", make_wav("F", "1", 1))
-    outside = _write(tmp_path / "elsewhere" / "d.wav", make_wav("M", "3", 0))
-    m = tmp_path / "rec" / "manifest.csv"
-    m.write_text("path,speaker,sex,split\n"
-                 "a.wav,alice,female,train\n"
-                 "b.flac,bob,M,\n"
-                 "c.wav, alice ,f,TEST\n"
-                 f"{outside},carl,Male,val\n")
-    rows = read_folder_manifest(m)
-    assert [(r["speaker"], r["sex"], r["split"]) for r in rows] == [
-        ("alice", "F", "train"), ("bob", "M", None), ("alice", "F", "test"), ("carl", "M", "val")]
-    assert rows[0]["source"] == str(m.parent.resolve()) and rows[0]["member"] == "a.wav"
-    assert rows[0]["id"] == "a" and rows[1]["id"] == "b"
-    assert rows[3]["source"] == str(outside.parent) and rows[3]["member"] == "d.wav"
-    # every row's audio reads back through the common source/member interface
-    for r in rows:
-        (member, data), = iter_audio(r["source"], [r["member"]])
-        x, sr = decode_audio(data, name=member)
-        assert x.ndim == 1 and sr in (44_100, 16_000, 24_000)
-
-
-def test_folder_manifest_lists_every_problem_before_any_work(tmp_path):
-    _write(tmp_path / "ok.wav", make_wav("F", "1", 0))
-    _write(tmp_path / "ok2.wav", make_wav("F", "1", 1))
-    _write(tmp_path / "empty.wav", b"")
-    (tmp_path / "notes.txt").write_text("hi")
-    m = tmp_path / "m.csv"
-    m.write_text("path,speaker,sex,split\n"
-                 "ok.wav,s1,F,train\n"           # fine
-                 "missing.wav,s2,M,train\n"      # line 3: missing file
-                 "ok2.wav,s1,X,train\n"          # line 4: unknown sex
-                 "ok.wav,s3,M,dev\n"             # line 5: bad split + duplicate path
-                 "empty.wav,s4,F,\n"             # line 6: unreadable audio
-                 "notes.txt,s5,F,\n"             # line 7: not audio
-                 "ok2.wav,s1,male,\n"            # line 8: s1 given two sexes (+ dup path)
-                 ",s6,F,\n")                     # line 9: no path
-    with pytest.raises(ManifestError) as e:
-        read_folder_manifest(m)
-    msg = str(e.value)
-    for needle in ("line 3: missing.wav: file not found", "line 4: unknown sex 'X'",
-                   "line 5: unknown split 'dev'", "ok.wav: listed twice (also line 2)",
-                   "line 6: empty.wav: not readable audio", "line 7: notes.txt: not an audio file",
-                   "line 9: no path", "speaker s1 is given two sexes: F on line(s) 2, M on line(s) 8"):
-        assert needle in msg, (needle, msg)
-    assert "line 2:" not in msg
-
-
-def test_folder_manifest_missing_columns_and_empty(tmp_path):
-    m = tmp_path / "m.csv"
-    m.write_text("file,speaker\nx.wav,1\n")
-    with pytest.raises(ManifestError, match="lacks column.s. path, sex"):
-        read_folder_manifest(m)
-    m.write_text("path,speaker,sex\n")
-    with pytest.raises(ManifestError, match="lists no recordings"):
-        read_folder_manifest(m)
-    with pytest.raises(ManifestError, match="does not exist"):
-        read_folder_manifest(tmp_path / "nope.csv")
-
-
-@pytest.mark.skipif(not SAMPLE_MANIFEST.exists(), reason="shared LibriSpeech sample not present")
-def test_real_sample_manifest_parses_in_place():
-    rows = read_folder_manifest(SAMPLE_MANIFEST)
-    assert len(rows) == 251
-    sexes = {r["speaker"]: r["sex"] for r in rows}
-    assert sum(s == "F" for s in sexes.values()) == 125 and len(sexes) == 251
-    assert all(r["source"] == str(SAMPLE_MANIFEST.parent.resolve()) for r in rows)
-    (member, data), = iter_audio(rows[0]["source"], [rows[0]["member"]])
-    x, sr = decode_audio(data, name=member)
-    assert sr == 16_000 and x.size > sr
-
-
-def test_fingerprint_changes_with_content_not_order(tmp_path):
-    a = _write(tmp_path / "d" / "a.wav", b"aaaa")
-    b = _write(tmp_path / "d" / "b.wav", b"bbbb")
-    fp = fingerprint_files([a, b], root=tmp_path / "d")
-    assert fp == fingerprint_files([b, a], root=tmp_path / "d")
-    moved = tmp_path / "moved"
-    (tmp_path / "d").rename(moved)
-    assert fingerprint_files([moved / "a.wav", moved / "b.wav"], root=moved) == fp
-    (moved / "b.wav").write_bytes(b"bbbc")
-    assert fingerprint_files([moved / "a.wav", moved / "b.wav"], root=moved) != fp
