@@ -31,6 +31,7 @@ test-fast: install lint
 
 lint: install
 	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 bench: install
 	$(BIN)/python benchmarks/featurize.py

@@ -48,6 +48,7 @@ def gunzip(repeat: int) -> None:
             def run():
                 libritts._igzip = module
                 libritts.scan_archive(path)
+
             return run
 
         try:
@@ -55,8 +56,10 @@ def gunzip(repeat: int) -> None:
         finally:
             libritts._igzip = isal
         mb = path.stat().st_size / 1e6
-        print(f"gunzip + tar scan of {mb:.0f} MB: zlib {mb / best['zlib']:.0f} MB/s, isal {mb / best['isal']:.0f} MB/s "
-              f"(ratio {best['zlib'] / best['isal']:.2f})")
+        print(
+            f"gunzip + tar scan of {mb:.0f} MB: zlib {mb / best['zlib']:.0f} MB/s, isal {mb / best['isal']:.0f} MB/s "
+            f"(ratio {best['zlib'] / best['isal']:.2f})"
+        )
 
 
 def encoder(n: int, repeat: int) -> None:
@@ -78,18 +81,24 @@ def encoder(n: int, repeat: int) -> None:
             return [E.combine_partials(model(torch.from_numpy(m)).numpy()) for m in mels]
 
     out = {}
-    fns = {"per utterance": per_utterance,
-           "batched float32": lambda: E.ge2e_embeddings(mels, precision="float32"),
-           "batched mixed": lambda: E.ge2e_embeddings(mels, precision="mixed")}
+    fns = {
+        "per utterance": per_utterance,
+        "batched float32": lambda: E.ge2e_embeddings(mels, precision="float32"),
+        "batched mixed": lambda: E.ge2e_embeddings(mels, precision="mixed"),
+    }
     for name, fn in fns.items():
         out[name] = fn()
     best = best_of(fns, repeat)
-    print(f"ge2e on {len(rows)} real utterances ({seconds:.0f} s, {n_partials} partials at 1.3/s), one core; "
-          f"front end (resample, mel) {seconds / front:.0f}x real time")
+    print(
+        f"ge2e on {len(rows)} real utterances ({seconds:.0f} s, {n_partials} partials at 1.3/s), one core; "
+        f"front end (resample, mel) {seconds / front:.0f}x real time"
+    )
     for name, t in best.items():
         cos = min(float(a @ b) for a, b in zip(out["per utterance"], out[name]))
-        print(f"  encoder {name:<16} {n_partials / t:6.0f} partials/s = {seconds / t:5.0f}x real time per core, "
-              f"ratio {best['per utterance'] / t:.2f}; min cosine to per utterance {cos:.6f}")
+        print(
+            f"  encoder {name:<16} {n_partials / t:6.0f} partials/s = {seconds / t:5.0f}x real time per core, "
+            f"ratio {best['per utterance'] / t:.2f}; min cosine to per utterance {cos:.6f}"
+        )
     print(f"  native bfloat16 here: {E.native_bfloat16('cpu')} (elsewhere mixed runs as float32)")
 
 
@@ -113,8 +122,10 @@ def linear_step(repeat: int, steps: int = 2000) -> None:
             by_hand(x, y)
 
     best = best_of({"autograd": autograd, "by hand": hand}, repeat)
-    print(f"linear step, batch 8: autograd {best['autograd'] / steps * 1e6:.0f} us, by hand "
-          f"{best['by hand'] / steps * 1e6:.0f} us (ratio {best['autograd'] / best['by hand']:.1f})")
+    print(
+        f"linear step, batch 8: autograd {best['autograd'] / steps * 1e6:.0f} us, by hand "
+        f"{best['by hand'] / steps * 1e6:.0f} us (ratio {best['autograd'] / best['by hand']:.1f})"
+    )
 
 
 def main() -> None:

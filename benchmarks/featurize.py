@@ -48,7 +48,9 @@ from voicegender import spectral as S
 from voicegender.audio import decode_audio
 from voicegender.params import FeatureSettings
 
-DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
+DEFAULT_DIR = (
+    pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
+)
 LIBRITTS_HOURS = 53.78 + 8.56  # train-clean-100 + test-clean (~38,000 utterances, mean ~5.9 s)
 GOAL_RATIO, GOAL_RT = 5.0, 4000.0
 
@@ -102,15 +104,21 @@ def fft_floor(items: list[tuple[str, bytes]], n_fft: int = 2048, hop: int = 512)
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--dir", type=pathlib.Path, default=DEFAULT_DIR, help="folder of flac/wav files (default: the real sample)")
+    src.add_argument(
+        "--dir", type=pathlib.Path, default=DEFAULT_DIR, help="folder of flac/wav files (default: the real sample)"
+    )
     src.add_argument("--wav-dir", type=pathlib.Path, help="folder of wav files, e.g. LibriTTS-like 24 kHz")
     src.add_argument("--generate", type=int, metavar="N", help="generate N LibriTTS-like 24 kHz wavs in memory")
     ap.add_argument("--limit", type=int, default=None, help="use at most this many files")
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--repeat", type=int, default=3, help="interleaved timing rounds; the best round is kept")
-    ap.add_argument("--passes", type=int, default=4,
-                    help="ours goes over the files this many times in one extract_many call, as featurize makes "
-                         "one call over a whole corpus: the worker pool starts once per pass set (figures per pass)")
+    ap.add_argument(
+        "--passes",
+        type=int,
+        default=4,
+        help="ours goes over the files this many times in one extract_many call, as featurize makes "
+        "one call over a whole corpus: the worker pool starts once per pass set (figures per pass)",
+    )
     ap.add_argument("--rich", action="store_true", help="also time the richer kinds")
     ap.add_argument("--accuracy", action="store_true", help="also: logistic-regression CV accuracy per kind")
     args = ap.parse_args(argv)
@@ -119,19 +127,27 @@ def main(argv: list[str] | None = None) -> None:
     seconds = sum(sf.info(io.BytesIO(b)).duration for _, b in items)
     rates = sorted({sf.info(io.BytesIO(b)).samplerate for _, b in items})
     n_jobs = extraction.resolve_n_jobs(args.n_jobs)
-    print(f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes, "
-          f"{args.passes} passes per call (figures per pass); "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes, "
+        f"{args.passes} passes per call (figures per pass); "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
 
     def ours(rate, jobs):
         def run():
-            out = list(extraction.extract_many(iter(items * args.passes), FeatureSettings(kind="mean_mel", sample_rate=rate), n_jobs=jobs))
+            out = list(
+                extraction.extract_many(
+                    iter(items * args.passes), FeatureSettings(kind="mean_mel", sample_rate=rate), n_jobs=jobs
+                )
+            )
             assert all(err is None for _, _, err in out), [e for _, _, e in out if e]
             features = np.stack([x for _, x, _ in out])
             first = features[: len(items)]
-            assert all(first.tobytes() == features[k * len(items) : (k + 1) * len(items)].tobytes()
-                       for k in range(args.passes)), "a pass gave different features"
+            assert all(
+                first.tobytes() == features[k * len(items) : (k + 1) * len(items)].tobytes() for k in range(args.passes)
+            ), "a pass gave different features"
             return first
+
         return run
 
     def report(sr):
@@ -171,21 +187,30 @@ def main(argv: list[str] | None = None) -> None:
         wall, cpu = best[name]
         mine = not name.startswith("report")  # librosa's BLAS threads: its wall is its idle figure
         idle[name] = procs * seconds / cpu if mine else seconds / wall
-        print(f"{name:<46} {seconds / wall:>7.0f} {seconds / cpu:>7.0f} {f'{idle[name]:.0f}' if mine else '-':>7}  "
-              f"{base_wall / wall:>6.1f} {base_cpu / cpu:>6.1f}  {LIBRITTS_HOURS * 3600 / idle[name] / 60:>5.1f} min")
+        print(
+            f"{name:<46} {seconds / wall:>7.0f} {seconds / cpu:>7.0f} {f'{idle[name]:.0f}' if mine else '-':>7}  "
+            f"{base_wall / wall:>6.1f} {base_cpu / cpu:>6.1f}  {LIBRITTS_HOURS * 3600 / idle[name] / 60:>5.1f} min"
+        )
 
     # byte-identical across n_jobs; precision vs the report pipeline on every file
     assert results[pipelines[2][0]].tobytes() == results[pipelines[4][0]].tobytes(), "n_jobs changed the output"
     assert results[pipelines[3][0]].tobytes() == results[pipelines[5][0]].tobytes(), "n_jobs changed the output"
-    print("\nprecision vs report-style, worst file: criterion max|d|/max|ref|; per element: all bands / bands within 60 dB")
-    for ours_name, ref_name, label in ((pipelines[3][0], pipelines[0][0], "22050 Hz"), (pipelines[2][0], pipelines[1][0], "native")):
+    print(
+        "\nprecision vs report-style, worst file: criterion max|d|/max|ref|; per element: all bands / bands within 60 dB"
+    )
+    for ours_name, ref_name, label in (
+        (pipelines[3][0], pipelines[0][0], "22050 Hz"),
+        (pipelines[2][0], pipelines[1][0], "native"),
+    ):
         a, b = results[ours_name].astype(np.float64), results[ref_name].astype(np.float64)
         d = np.abs(a - b)
         crit = (d.max(axis=1) / b.max(axis=1)).max()
         per = d / np.maximum(b, 1e-300)
         audible = b >= b.max(axis=1, keepdims=True) * 1e-6
-        print(f"  {label:<9} criterion {crit:.1e}   per element {per.max():.1e} / {per[audible].max():.1e}"
-              f"   -> {'OK' if crit <= 1e-4 else 'FAIL'} (<= 1e-4)")
+        print(
+            f"  {label:<9} criterion {crit:.1e}   per element {per.max():.1e} / {per[audible].max():.1e}"
+            f"   -> {'OK' if crit <= 1e-4 else 'FAIL'} (<= 1e-4)"
+        )
 
     goal, goal22 = pipelines[2][0], pipelines[3][0]
     wall_rt = seconds / best[goal][0]
@@ -194,25 +219,38 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ratio: {ratio_cpu:.1f} (the same in CPU time)")
     print(f"goal ratio >= {GOAL_RATIO:.0f}: {'met' if min(ratio_wall, ratio_cpu) >= GOAL_RATIO else 'NOT met'}")
     single = idle[pipelines[4][0]] * n_jobs  # 1-process CPU rate times the processes: perfect scaling
-    print(f"goal >= {GOAL_RT:,.0f}x real time (native, {n_jobs} processes): wall {wall_rt:,.0f}x measured at load "
-          f"{os.getloadavg()[0]:.1f}; idle projection {idle[goal]:,.0f}x from the all-cores run's CPU time, "
-          f"{single:,.0f}x from 1-process CPU time x {n_jobs} -> {'met' if min(idle[goal], single) >= GOAL_RT else 'NOT met'}")
+    print(
+        f"goal >= {GOAL_RT:,.0f}x real time (native, {n_jobs} processes): wall {wall_rt:,.0f}x measured at load "
+        f"{os.getloadavg()[0]:.1f}; idle projection {idle[goal]:,.0f}x from the all-cores run's CPU time, "
+        f"{single:,.0f}x from 1-process CPU time x {n_jobs} -> {'met' if min(idle[goal], single) >= GOAL_RT else 'NOT met'}"
+    )
     print(f"  (floor, decode + 1 FFT/frame, 1-process CPU time x {n_jobs}: {idle[pipelines[7][0]] * n_jobs:,.0f}x)")
-    print(f"22050 Hz: wall {seconds / best[goal22][0]:,.0f}x; idle projection {idle[goal22]:,.0f}x (all-cores run), "
-          f"{idle[pipelines[5][0]] * n_jobs:,.0f}x (1 process x {n_jobs})")
-    print(f"LibriTTS train-clean-100 + test-clean ({LIBRITTS_HOURS:.1f} h), idle projection: ours native "
-          f"{LIBRITTS_HOURS * 3600 / idle[goal] / 60:.1f} min, ours 22050 Hz {LIBRITTS_HOURS * 3600 / idle[goal22] / 60:.1f} min, "
-          f"report-style {LIBRITTS_HOURS * 3600 / idle[pipelines[0][0]] / 60:.0f} min")
+    print(
+        f"22050 Hz: wall {seconds / best[goal22][0]:,.0f}x; idle projection {idle[goal22]:,.0f}x (all-cores run), "
+        f"{idle[pipelines[5][0]] * n_jobs:,.0f}x (1 process x {n_jobs})"
+    )
+    print(
+        f"LibriTTS train-clean-100 + test-clean ({LIBRITTS_HOURS:.1f} h), idle projection: ours native "
+        f"{LIBRITTS_HOURS * 3600 / idle[goal] / 60:.1f} min, ours 22050 Hz {LIBRITTS_HOURS * 3600 / idle[goal22] / 60:.1f} min, "
+        f"report-style {LIBRITTS_HOURS * 3600 / idle[pipelines[0][0]] / 60:.0f} min"
+    )
 
     if args.rich:
         print(f"\n{'richer kinds (ours, all cores)':<46} {'wall':>9} {'CPU':>9} {'idle':>9}   {'62 h idle':>10}")
         for kind in ("log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"):
             for rate in (22050, "native"):
-                wall, cpu, _ = measure(lambda: list(extraction.extract_many(iter(items), FeatureSettings(kind=kind, sample_rate=rate),
-                                                                   n_jobs=args.n_jobs)))
+                wall, cpu, _ = measure(
+                    lambda: list(
+                        extraction.extract_many(
+                            iter(items), FeatureSettings(kind=kind, sample_rate=rate), n_jobs=args.n_jobs
+                        )
+                    )
+                )
                 rt_idle = n_jobs * seconds / cpu
-                print(f"{kind + ', ' + str(rate):<46} {seconds / wall:>9.0f} {seconds / cpu:>9.0f} {rt_idle:>9.0f}   "
-                      f"{LIBRITTS_HOURS * 3600 / rt_idle / 60:>7.1f} min")
+                print(
+                    f"{kind + ', ' + str(rate):<46} {seconds / wall:>9.0f} {seconds / cpu:>9.0f} {rt_idle:>9.0f}   "
+                    f"{LIBRITTS_HOURS * 3600 / rt_idle / 60:>7.1f} min"
+                )
 
     if args.accuracy:
         accuracy_per_kind(items, (args.wav_dir or args.dir).parent / "manifest.csv", args.n_jobs)

@@ -51,9 +51,17 @@ def build_archive(path: Path, n: int, seconds: float, sample_rate: int = 24000) 
             info.size = buf.tell()
             buf.seek(0)
             tf.addfile(info, buf)
-            rows.append({"id": f"{spk}_1_{i:06d}_000000", "speaker": spk, "sex": "M" if int(spk) % 2 else "F",
-                         "split": ("train", "val", "test")[i % 3], "source": str(path), "member": member,
-                         "seconds": seconds})
+            rows.append(
+                {
+                    "id": f"{spk}_1_{i:06d}_000000",
+                    "speaker": spk,
+                    "sex": "M" if int(spk) % 2 else "F",
+                    "split": ("train", "val", "test")[i % 3],
+                    "source": str(path),
+                    "member": member,
+                    "seconds": seconds,
+                }
+            )
     return rows
 
 
@@ -91,11 +99,16 @@ def main() -> None:
             rows = build_archive(archive, n, args.seconds)
             labels = Path(tmp) / f"labels{scale}.csv"
             write_labels(rows, labels)
-            mib, wall, out = peak_rss([sys.executable, "-c", CHILD, str(labels), str(Path(tmp) / f"f{scale}"), args.kind])
+            mib, wall, out = peak_rss(
+                [sys.executable, "-c", CHILD, str(labels), str(Path(tmp) / f"f{scale}"), args.kind]
+            )
             audio_mib = archive.stat().st_size / 2**20
             results[scale] = mib
-            print(f"{n:>6} utterances ({n * args.seconds / 3600:.1f} h, archive {audio_mib:.0f} MiB): "
-                  f"peak RSS {mib:.0f} MiB (process + workers), {wall:.0f} s; {json.loads(out)}", flush=True)
+            print(
+                f"{n:>6} utterances ({n * args.seconds / 3600:.1f} h, archive {audio_mib:.0f} MiB): "
+                f"peak RSS {mib:.0f} MiB (process + workers), {wall:.0f} s; {json.loads(out)}",
+                flush=True,
+            )
             archive.unlink()
     print(f"ratio: {results[10] / results[1]:.2f} (peak RSS at 10x the corpus / at 1x; 10 would mean linear growth)")
 

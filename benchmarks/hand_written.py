@@ -50,26 +50,32 @@ def main() -> None:
         "time-mean mel (mean_mel)": (
             lambda y, sr: mean_mel(y, sr),
             lambda y, sr: librosa.feature.melspectrogram(y=y, sr=sr).mean(axis=1),
-            lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b)))),
+            lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b))),
+        ),
         "mel spectrogram (STFT + filterbank)": (
             lambda y, sr: mel_spectrogram(y, sr),
             lambda y, sr: librosa.feature.melspectrogram(y=y, sr=sr),
-            lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b)))),
+            lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b))),
+        ),
         "MFCC": (
             lambda y, sr: mfcc(y, sr),
             lambda y, sr: librosa.feature.mfcc(y=y, sr=sr),
-            lambda a, b: float(np.max(np.abs(a - b)))),
+            lambda a, b: float(np.max(np.abs(a - b))),
+        ),
         "YIN F0 (60-400 Hz)": (
             lambda y, sr: yin(y, sr)[0],
             lambda y, sr: librosa.yin(y, fmin=60.0, fmax=400.0, sr=sr, frame_length=2048, hop_length=512),
-            None),
+            None,
+        ),
     }
     with threadpool_limits(1):
         for name, (ours, theirs, diff) in pairs.items():
             ours(*signals[0]), theirs(*signals[0])  # warm-up: numba / FFT plans / filterbank caches
             t_ours, t_theirs = best_time(ours, signals, args.repeat), best_time(theirs, signals, args.repeat)
-            line = f"{name}: ours {seconds / t_ours:,.0f}x real time, librosa {seconds / t_theirs:,.0f}x, " \
-                   f"ratio {t_theirs / t_ours:.1f}"
+            line = (
+                f"{name}: ours {seconds / t_ours:,.0f}x real time, librosa {seconds / t_theirs:,.0f}x, "
+                f"ratio {t_theirs / t_ours:.1f}"
+            )
             if diff is not None:
                 line += f", max difference {max(diff(ours(y, sr), theirs(y, sr)) for y, sr in signals):.1e}"
             else:  # different algorithms' frames: compare F0 where ours calls the frame voiced
@@ -81,8 +87,10 @@ def main() -> None:
                     v = voiced[:n]
                     errors.append(np.abs(1200 * np.log2(f0[:n][v] / ref[:n][v])))
                 cents = np.concatenate(errors)
-                line += (f"; on voiced frames |F0 difference| median {np.median(cents):.0f} cents, "
-                         f"{np.mean(cents > 100):.0%} of frames > 100 cents")
+                line += (
+                    f"; on voiced frames |F0 difference| median {np.median(cents):.0f} cents, "
+                    f"{np.mean(cents > 100):.0%} of frames > 100 cents"
+                )
             print(line, flush=True)
 
 

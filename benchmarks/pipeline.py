@@ -137,8 +137,10 @@ def add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def cpu_s() -> float:
     """CPU seconds (user + system) of this process and of its children that have ended."""
-    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return sum(
+        r.ru_utime + r.ru_stime
+        for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def run_stage(name: str) -> tuple[float, float]:
@@ -172,9 +174,17 @@ def label_few(archives: dict) -> tuple[float, float]:
 
 
 def write_corpus_json(archives: dict) -> None:
-    Path("data/raw/corpus.json").write_text(json.dumps({"corpus": "libritts", "sources": [
-        {"role": "train", "subset": "train-clean-100", "path": archives["train"]},
-        {"role": "test", "subset": "test-clean", "path": archives["test"]}]}))
+    Path("data/raw/corpus.json").write_text(
+        json.dumps(
+            {
+                "corpus": "libritts",
+                "sources": [
+                    {"role": "train", "subset": "train-clean-100", "path": archives["train"]},
+                    {"role": "test", "subset": "test-clean", "path": archives["test"]},
+                ],
+            }
+        )
+    )
 
 
 def featurize_without_copies() -> tuple[float, float]:
@@ -207,7 +217,8 @@ def copy_hours(params) -> dict:
     share = 1.0 if cap is None else min(1.0, cap / LIBRITTS_PER_SPEAKER)
     libritts_h = aug.copies * LIBRITTS_TRAIN_HOURS * (1 - params.data.val_fraction) * share
     how = f"{aug.copies} x {1 - params.data.val_fraction:.0%} of {LIBRITTS_TRAIN_HOURS} h" + (
-        "" if cap is None else f" x min(1, {cap} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)")
+        "" if cap is None else f" x min(1, {cap} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)"
+    )
     return {"sample_h": sample_h, "libritts_h": libritts_h, "how": how}
 
 
@@ -230,8 +241,14 @@ def enlarge_features(directory: Path, seed: int) -> dict:
         pick = rng.integers(0, len(d["X"]), n)
         spread = d["X"].std(axis=0, keepdims=True) + 1e-6
         X = d["X"][pick] + NOISE * spread * rng.standard_normal((n, *d["X"].shape[1:])).astype(np.float32)
-        save_features(directory, split, X, d["y"][pick], [f"{d['ids'][i]}-{k}" for k, i in enumerate(pick)],
-                      list(d["speakers"][pick]))
+        save_features(
+            directory,
+            split,
+            X,
+            d["y"][pick],
+            [f"{d['ids'][i]}-{k}" for k, i in enumerate(pick)],
+            list(d["speakers"][pick]),
+        )
     return sizes
 
 
@@ -245,8 +262,11 @@ def main(argv=None) -> None:
 
     import voicegender
 
-    print(f"voicegender from {Path(voicegender.__file__).parent}; {os.cpu_count()} cores; "
-          f"load average {os.getloadavg()[0]:.1f} at start (other users' work shares the machine)", flush=True)
+    print(
+        f"voicegender from {Path(voicegender.__file__).parent}; {os.cpu_count()} cores; "
+        f"load average {os.getloadavg()[0]:.1f} at start (other users' work shares the machine)",
+        flush=True,
+    )
     work = Path(args.keep or tempfile.mkdtemp(prefix="vg-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     started_in = os.getcwd()
@@ -256,10 +276,13 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         archive = build_archives(Path(args.sample), work / "data" / "raw")
         hours = archive["seconds"] / 3600
-        print(f"archives: {archive['utterances']} utterances ({archive['members']} members; LibriTTS ~"
-              f"{LIBRITTS_UTTERANCES * 3 / LIBRITTS_HOURS * hours:.0f} for as many hours), {hours:.3f} h, {archive['bytes'] / 1e6:.1f} MB "
-              f"({archive['bytes'] / hours / 1e6:.0f} MB/h; LibriTTS {LIBRITTS_BYTES / LIBRITTS_HOURS / 1e6:.0f} MB/h), "
-              f"built in {time.perf_counter() - t:.0f} s (not timed)", flush=True)
+        print(
+            f"archives: {archive['utterances']} utterances ({archive['members']} members; LibriTTS ~"
+            f"{LIBRITTS_UTTERANCES * 3 / LIBRITTS_HOURS * hours:.0f} for as many hours), {hours:.3f} h, {archive['bytes'] / 1e6:.1f} MB "
+            f"({archive['bytes'] / hours / 1e6:.0f} MB/h; LibriTTS {LIBRITTS_BYTES / LIBRITTS_HOURS / 1e6:.0f} MB/h), "
+            f"built in {time.perf_counter() - t:.0f} s (not timed)",
+            flush=True,
+        )
         (work / "tiny").mkdir(exist_ok=True)
         tiny = build_archives(Path(args.sample), work / "tiny", recordings_per_subset=1)
         os.chdir(work)
@@ -267,8 +290,11 @@ def main(argv=None) -> None:
         from voicegender.params import load_params
 
         params = load_params("params.yaml")
-        print(f"configuration: features.kind={params.features.kind} model.name={params.model.name} "
-              f"tune: {params.tune.num_samples} trials over {', '.join(params.tune.space)}", flush=True)
+        print(
+            f"configuration: features.kind={params.features.kind} model.name={params.model.name} "
+            f"tune: {params.tune.num_samples} trials over {', '.join(params.tune.space)}",
+            flush=True,
+        )
         wall, cpu = {}, {}
         wall["label"], cpu["label"] = run_stage("label")
         label_fixed = label_few(tiny)
@@ -279,15 +305,23 @@ def main(argv=None) -> None:
         print(f"featurize fixed cost: {cold[0]:.1f} s cold, {warm[0]:.1f} s warm (2 utterances)", flush=True)
         copies = copy_hours(params)
         originals = featurize_without_copies() if copies["sample_h"] else (wall["featurize"], cpu["featurize"])
-        print(f"featurize without the augmented copies: {originals[0]:.1f} s; copies: {copies['sample_h']:.3f} h here, "
-              f"{copies['libritts_h']:.1f} h on LibriTTS ({copies['how']})", flush=True)
+        print(
+            f"featurize without the augmented copies: {originals[0]:.1f} s; copies: {copies['sample_h']:.3f} h here, "
+            f"{copies['libritts_h']:.1f} h on LibriTTS ({copies['how']})",
+            flush=True,
+        )
         run_stage("featurize")  # the full features again, for the stages below
         sizes = enlarge_features(work / "data" / "features", params.data.seed)
         print(f"features enlarged to {sizes} rows", flush=True)
         for name in ("tune", "train", "evaluate"):
             wall[name], cpu[name] = run_stage(name)
-        scale = {"label": LIBRITTS_BYTES / archive["bytes"], "featurize": LIBRITTS_HOURS / hours,
-                 "tune": 1.0, "train": 1.0, "evaluate": 1.0}
+        scale = {
+            "label": LIBRITTS_BYTES / archive["bytes"],
+            "featurize": LIBRITTS_HOURS / hours,
+            "tune": 1.0,
+            "train": 1.0,
+            "evaluate": 1.0,
+        }
         start = {name: startup_s(name) for name in STAGES}
     finally:
         os.chdir(started_in)
@@ -297,22 +331,35 @@ def main(argv=None) -> None:
     projected = {name: wall[name] * scale[name] + start[name] for name in STAGES}
     # the recordings scale by audio hours, their augmented copies by the copies' hours
     copy_scale = copies["libritts_h"] / copies["sample_h"] if copies["sample_h"] else 0.0
-    projected["featurize"] = (cold[0] + (originals[0] - warm[0]) * scale["featurize"]
-                              + (wall["featurize"] - originals[0]) * copy_scale + start["featurize"])
+    projected["featurize"] = (
+        cold[0]
+        + (originals[0] - warm[0]) * scale["featurize"]
+        + (wall["featurize"] - originals[0]) * copy_scale
+        + start["featurize"]
+    )
     projected["label"] = label_fixed[0] + (wall["label"] - label_fixed[0]) * scale["label"] + start["label"]
     cpu_projected = {name: cpu[name] * scale[name] for name in STAGES}
-    cpu_projected["featurize"] = (cold[1] + (originals[1] - warm[1]) * scale["featurize"]
-                                  + (cpu["featurize"] - originals[1]) * copy_scale)
+    cpu_projected["featurize"] = (
+        cold[1] + (originals[1] - warm[1]) * scale["featurize"] + (cpu["featurize"] - originals[1]) * copy_scale
+    )
     cpu_projected["label"] = label_fixed[1] + (cpu["label"] - label_fixed[1]) * scale["label"]
     total = sum(projected.values())
-    how = {"label": f"x{scale['label']:.0f} by archive bytes",
-           "featurize": f"x{scale['featurize']:.0f} by audio hours, copies x{copy_scale:.0f} by their hours",
-           "tune": "full size, run for real", "train": "full size, until early stopping", "evaluate": "full size"}
-    print(f"\n{'part':<10} {'measured s':>10} {'projected s':>12} {'CPU s':>8} {'proj. CPU s':>11}"
-          "  (projection; + stage start-up s)")
+    how = {
+        "label": f"x{scale['label']:.0f} by archive bytes",
+        "featurize": f"x{scale['featurize']:.0f} by audio hours, copies x{copy_scale:.0f} by their hours",
+        "tune": "full size, run for real",
+        "train": "full size, until early stopping",
+        "evaluate": "full size",
+    }
+    print(
+        f"\n{'part':<10} {'measured s':>10} {'projected s':>12} {'CPU s':>8} {'proj. CPU s':>11}"
+        "  (projection; + stage start-up s)"
+    )
     for name in STAGES:
-        print(f"{name:<10} {wall[name]:>10.1f} {projected[name]:>12.1f} {cpu[name]:>8.1f} {cpu_projected[name]:>11.1f}"
-              f"  ({how[name]}; +{start[name]:.1f})")
+        print(
+            f"{name:<10} {wall[name]:>10.1f} {projected[name]:>12.1f} {cpu[name]:>8.1f} {cpu_projected[name]:>11.1f}"
+            f"  ({how[name]}; +{start[name]:.1f})"
+        )
     x_rt = LIBRITTS_HOURS * 3600 / (projected["featurize"] - start["featurize"])
     print(f"featurize throughput: {x_rt:.0f}x real time (24 kHz archives, all cores)")
     print(f"projected: {total:.0f} s")
@@ -321,19 +368,45 @@ def main(argv=None) -> None:
     # What an idle machine would take: the serial stages' CPU time, featurize's spread over every
     # core, and the search's wall time (Ray's workers are not this process's children: their CPU
     # time is not counted; its trials already run one per core)
-    idle = {"label": cpu_projected["label"], "featurize": cpu_projected["featurize"] / cores,
-            "tune": wall["tune"], "train": cpu_projected["train"], "evaluate": cpu_projected["evaluate"]}
+    idle = {
+        "label": cpu_projected["label"],
+        "featurize": cpu_projected["featurize"] / cores,
+        "tune": wall["tune"],
+        "train": cpu_projected["train"],
+        "evaluate": cpu_projected["evaluate"],
+    }
     idle_total = sum(idle.values()) + sum(start.values())
-    print("idle estimate: " + ", ".join(f"{k} {v:.0f}" for k, v in idle.items())
-          + f", start-up {sum(start.values()):.0f}: {idle_total:.0f} s (label, train, evaluate: their CPU s; "
-          f"featurize: CPU s / {cores} cores; tune: wall s)")
+    print(
+        "idle estimate: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in idle.items())
+        + f", start-up {sum(start.values()):.0f}: {idle_total:.0f} s (label, train, evaluate: their CPU s; "
+        f"featurize: CPU s / {cores} cores; tune: wall s)"
+    )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"measured_s": wall, "cpu_s": cpu, "cpu_projected_s": cpu_projected,
-                                               "idle_estimate_s": idle, "idle_estimate_total_s": idle_total,
-                                               "featurize_fixed_s": {"cold": cold, "warm": warm}, "featurize_without_copies_s": originals, "copies": copies, "scale": scale, "startup_s": start,
-                                               "projected_s": projected, "projected_total_s": total, "label_fixed_s": label_fixed,
-                                               "ratio": REPORT_WALL_S / total, "archive": archive}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "measured_s": wall,
+                    "cpu_s": cpu,
+                    "cpu_projected_s": cpu_projected,
+                    "idle_estimate_s": idle,
+                    "idle_estimate_total_s": idle_total,
+                    "featurize_fixed_s": {"cold": cold, "warm": warm},
+                    "featurize_without_copies_s": originals,
+                    "copies": copies,
+                    "scale": scale,
+                    "startup_s": start,
+                    "projected_s": projected,
+                    "projected_total_s": total,
+                    "label_fixed_s": label_fixed,
+                    "ratio": REPORT_WALL_S / total,
+                    "archive": archive,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -87,9 +87,11 @@ def main() -> None:
     print(f"recordings: {hours:.2f} h ({long_path.stat().st_size / 2**20:.0f} MiB FLAC) and {short_h:.2f} h")
     cli = [sys.executable, "-m", "voicegender.cli", "predict", "--model-dir", args.model_dir]
     results = {}
-    for label, cmd in (("--segments, 1/6 length", cli + ["--segments", str(short_path)]),
-                       ("--segments, full length", cli + ["--segments", str(long_path)]),
-                       ("whole file (no --segments), full length", cli + [str(long_path)])):
+    for label, cmd in (
+        ("--segments, 1/6 length", cli + ["--segments", str(short_path)]),
+        ("--segments, full length", cli + ["--segments", str(long_path)]),
+        ("whole file (no --segments), full length", cli + [str(long_path)]),
+    ):
         rss, wall, code, lines = peak_rss(cmd)
         results[label] = rss
         print(f"{label:<42} peak RSS {rss:7.0f} MiB  wall {wall:6.1f} s  exit {code}  {lines} answers")

@@ -70,7 +70,9 @@ def load_sample(directory: str) -> list[dict]:
     return read_folder_manifest(Path(directory) / "manifest.csv")
 
 
-def cache_path(cache: Path | None, config: FeatureSettings, rows: list[dict], ignore: tuple[str, ...], tag: str = "") -> Path | None:
+def cache_path(
+    cache: Path | None, config: FeatureSettings, rows: list[dict], ignore: tuple[str, ...], tag: str = ""
+) -> Path | None:
     """Where the features of ``rows`` under ``config`` (but for the ``ignore`` keys) are cached."""
     if cache is None:
         return None
@@ -80,7 +82,9 @@ def cache_path(cache: Path | None, config: FeatureSettings, rows: list[dict], ig
     return cache / f"{config.kind}{tag}-{digest}.npy"
 
 
-def featurize_rows(rows: list[dict], config: FeatureSettings, cache: Path | None, n_jobs: int) -> tuple[np.ndarray, float]:
+def featurize_rows(
+    rows: list[dict], config: FeatureSettings, cache: Path | None, n_jobs: int
+) -> tuple[np.ndarray, float]:
     """(features of every row, extraction speed in x real time), cached in ``cache`` (outside the
     repository) per config; the speed is the one measured when the features were computed."""
     path = cache_path(cache, config, rows, ignore=("n_jobs", "augment"))  # augment: training copies only
@@ -180,21 +184,41 @@ def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None)
         from voicegender.models import build_model
         from voicegender.training import fit, predict_proba
 
-        config = params.model.model_copy(update={"name": model, **({"channels": args.cnn2d_channels}
-                                                                      if model == "cnn2d" else {})})
+        config = params.model.model_copy(
+            update={"name": model, **({"channels": args.cnn2d_channels} if model == "cnn2d" else {})}
+        )
         mean, std = fit_standardizer(X_fit) if args.standardize else (None, None)
         net = build_model(config, X.shape[1:], mean, std, seed=seed)
-        result = fit(net, X_fit, y_fit, X[va], y[va], lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                     seed=seed, optimizer=params.train.optimizer, weight_decay=params.train.weight_decay,
-                     patience=params.train.patience)
+        result = fit(
+            net,
+            X_fit,
+            y_fit,
+            X[va],
+            y[va],
+            lr=args.lr,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            seed=seed,
+            optimizer=params.train.optimizer,
+            weight_decay=params.train.weight_decay,
+            patience=params.train.patience,
+        )
         p_val, p_test = predict_proba(net, X[va]), predict_proba(net, X[te])
         epochs = result.best_epoch
     t = choose_threshold(y[va], p_val)
     u = utterance_metrics(y[te], p_test, t)
     s = speaker_metrics(speakers[te], y[te], p_test, t)
-    return {"repeat": r, "fold": k, "accuracy": u["accuracy"], "balanced_accuracy": u["balanced_accuracy"],
-            "roc_auc": u["roc_auc"], "speaker_accuracy": s["speaker_accuracy"], "threshold": t,
-            "best_epoch": epochs, "seconds": time.perf_counter() - started}
+    return {
+        "repeat": r,
+        "fold": k,
+        "accuracy": u["accuracy"],
+        "balanced_accuracy": u["balanced_accuracy"],
+        "roc_auc": u["roc_auc"],
+        "speaker_accuracy": s["speaker_accuracy"],
+        "threshold": t,
+        "best_epoch": epochs,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def summarize(results: dict) -> list[dict]:
@@ -210,11 +234,16 @@ def summarize(results: dict) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data | features | model | accuracy | balanced acc. | ROC AUC | s/fold |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | features | model | accuracy | balanced acc. | ROC AUC | s/fold |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['kind']} | {r['model']} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | "
-                     f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f} | "
-                     f"{r['roc_auc']:.3f} ± {r['roc_auc_std']:.3f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['dataset']} | {r['kind']} | {r['model']} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | "
+            f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f} | "
+            f"{r['roc_auc']:.3f} ± {r['roc_auc_std']:.3f} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,16 +260,29 @@ def synthetic_rows(args) -> list[dict] | None:
     from voicegender.libritts import iter_audio, scan_source
 
     n_test = max(2, args.synthetic_speakers // 4)
-    archives = generate_corpus(Path(args.synthetic_dir), train_speakers=args.synthetic_speakers - n_test,
-                               test_speakers=n_test, utterances_per_speaker=args.synthetic_utterances,
-                               seed=args.seed, workers=args.n_jobs, progress=False)
+    archives = generate_corpus(
+        Path(args.synthetic_dir),
+        train_speakers=args.synthetic_speakers - n_test,
+        test_speakers=n_test,
+        utterances_per_speaker=args.synthetic_utterances,
+        seed=args.seed,
+        workers=args.n_jobs,
+        progress=False,
+    )
     rows = []
     for archive in archives.values():  # both subsets pooled: the CV below makes its own speaker splits
         utts = {u["member"]: u for u in scan_source(archive).utterances}
         for member, data in iter_audio(archive, list(utts)):
             u = utts[member]
-            rows.append({"id": u["id"], "speaker": f"synth{u['speaker']}", "sex": u["sex"],
-                         "path": f"{archive}::{member}", "data": data})
+            rows.append(
+                {
+                    "id": u["id"],
+                    "speaker": f"synth{u['speaker']}",
+                    "sex": u["sex"],
+                    "path": f"{archive}::{member}",
+                    "data": data,
+                }
+            )
     return rows
 
 
@@ -250,8 +292,13 @@ def main(argv=None) -> None:
     ap.add_argument("--cross", default=CROSS, help="cross-corpus test set: folder with manifest.csv ('' = skip)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
-    ap.add_argument("--models", nargs="+", default=list(NETWORKS) + list(SKLEARN),
-                    choices=list(NETWORKS) + list(SKLEARN), help="torch networks and sk_* scikit-learn baselines")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=list(NETWORKS) + list(SKLEARN),
+        choices=list(NETWORKS) + list(SKLEARN),
+        help="torch networks and sk_* scikit-learn baselines",
+    )
     ap.add_argument("--sample-rate", default=None, help="Hz or `native` (default: features.sample_rate of --params)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
@@ -259,12 +306,25 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=1.0e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--cnn2d-channels", type=int, nargs="+", default=[16, 32, 64],
-                    help="cnn2d blocks (smaller than params' default: 2 CPU cores)")
-    ap.add_argument("--no-standardize", dest="standardize", action="store_false",
-                    help="feed the networks raw features (train.standardize=false, as the report did)")
-    ap.add_argument("--no-augment", dest="augment", action="store_false",
-                    help="train without features.augment's altered copies of the training recordings")
+    ap.add_argument(
+        "--cnn2d-channels",
+        type=int,
+        nargs="+",
+        default=[16, 32, 64],
+        help="cnn2d blocks (smaller than params' default: 2 CPU cores)",
+    )
+    ap.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help="feed the networks raw features (train.standardize=false, as the report did)",
+    )
+    ap.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="train without features.augment's altered copies of the training recordings",
+    )
     ap.add_argument("--synthetic-speakers", type=int, default=0, help="generated corpus speakers (0 = skip it)")
     ap.add_argument("--synthetic-utterances", type=int, default=6, help="utterances per generated speaker")
     ap.add_argument("--synthetic-dir", default="/tmp/voicegender-real-speech-synth", help="outside the repo")
@@ -273,7 +333,9 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="/tmp/voicegender-real-speech-cache", help="feature cache (outside the repo)")
     ap.add_argument("--out", default="benchmarks/real_speech.json", help="per-fold results + summary")
     ap.add_argument("--resume", action="store_true", help="keep the results already in --out, run the rest")
-    ap.add_argument("--readme", metavar="README", help="only rewrite README's real-speech block from --out, run nothing")
+    ap.add_argument(
+        "--readme", metavar="README", help="only rewrite README's real-speech block from --out, run nothing"
+    )
     args = ap.parse_args(argv)
     if args.readme:
         previous = json.loads(Path(args.out).read_text())
@@ -293,8 +355,11 @@ def main(argv=None) -> None:
     synth = synthetic_rows(args)
     if synth:
         datasets["generated"] = [synth]
-        print(f"generated corpus: {len(synth)} utterances of {len({r['speaker'] for r in synth})} speakers",
-              file=sys.stderr, flush=True)
+        print(
+            f"generated corpus: {len(synth)} utterances of {len({r['speaker'] for r in synth})} speakers",
+            file=sys.stderr,
+            flush=True,
+        )
 
     results: dict = {}
     speeds: dict = {}
@@ -319,25 +384,38 @@ def main(argv=None) -> None:
             for part in parts:
                 X_part, speed = featurize_rows(part, config, Path(args.cache) if args.cache else None, args.n_jobs)
                 blocks.append(X_part)
-                speeds.setdefault(kind, {})[Path(part[0]["path"]).parent.name if "::" not in part[0]["path"]
-                                          else "generated"] = speed
+                speeds.setdefault(kind, {})[
+                    Path(part[0]["path"]).parent.name if "::" not in part[0]["path"] else "generated"
+                ] = speed
             X = np.concatenate(blocks)
-            X_aug = augmented_features(parts[0], config, Path(args.cache) if args.cache else None, args.n_jobs) \
-                if args.augment else None
+            X_aug = (
+                augmented_features(parts[0], config, Path(args.cache) if args.cache else None, args.n_jobs)
+                if args.augment
+                else None
+            )
             if X_aug is not None and len(parts) == 2:  # only the training corpus is augmented
                 X_aug = np.concatenate([X_aug, np.zeros((len(X_aug), len(parts[1]), *X_aug.shape[2:]), np.float32)], 1)
-            print(f"{dataset} {kind}: features {X.shape}; extraction "
-                  + ", ".join(f"{v:.0f}x real time" for v in speeds[kind].values()), file=sys.stderr, flush=True)
+            print(
+                f"{dataset} {kind}: features {X.shape}; extraction "
+                + ", ".join(f"{v:.0f}x real time" for v in speeds[kind].values()),
+                file=sys.stderr,
+                flush=True,
+            )
             for model in args.models:
                 if not applicable(model, feature_shape(config)) or (dataset, kind, model) in results:
                     continue
                 t0 = time.perf_counter()
                 per_fold = Parallel(n_jobs=min(args.n_jobs, len(splits)))(
-                    delayed(run_one)(model, X, y, speakers, split, params, args, X_aug) for split in splits)
+                    delayed(run_one)(model, X, y, speakers, split, params, args, X_aug) for split in splits
+                )
                 results[(dataset, kind, model)] = per_fold
                 acc = np.array([f["balanced_accuracy"] for f in per_fold])
-                print(f"  {model:<24} balanced acc {acc.mean():.3f} ± {acc.std():.3f}  "
-                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {model:<24} balanced acc {acc.mean():.3f} ± {acc.std():.3f}  "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 save(out, results, speeds, args)  # after every model: a crash or a kill loses one model only
     save(out, results, speeds, args)
     print(table(summarize(results)))
@@ -349,10 +427,18 @@ def wide_table(rows: list[dict], speeds: dict) -> str:
     """One line per (features, model): cross-corpus accuracy, balanced accuracy and ROC AUC beside
     the LibriSpeech CV balanced accuracy and the kind's extraction speed."""
     by = {(r["dataset"], r["kind"], r["model"]): r for r in rows}
-    pairs = sorted({(k, m) for _, k, m in by}, key=lambda km: (-by.get(("cross-corpus", *km), {}).get("balanced_accuracy", 0),
-                                                             -by.get(("librispeech", *km), {}).get("balanced_accuracy", 0)))
-    lines = ["| features | model | cross-corpus accuracy | cross-corpus balanced acc. | cross-corpus ROC AUC | "
-             "LibriSpeech CV balanced acc. | extraction (x real time) |", "|---|---|---|---|---|---|---|"]
+    pairs = sorted(
+        {(k, m) for _, k, m in by},
+        key=lambda km: (
+            -by.get(("cross-corpus", *km), {}).get("balanced_accuracy", 0),
+            -by.get(("librispeech", *km), {}).get("balanced_accuracy", 0),
+        ),
+    )
+    lines = [
+        "| features | model | cross-corpus accuracy | cross-corpus balanced acc. | cross-corpus ROC AUC | "
+        "LibriSpeech CV balanced acc. | extraction (x real time) |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def cell(d, key, std=False):
         r = by.get((d, *km))
@@ -362,9 +448,11 @@ def wide_table(rows: list[dict], speeds: dict) -> str:
 
     for km in pairs:
         speed = speeds.get(km[0], {})
-        lines.append(f"| {km[0]} | {km[1]} | {cell('cross-corpus', 'accuracy')} | {cell('cross-corpus', 'balanced_accuracy')} | "
-                     f"{cell('cross-corpus', 'roc_auc')} | {cell('librispeech', 'balanced_accuracy', True)} | "
-                     f"{min(speed.values()) if speed else float('nan'):.0f} |")
+        lines.append(
+            f"| {km[0]} | {km[1]} | {cell('cross-corpus', 'accuracy')} | {cell('cross-corpus', 'balanced_accuracy')} | "
+            f"{cell('cross-corpus', 'roc_auc')} | {cell('librispeech', 'balanced_accuracy', True)} | "
+            f"{min(speed.values()) if speed else float('nan'):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -376,9 +464,11 @@ def write_readme_block(readme: Path, table_text: str) -> None:
         raise SystemExit(f"{readme}: markers {start} ... {end} not found")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    note = ("_Written by `python benchmarks/real_speech.py --readme README.md` from `benchmarks/real_speech.json`. "
-            "Cross-corpus: trained on the LibriSpeech sample, scored on cross-corpus-dev; CV: speaker-disjoint, "
-            "5 folds x 2 repeats, mean ± std; extraction on 2 processes (the slower of the two sets)._")
+    note = (
+        "_Written by `python benchmarks/real_speech.py --readme README.md` from `benchmarks/real_speech.json`. "
+        "Cross-corpus: trained on the LibriSpeech sample, scored on cross-corpus-dev; CV: speaker-disjoint, "
+        "5 folds x 2 repeats, mean ± std; extraction on 2 processes (the slower of the two sets)._"
+    )
     readme.write_text(f"{head}{start}\n{note}\n\n{table_text}\n{end}{tail}")
 
 
@@ -386,13 +476,32 @@ def save(out: Path | None, results: dict, speeds: dict, args) -> None:
     if out is None:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "protocol": {k: getattr(args, k) for k in ("folds", "repeats", "seed", "lr", "batch_size", "epochs",
-                                                  "sample_rate", "cnn2d_channels", "standardize", "augment")},
-        "summary": summarize(results),
-        "x_real_time": speeds,
-        "folds": [{"dataset": d, "kind": k, "model": m, **f} for (d, k, m), fs in results.items() for f in fs],
-    }, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "protocol": {
+                    k: getattr(args, k)
+                    for k in (
+                        "folds",
+                        "repeats",
+                        "seed",
+                        "lr",
+                        "batch_size",
+                        "epochs",
+                        "sample_rate",
+                        "cnn2d_channels",
+                        "standardize",
+                        "augment",
+                    )
+                },
+                "summary": summarize(results),
+                "x_real_time": speeds,
+                "folds": [{"dataset": d, "kind": k, "model": m, **f} for (d, k, m), fs in results.items() for f in fs],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

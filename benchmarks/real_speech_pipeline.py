@@ -29,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import copy_repo, set_params  # noqa: E402  (the end-to-end tests' repository copy)
+
 SAMPLE = "/work/shared/data/librispeech-clean100-sample"
 CROSS = "/work/shared/data/cross-corpus-dev"
 
@@ -48,8 +49,14 @@ def combined_manifest(train_dir: Path, test_dir: Path, rec: Path) -> None:
                     os.link(folder / r["path"], dest)
                 except OSError:
                     shutil.copyfile(folder / r["path"], dest)
-                rows.append({"path": f"{split}/{r['path']}", "speaker": f"{folder.name}:{r['speaker']}",
-                             "sex": r["sex"], "split": split})
+                rows.append(
+                    {
+                        "path": f"{split}/{r['path']}",
+                        "speaker": f"{folder.name}:{r['speaker']}",
+                        "sex": r["sex"],
+                        "split": split,
+                    }
+                )
     with open(rec / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["path", "speaker", "sex", "split"])
         w.writeheader()
@@ -75,8 +82,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", default=SAMPLE, help="folder with manifest.csv: training recordings")
     ap.add_argument("--test", default=CROSS, help="folder with manifest.csv: test recordings")
-    ap.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="params.yaml override (YAML value), as dvc exp run -S")
+    ap.add_argument(
+        "-S",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params.yaml override (YAML value), as dvc exp run -S",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary repository")
     args = ap.parse_args(argv)
 
@@ -86,7 +99,11 @@ def main(argv=None) -> int:
     rec.mkdir()
     combined_manifest(Path(args.train), Path(args.test), rec)
     copy_repo(repo)
-    updates = {"corpus": "folder", "data.folder.manifest": str(rec / "manifest.csv"), "data.folder.recordings": str(rec)}
+    updates = {
+        "corpus": "folder",
+        "data.folder.manifest": str(rec / "manifest.csv"),
+        "data.folder.recordings": str(rec),
+    }
     for o in args.overrides:
         key, value = o.split("=", 1)
         updates[key] = yaml.safe_load(value)
@@ -102,12 +119,16 @@ def main(argv=None) -> int:
     ev = json.loads((repo / "metrics/evaluate.json").read_text())
     fz = json.loads((repo / "metrics/featurize.json").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    print(f"configuration: features.kind={params['features']['kind']} model.name={params['model']['name']} "
-          + " ".join(args.overrides))
+    print(
+        f"configuration: features.kind={params['features']['kind']} model.name={params['model']['name']} "
+        + " ".join(args.overrides)
+    )
     print(f"dvc repro: {wall:.0f} s; featurize skipped {fz['skipped']} recordings")
-    print(f"test (cross-corpus): accuracy {ev['accuracy']:.4f}, balanced accuracy {ev['balanced_accuracy']:.4f}, "
-          f"ROC AUC {ev['roc_auc']:.4f}, speaker accuracy {ev['speaker_accuracy']:.4f} "
-          f"({ev['n_utterances']} utterances, {ev['n_speakers']} speakers)")
+    print(
+        f"test (cross-corpus): accuracy {ev['accuracy']:.4f}, balanced accuracy {ev['balanced_accuracy']:.4f}, "
+        f"ROC AUC {ev['roc_auc']:.4f}, speaker accuracy {ev['speaker_accuracy']:.4f} "
+        f"({ev['n_utterances']} utterances, {ev['n_speakers']} speakers)"
+    )
     for corpus, d in sorted(per_corpus(repo).items()):
         print(f"  {corpus:<12} speakers right by majority vote: {d['speakers_right']}/{d['speakers']}")
     if not args.keep:

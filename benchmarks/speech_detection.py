@@ -23,11 +23,21 @@ import torch
 
 from voicegender.audio import decode_audio
 from voicegender.params import FeatureSettings, load_params
-from voicegender.speech import (NoSpeech, require_speech, segments_from_probabilities, speech_probabilities,
-                                speech_seconds, total_seconds, vad_settings)
+from voicegender.speech import (
+    NoSpeech,
+    require_speech,
+    segments_from_probabilities,
+    speech_probabilities,
+    speech_seconds,
+    total_seconds,
+    vad_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = [ROOT.parent.parent / "shared/data/librispeech-clean100-sample", ROOT.parent.parent / "shared/data/cross-corpus-dev"]
+SETS = [
+    ROOT.parent.parent / "shared/data/librispeech-clean100-sample",
+    ROOT.parent.parent / "shared/data/cross-corpus-dev",
+]
 SETS = [p if p.exists() else Path("/work/shared/data") / p.name for p in SETS]
 
 
@@ -94,12 +104,16 @@ def main() -> None:
             if found < min_speech:
                 rejected.append(r["path"])
         amounts.sort()
-        print(f"\n{root.name}: {len(rejected)} of {len(rows)} real utterances rejected "
-              f"(less than {min_speech} s of speech)" + (f": {rejected}" if rejected else ""))
+        print(
+            f"\n{root.name}: {len(rejected)} of {len(rows)} real utterances rejected "
+            f"(less than {min_speech} s of speech)" + (f": {rejected}" if rejected else "")
+        )
         print("  least speech found: " + ", ".join(f"{a:.2f} s ({p})" for a, p in amounts[:3]))
     if audio_s:
-        print(f"\nVAD speed, one core (torch threads 1): {audio_s:.0f} s of audio in {scored_s:.1f} s = "
-              f"{audio_s / scored_s:.0f}x real time (decode excluded)")
+        print(
+            f"\nVAD speed, one core (torch threads 1): {audio_s:.0f} s of audio in {scored_s:.1f} s = "
+            f"{audio_s / scored_s:.0f}x real time (decode excluded)"
+        )
     featurize_cost(args.sets, load_params(args.params).features, {"min_speech_s": min_speech, **vad})
 
 
@@ -108,8 +122,12 @@ def featurize_cost(sets: list[Path], features: FeatureSettings, speech: dict) ->
     core, the two runs alternated so that a busy machine slows both alike."""
     from voicegender.extraction import extract_many
 
-    items = [(r["path"], (root / r["path"]).read_bytes()) for root in sets if (root / "manifest.csv").exists()
-             for r in csv.DictReader((root / "manifest.csv").open())]
+    items = [
+        (r["path"], (root / r["path"]).read_bytes())
+        for root in sets
+        if (root / "manifest.csv").exists()
+        for r in csv.DictReader((root / "manifest.csv").open())
+    ]
     if not items:
         return
     list(extract_many(items[:2], features, n_jobs=1, speech=speech))  # warm-up (imports, JIT)
@@ -120,9 +138,11 @@ def featurize_cost(sets: list[Path], features: FeatureSettings, speech: dict) ->
             list(extract_many(items, features, n_jobs=1, speech=check))
             wall[label] += time.perf_counter() - started
     extra_ms = (wall["with"] - wall["without"]) / (2 * len(items)) * 1000
-    print(f"featurize ({features['kind']}, one core) on these {len(items)} files: {wall['without'] / 2:.1f} s "
-          f"without the speech check, {wall['with'] / 2:.1f} s with it (ratio {wall['with'] / wall['without']:.2f}; "
-          f"+{extra_ms:.1f} ms per recording)")
+    print(
+        f"featurize ({features['kind']}, one core) on these {len(items)} files: {wall['without'] / 2:.1f} s "
+        f"without the speech check, {wall['with'] / 2:.1f} s with it (ratio {wall['with'] / wall['without']:.2f}; "
+        f"+{extra_ms:.1f} ms per recording)"
+    )
 
 
 if __name__ == "__main__":

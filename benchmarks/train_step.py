@@ -53,8 +53,10 @@ def main() -> None:
                     step(x, y)
                 best[step] = min(best[step], (time.perf_counter() - started) / args.steps)
         slow, fast = best[autograd_step], best[by_hand_step]
-        print(f"{batch:>5}  {slow * 1e3:>11.3f}  {fast * 1e3:>10.3f}  {slow / fast:>5.2f}  "
-              f"{batch / fast:>17,.0f}  {batch * FLOP_PER_SAMPLE / fast / 1e9:>7.1f}")
+        print(
+            f"{batch:>5}  {slow * 1e3:>11.3f}  {fast * 1e3:>10.3f}  {slow / fast:>5.2f}  "
+            f"{batch / fast:>17,.0f}  {batch * FLOP_PER_SAMPLE / fast / 1e9:>7.1f}"
+        )
     print("ratio: autograd time / by-hand time per step (higher is better)")
 
 

@@ -56,23 +56,45 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this file")
     asha = yaml.safe_load(PARAMS.read_text())["tune"]["asha"]
     ap.add_argument("--grace-period", type=int, default=asha["grace_period"], help="ASHA: epochs before a stop")
-    ap.add_argument("--reduction-factor", type=float, default=asha["reduction_factor"],
-                    help="ASHA: keep the best 1/R at each milestone")
+    ap.add_argument(
+        "--reduction-factor",
+        type=float,
+        default=asha["reduction_factor"],
+        help="ASHA: keep the best 1/R at each milestone",
+    )
     args = ap.parse_args()
 
     X, y = gaussian_features(args.train + args.val, 128, args.seed)
     Xt, yt, Xv, yv = X[: args.train], y[: args.train], X[args.train :], y[args.train :]
-    fixed = {"model": {"name": "report_cnn"}, "optimizer": "adam", "weight_decay": 0.0,
-             "seed": args.seed, "epochs": 20, "mean": Xt.mean(0), "std": Xt.std(0)}
+    fixed = {
+        "model": {"name": "report_cnn"},
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "seed": args.seed,
+        "epochs": 20,
+        "mean": Xt.mean(0),
+        "std": Xt.std(0),
+    }
     # numba compiles the report CNN's step on a machine's first run (~20 s) and caches it on disk:
     # compile (or load) it here, so the wall time is the search as every later run sees it
     warm = time.perf_counter()
     ReportCNN(128).hand_written_step()(torch.zeros(2, 128), torch.zeros(2))
     print(f"compiled training step ready in {time.perf_counter() - warm:.1f} s (outside the wall time)")
     started = time.perf_counter()
-    result = run_search(Xt, yt, Xv, yv, space=REPORT_SPACE, fixed=fixed, num_samples=args.trials,
-                        search=args.search, seed=args.seed, grace_period=args.grace_period,
-                        reduction_factor=args.reduction_factor, log=lambda m: print(m, flush=True))
+    result = run_search(
+        Xt,
+        yt,
+        Xv,
+        yv,
+        space=REPORT_SPACE,
+        fixed=fixed,
+        num_samples=args.trials,
+        search=args.search,
+        seed=args.seed,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        log=lambda m: print(m, flush=True),
+    )
     wall = time.perf_counter() - started
     trials = result["trials"]
     epochs = sum(t["epochs_run"] for t in trials)
@@ -82,22 +104,33 @@ def main() -> None:
     floor_s = samples * FLOP_PER_SAMPLE / 1e9  # seconds at 1 GFLOP/s, for scale
     best = result["best"]
     figures = {
-        "wall_s": round(wall, 1), "trials": len(trials), "failed": sum(bool(t["error"]) for t in trials),
-        "speedup_vs_report": round(REPORT_WALL_S / wall, 1), "epochs_total": epochs, "epochs_trained": trained,
-        "samples_per_s_per_core": round(per_core), "gflop_per_s_per_core": round(floor_s / wall / args.cpus, 2),
-        "best_val_accuracy": round(best["val_accuracy"], 4), "best_val_loss": round(best["val_loss"], 4),
+        "wall_s": round(wall, 1),
+        "trials": len(trials),
+        "failed": sum(bool(t["error"]) for t in trials),
+        "speedup_vs_report": round(REPORT_WALL_S / wall, 1),
+        "epochs_total": epochs,
+        "epochs_trained": trained,
+        "samples_per_s_per_core": round(per_core),
+        "gflop_per_s_per_core": round(floor_s / wall / args.cpus, 2),
+        "best_val_accuracy": round(best["val_accuracy"], 4),
+        "best_val_loss": round(best["val_loss"], 4),
         "best_config": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in best["config"].items()},
-        "search": args.search, "cpus": args.cpus,
+        "search": args.search,
+        "cpus": args.cpus,
         "asha": {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor},
     }
     print(f"wall: {wall:.1f} s")
-    print(f"{len(trials)} trials ({figures['failed']} failed), {epochs} epochs in the results, {trained} trained "
-          f"(ASHA's rule in trial order, grace period {args.grace_period}, reduction factor "
-          f"{args.reduction_factor:g}, stopped the rest early)")
+    print(
+        f"{len(trials)} trials ({figures['failed']} failed), {epochs} epochs in the results, {trained} trained "
+        f"(ASHA's rule in trial order, grace period {args.grace_period}, reduction factor "
+        f"{args.reduction_factor:g}, stopped the rest early)"
+    )
     print(f"speed-up vs the report's {REPORT_WALL_S:.0f} s: {REPORT_WALL_S / wall:.1f}x")
-    print(f"throughput: {per_core:,.0f} training samples/s per core "
-          f"= {figures['gflop_per_s_per_core']} GFLOP/s per core at {FLOP_PER_SAMPLE / 1e6:.1f} MFLOP/sample "
-          f"(one epoch = {args.train * FLOP_PER_SAMPLE / 1e9:.0f} GFLOP)")
+    print(
+        f"throughput: {per_core:,.0f} training samples/s per core "
+        f"= {figures['gflop_per_s_per_core']} GFLOP/s per core at {FLOP_PER_SAMPLE / 1e6:.1f} MFLOP/sample "
+        f"(one epoch = {args.train * FLOP_PER_SAMPLE / 1e9:.0f} GFLOP)"
+    )
     print(f"best: val_accuracy {best['val_accuracy']:.4f} val_loss {best['val_loss']:.4f} {figures['best_config']}")
     if args.json:
         with open(args.json, "w") as f:

@@ -29,21 +29,41 @@ def main() -> None:
     params = load_params()
     config = params.baselines
     splits = {s: load_features("data/features", s) for s in ("train", "val", "test")}
-    results = run_baselines(config.models, config, splits["train"], splits["val"], splits["test"],
-                            seed=params.train.seed, n_jobs=resolve_n_jobs(config.n_jobs))
+    results = run_baselines(
+        config.models,
+        config,
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        seed=params.train.seed,
+        n_jobs=resolve_n_jobs(config.n_jobs),
+    )
     for name, r in results.items():
         test = r.get("test", {})
-        print(f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "
-              f"test acc {test.get('accuracy', float('nan')):.4f} balanced {test.get('balanced_accuracy', float('nan')):.4f} "
-              f"({r['fit_s']:.1f} s)", flush=True)
+        print(
+            f"baselines: {name:<24} val balanced acc {r['val']['balanced_accuracy']:.4f}  "
+            f"test acc {test.get('accuracy', float('nan')):.4f} balanced {test.get('balanced_accuracy', float('nan')):.4f} "
+            f"({r['fit_s']:.1f} s)",
+            flush=True,
+        )
     # fit time varies run to run: keep it out of the metrics so they diff only on content
-    write_json("metrics/baselines.json", {name: {k: v for k, v in r.items() if k != "fit_s"}
-                                          for name, r in results.items()})
+    write_json(
+        "metrics/baselines.json", {name: {k: v for k, v in r.items() if k != "fit_s"} for name, r in results.items()}
+    )
 
     # wide: one row per model, one column per split and metric (the bar templates take one x column)
-    rows = [{"model": name, **{f"{split}_{m}": r[split][m] for split in ("val", "test") if split in r
-                               for m in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy")}}
-            for name, r in results.items()]
+    rows = [
+        {
+            "model": name,
+            **{
+                f"{split}_{m}": r[split][m]
+                for split in ("val", "test")
+                if split in r
+                for m in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy")
+            },
+        }
+        for name, r in results.items()
+    ]
     write_table("plots/baselines/comparison.csv", rows)
 
     plot_baselines(results, "plots/baselines/comparison.png")

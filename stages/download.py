@@ -38,11 +38,17 @@ def main() -> None:
         shutil.rmtree(RAW)
     RAW.mkdir(parents=True)
     kind = params.corpus
-    info = corpus.prepare(kind, RAW, seed=data.seed, synthetic=data.synthetic, libritts_cfg=data.libritts,
-                          manifest=data.folder.manifest, recordings=data.folder.recordings)
+    info = corpus.prepare(
+        kind,
+        RAW,
+        seed=data.seed,
+        synthetic=data.synthetic,
+        libritts_cfg=data.libritts,
+        manifest=data.folder.manifest,
+        recordings=data.folder.recordings,
+    )
     (RAW / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"download: {kind} corpus ready: {info['sources']}", flush=True)
-
 
 
 if __name__ == "__main__":

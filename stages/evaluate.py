@@ -20,8 +20,14 @@ from dvclive import Live
 from sklearn.metrics import roc_curve
 
 from voicegender.dataset import load_features
-from voicegender.evaluation import (bootstrap_ci, calibration_table, confusion_counts, evaluate_split,
-                                    expected_calibration_error, speaker_predictions)
+from voicegender.evaluation import (
+    bootstrap_ci,
+    calibration_table,
+    confusion_counts,
+    evaluate_split,
+    expected_calibration_error,
+    speaker_predictions,
+)
 from voicegender.models import load_trained
 from voicegender.params import load_params
 from voicegender.plots import plot_evaluation_summary
@@ -44,15 +50,20 @@ def main() -> None:
     y, speakers = test["y"], test["speakers"]
     p_val = predict_proba(model, val["X"])
 
-    metrics = {**evaluate_split(speakers, y, proba, threshold), "threshold": threshold,
-               "expected_calibration_error": expected_calibration_error(y, proba, n_bins)}
+    metrics = {
+        **evaluate_split(speakers, y, proba, threshold),
+        "threshold": threshold,
+        "expected_calibration_error": expected_calibration_error(y, proba, n_bins),
+    }
     at_half = evaluate_split(speakers, y, proba, 0.5)
     metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
-    metrics["ci95"] = bootstrap_ci(speakers, y, proba, threshold, n_resamples=params.evaluate.bootstrap,
-                                   seed=params.train.seed)
+    metrics["ci95"] = bootstrap_ci(
+        speakers, y, proba, threshold, n_resamples=params.evaluate.bootstrap, seed=params.train.seed
+    )
     v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
-    metrics["val"] = {k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy",
-                                        "n_utterances", "n_speakers")}
+    metrics["val"] = {
+        k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy", "n_utterances", "n_speakers")
+    }
     write_json("metrics/evaluate.json", metrics)
 
     names = {1: "female", 0: "male"}
@@ -67,20 +78,39 @@ def main() -> None:
     live.log_sklearn_plot("calibration", y, p64, n_bins=n_bins)  # equal-width bins, as calibration_table
     ids, truth, votes, mean_p, by_vote, _ = speaker_predictions(speakers, y, proba, threshold)
     share_right = np.where(truth == 1, votes, 1 - votes)  # share of the speaker's utterances classified right
-    write_table("plots/evaluate/speakers.csv", [
-        {"speaker": s, "sex": "F" if t == 1 else "M", "accuracy": float(a), "mean_proba_female": float(m),
-         "speaker_right": int(v == t)}
-        for s, t, a, m, v in zip(ids, truth, share_right, mean_p, by_vote)])
+    write_table(
+        "plots/evaluate/speakers.csv",
+        [
+            {
+                "speaker": s,
+                "sex": "F" if t == 1 else "M",
+                "accuracy": float(a),
+                "mean_proba_female": float(m),
+                "speaker_right": int(v == t),
+            }
+            for s, t, a, m, v in zip(ids, truth, share_right, mean_p, by_vote)
+        ],
+    )
     fpr, tpr, _ = roc_curve(y, proba)
-    plot_evaluation_summary("plots/evaluate/summary.png", threshold=threshold,
-                            confusion=confusion_counts(y, proba, threshold), fpr=fpr, tpr=tpr, truth=truth,
-                            share_right=share_right, calibration=calibration_table(y, proba, n_bins),
-                            metrics=metrics)
+    plot_evaluation_summary(
+        "plots/evaluate/summary.png",
+        threshold=threshold,
+        confusion=confusion_counts(y, proba, threshold),
+        fpr=fpr,
+        tpr=tpr,
+        truth=truth,
+        share_right=share_right,
+        calibration=calibration_table(y, proba, n_bins),
+        metrics=metrics,
+    )
     ci = metrics["ci95"]
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}], "
-          f"balanced {metrics['balanced_accuracy']:.4f}, AUC {metrics['roc_auc']:.4f}, speakers "
-          f"{metrics['speaker_accuracy']:.4f} of {metrics['n_speakers']} (majority class "
-          f"{metrics['majority_class_accuracy']:.3f})", flush=True)
+    print(
+        f"evaluate: accuracy {metrics['accuracy']:.4f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}], "
+        f"balanced {metrics['balanced_accuracy']:.4f}, AUC {metrics['roc_auc']:.4f}, speakers "
+        f"{metrics['speaker_accuracy']:.4f} of {metrics['n_speakers']} (majority class "
+        f"{metrics['majority_class_accuracy']:.3f})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

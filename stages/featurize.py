@@ -45,15 +45,25 @@ def main() -> None:
     started = time.perf_counter()
     report = build_features(rows, config, OUT, log=lambda m: print(m, flush=True), speech=check)
     wall = time.perf_counter() - started
-    print(f"featurize: {report['utterances']} utterances, {report['seconds'] / 3600:.2f} h of audio in "
-          f"{wall:.1f} s ({report['seconds'] / max(wall, 1e-9):.0f}x real time); "
-          f"{len(report['skipped'])} skipped", flush=True)
+    print(
+        f"featurize: {report['utterances']} utterances, {report['seconds'] / 3600:.2f} h of audio in "
+        f"{wall:.1f} s ({report['seconds'] / max(wall, 1e-9):.0f}x real time); "
+        f"{len(report['skipped'])} skipped",
+        flush=True,
+    )
     # no timings here: the same inputs must give the same bytes (dvc.lock unchanged on a rerun)
-    write_json("metrics/featurize.json", {
-        "kind": config.kind, "shape": list(feature_shape(config)), "utterances": report["utterances"],
-        "augmented": report["augmented"], "min_speech_s": speech["min_speech_s"],
-        "skipped": len(report["skipped"]), "skipped_ids": report["skipped"],  # id -> reason
-    })
+    write_json(
+        "metrics/featurize.json",
+        {
+            "kind": config.kind,
+            "shape": list(feature_shape(config)),
+            "utterances": report["utterances"],
+            "augmented": report["augmented"],
+            "min_speech_s": speech["min_speech_s"],
+            "skipped": len(report["skipped"]),
+            "skipped_ids": report["skipped"],  # id -> reason
+        },
+    )
 
 
 if __name__ == "__main__":

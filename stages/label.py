@@ -36,13 +36,21 @@ def main() -> None:
     summary = data_summary(rows)
     summary["excluded"] = {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]}
     write_json("metrics/data.json", summary)
-    table = [{"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
-             for split in SPLITS for sex in SEXES]
+    table = [
+        {"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
+        for split in SPLITS
+        for sex in SEXES
+    ]
     write_table("plots/data/summary.csv", table)
     plot_data_summary(table, "plots/data/summary.png")
-    print("label: " + ", ".join(f"{s}: {summary[s]['total']['speakers']} speakers / "
-                                f"{summary[s]['total']['utterances']} utterances" for s in SPLITS), flush=True)
-
+    print(
+        "label: "
+        + ", ".join(
+            f"{s}: {summary[s]['total']['speakers']} speakers / {summary[s]['total']['utterances']} utterances"
+            for s in SPLITS
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

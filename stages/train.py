@@ -45,8 +45,11 @@ def main() -> None:
     model_config = params.model
     model = build_model(model_config, train["X"].shape[1:], mean, std, seed=params.train.seed)
     device = resolve_device(params.device)
-    print(f"train: {model_config.name} on {len(train['X'])} utterances, lr={lr:.3g} "
-          f"batch_size={batch_size} epochs<={epochs} device={device}", flush=True)
+    print(
+        f"train: {model_config.name} on {len(train['X'])} utterances, lr={lr:.3g} "
+        f"batch_size={batch_size} epochs<={epochs} device={device}",
+        flush=True,
+    )
 
     # dvclive only writes here (no dvc.yaml edits, no experiment of its own, no report): dvc.yaml
     # declares its files. Steps are epochs; values are rounded like every other table, and
@@ -54,38 +57,70 @@ def main() -> None:
     live = Live("dvclive/train", dvcyaml=False, save_dvc_exp=False, report=None)
 
     def log_epoch(r):
-        print(f"epoch {r['epoch']:>3}: train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | "
-              f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}", flush=True)
+        print(
+            f"epoch {r['epoch']:>3}: train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | "
+            f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}",
+            flush=True,
+        )
         live.step = r["epoch"]
         for part in ("train", "val"):
             for key in ("loss", "accuracy"):
                 live.log_metric(f"{part}/{key}", significant(r[f"{part}_{key}"]))
         live.next_step()  # writes dvclive/train/metrics.json: the latest epoch, for `dvc exp show`
 
-    result = fit(model, train["X"], train["y"], val["X"], val["y"], lr=lr, batch_size=batch_size,
-                 epochs=epochs, seed=params.train.seed, optimizer=params.train.optimizer,
-                 weight_decay=params.train.weight_decay, patience=params.train.patience,
-                 device=device, on_epoch=log_epoch)
+    result = fit(
+        model,
+        train["X"],
+        train["y"],
+        val["X"],
+        val["y"],
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=params.train.seed,
+        optimizer=params.train.optimizer,
+        weight_decay=params.train.weight_decay,
+        patience=params.train.patience,
+        device=device,
+        on_epoch=log_epoch,
+    )
     live.end()
     threshold = choose_threshold(val["y"], predict_proba(model, val["X"]))
 
     Path("models").mkdir(exist_ok=True)
     torch.save(result.state_dict, "models/model.pt")
     # settings as JSON (model_dump), read back by models.load_trained and `voicegender predict`
-    card = {"model": model_config.model_dump(mode="json"), "features": params.features.model_dump(mode="json"), "input_shape": list(train["X"].shape[1:]),
-            "standardized": mean is not None, "threshold": threshold, "positive_class": "female",
-            # predict needs no params.yaml: speech detection as configured when this model was trained
-            "predict": params.predict.model_dump(mode="json"),
-            "data": training_data_card(json.loads(Path("data/raw/corpus.json").read_text()), "data/labels.csv",
-                                       {"train": train, "val": val, "test": load_features("data/features", "test")})}
+    card = {
+        "model": model_config.model_dump(mode="json"),
+        "features": params.features.model_dump(mode="json"),
+        "input_shape": list(train["X"].shape[1:]),
+        "standardized": mean is not None,
+        "threshold": threshold,
+        "positive_class": "female",
+        # predict needs no params.yaml: speech detection as configured when this model was trained
+        "predict": params.predict.model_dump(mode="json"),
+        "data": training_data_card(
+            json.loads(Path("data/raw/corpus.json").read_text()),
+            "data/labels.csv",
+            {"train": train, "val": val, "test": load_features("data/features", "test")},
+        ),
+    }
     Path("models/model.json").write_text(json.dumps(card, indent=2) + "\n")
 
     best = result.best
-    write_json("metrics/train.json", {
-        "lr": lr, "batch_size": batch_size, "epochs": epochs, "epochs_run": len(result.history),
-        "best_epoch": result.best_epoch, "loss": best["val_loss"], "accuracy": best["val_accuracy"],
-        "threshold": threshold,
-    })
+    write_json(
+        "metrics/train.json",
+        {
+            "lr": lr,
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "loss": best["val_loss"],
+            "accuracy": best["val_accuracy"],
+            "threshold": threshold,
+        },
+    )
     plot_training_curves(result.history, result.best_epoch, "plots/train/curves.png")
 
 

@@ -25,17 +25,26 @@ def run(cmd, cwd, env=None, check=True):
 def copy_repo(dest: Path) -> Path:
     """Copy the repository's tracked and new (not ignored) files into ``dest`` and commit them
     in a fresh git repo (without the committed dvc.lock, metrics, plots or dvclive logs: a clean first run)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         src = ROOT / f
         if not src.is_file() or f == "dvc.lock" or f.startswith(("metrics/", "plots/", "dvclive/")):
             continue
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / f)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.invalid"],
-                ["git", "config", "user.name", "test"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "copy"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.invalid"],
+        ["git", "config", "user.name", "test"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "copy"],
+    ):
         run(cmd, dest)
     return dest
 
@@ -54,9 +63,13 @@ def set_params(repo: Path, updates: dict) -> None:
 
 
 TINY = {
-    "data.synthetic.train_speakers": 6, "data.synthetic.test_speakers": 4,
-    "data.synthetic.utterances_per_speaker": 3, "epochs": 3, "tune.num_samples": 2,
-    "tune.space.epochs": {"type": "choice", "values": [2]}, "tune.cpus_per_trial": 1.0,
+    "data.synthetic.train_speakers": 6,
+    "data.synthetic.test_speakers": 4,
+    "data.synthetic.utterances_per_speaker": 3,
+    "epochs": 3,
+    "tune.num_samples": 2,
+    "tune.space.epochs": {"type": "choice", "values": [2]},
+    "tune.cpus_per_trial": 1.0,
     "evaluate.bootstrap": 50,
 }
 

@@ -7,8 +7,9 @@ def fs(overrides: dict | None = None) -> FeatureSettings:
     """``features:`` settings for a test: the report's front end (``mean_mel`` at 22,050 Hz) and the
     GE2E network as trained (``float32``) unless ``overrides`` say otherwise; every other key is
     the schema's default (params.yaml's value)."""
-    return FeatureSettings.model_validate({"kind": "mean_mel", "sample_rate": 22050, "ge2e_precision": "float32",
-                                           **(overrides or {})})
+    return FeatureSettings.model_validate(
+        {"kind": "mean_mel", "sample_rate": 22050, "ge2e_precision": "float32", **(overrides or {})}
+    )
 
 
 def check(features: dict) -> FeatureSettings:

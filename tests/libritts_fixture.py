@@ -53,8 +53,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_wav(sex: str | None, speaker: str, utt: int, *, seconds: float = 0.25,
-             sample_rate: int = SAMPLE_RATE_HZ, fmt: str = "WAV", channels: int = 1) -> bytes:
+def make_wav(
+    sex: str | None,
+    speaker: str,
+    utt: int,
+    *,
+    seconds: float = 0.25,
+    sample_rate: int = SAMPLE_RATE_HZ,
+    fmt: str = "WAV",
+    channels: int = 1,
+) -> bytes:
     """A short tone + noise, pitched by sex, as WAV (or FLAC) bytes."""
     rng = np.random.default_rng(int(speaker) * 1000 + utt if speaker.isdigit() else utt)
     base = {"F": 210.0, "M": 120.0}.get(sex or "", 160.0)
@@ -138,7 +146,9 @@ def build_libritts_archives(
                 _add(tf, "LibriTTS/SPEAKERS.txt", text.encode())
             if include_speakers_tsv:
                 _add(tf, "LibriTTS/speakers.tsv", speakers_tsv(rows).encode())
-            _add(tf, "LibriTTS/CHAPTERS.txt", b";ID |READER|MINUTES| SUBSET | PROJ.|BOOK ID| CH. TITLE | PROJECT TITLE\n")
+            _add(
+                tf, "LibriTTS/CHAPTERS.txt", b";ID |READER|MINUTES| SUBSET | PROJ.|BOOK ID| CH. TITLE | PROJECT TITLE\n"
+            )
             _add(tf, "LibriTTS/README_libritts.txt", b"LibriTTS-shaped test fixture\n")
             _add_dir(tf, f"LibriTTS/{subset}")
             for spk, (sex, n) in speakers.items():
@@ -150,8 +160,11 @@ def build_libritts_archives(
                     trans = []
                     for u in range(n):
                         uid = f"{spk}_{chap}_{u:06d}_000000"
-                        _add(tf, f"{d}/{uid}.wav", make_wav(sex, spk, c * 1000 + u, seconds=seconds,
-                                                            sample_rate=sample_rate))
+                        _add(
+                            tf,
+                            f"{d}/{uid}.wav",
+                            make_wav(sex, spk, c * 1000 + u, seconds=seconds, sample_rate=sample_rate),
+                        )
                         _add(tf, f"{d}/{uid}.normalized.txt", f"Utterance {u}.".encode())
                         _add(tf, f"{d}/{uid}.original.txt", f"utterance {u}".encode())
                         trans.append(f"{uid}\tutterance {u}\tUtterance {u}.\n")
@@ -161,9 +174,13 @@ def build_libritts_archives(
     return out
 
 
-def write_tar_gz(path: Path, members: dict[str, bytes], *,
-                 symlinks: dict[str, str] | None = None,
-                 hardlinks: dict[str, str] | None = None) -> Path:
+def write_tar_gz(
+    path: Path,
+    members: dict[str, bytes],
+    *,
+    symlinks: dict[str, str] | None = None,
+    hardlinks: dict[str, str] | None = None,
+) -> Path:
     """A tar.gz with exactly these members (names used verbatim, e.g. '../x' or '/abs')."""
     with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tf:
         for name, data in members.items():
@@ -190,8 +207,16 @@ class FixtureServer:
     a list of (url_path, Range header or None, status).
     """
 
-    def __init__(self, root: Path, *, cut_after_bytes: int | None = None, cut_times: int = 1,
-                 fail_times: int = 0, fail_status: int = 503, ignore_range: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cut_after_bytes: int | None = None,
+        cut_times: int = 1,
+        fail_times: int = 0,
+        fail_status: int = 503,
+        ignore_range: bool = False,
+    ):
         self.root = Path(root).resolve()
         self.cut_after_bytes = cut_after_bytes
         self.cut_times = cut_times
@@ -206,8 +231,7 @@ class FixtureServer:
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         # a short poll interval makes stop() quick (the default 0.5 s adds up over many tests)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def wait_idle(self, timeout_s: float = 5.0) -> None:
         """Wait until no response is being sent (the client may finish reading first)."""

@@ -41,7 +41,6 @@ def test_decode_pcm16_fast_path_equals_soundfile(channels, n):
     assert z.tobytes() == np.ascontiguousarray(ref).tobytes()
 
 
-
 def test_decode_stereo_is_mixed_to_mono():
     y = tone(200, 0.5)
     stereo = np.stack([y, np.zeros_like(y)], axis=1)
@@ -66,14 +65,12 @@ def test_decode_audio_rejects_broken_data():
         decode_audio(flac[: len(flac) // 2])
 
 
-
 def test_decode_audio_mixes_stereo_and_keeps_rate():
     buf = io.BytesIO()
     sf.write(buf, np.stack([np.full(800, 0.5), np.full(800, -0.25)], axis=1), 16_000, format="FLAC")
     x, sr = decode_audio(buf.getvalue())
     assert sr == 16_000 and x.shape == (800,) and x.dtype == np.float32
     assert np.allclose(x, 0.125, atol=1e-3)
-
 
 
 @pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_16", 2), ("PCM_24", 1)])

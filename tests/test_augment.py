@@ -13,8 +13,15 @@ from voicegender.params import AugmentSettings
 
 SR = 16000
 SETTINGS = AugmentSettings().model_dump()  # the schema's defaults (params.yaml's)
-OFF = {"reverb_probability": 0.0, "rt60_s": [0.3, 0.3], "tilt": [0.0, 0.0], "lowpass_probability": 0.0,
-       "lowpass_hz": [4000.0, 4000.0], "snr_db": [200.0, 200.0], "gain_db": [0.0, 0.0]}
+OFF = {
+    "reverb_probability": 0.0,
+    "rt60_s": [0.3, 0.3],
+    "tilt": [0.0, 0.0],
+    "lowpass_probability": 0.0,
+    "lowpass_hz": [4000.0, 4000.0],
+    "snr_db": [200.0, 200.0],
+    "gain_db": [0.0, 0.0],
+}
 
 
 def voice(seconds=1.0, f0=150.0, amp=0.2):
@@ -30,7 +37,9 @@ def test_copies_are_reproducible_and_independent():
     assert all(x.tobytes() == z.tobytes() for x, z in zip(a, b))  # same bytes
     assert not np.array_equal(a[0], a[1])  # copy 1 and 2 differ
     assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u2", settings, 1)[0])  # so do utterances
-    assert not np.array_equal(a[0], A.augmented_signals(y, SR, "u1", AugmentSettings(**{**SETTINGS, "seed": 1}), 1)[0])  # and seeds
+    assert not np.array_equal(
+        a[0], A.augmented_signals(y, SR, "u1", AugmentSettings(**{**SETTINGS, "seed": 1}), 1)[0]
+    )  # and seeds
     assert all(x.dtype == np.float32 and len(x) == len(y) and np.abs(x).max() <= 1.0 for x in a)
 
 
@@ -63,9 +72,10 @@ def test_gain_and_lowpass_do_what_they_say():
     np.testing.assert_allclose(quiet, 0.1 * y, atol=1e-6)
     t = np.arange(SR) / SR
     two_tones = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
-    low = A.augment(two_tones, SR, A.rng_for(0, "u", 1),
-                    **{**OFF, "lowpass_probability": 1.0, "lowpass_hz": [2000.0, 2000.0]})
-    spec = np.abs(np.fft.rfft(low[SR // 4:]))
+    low = A.augment(
+        two_tones, SR, A.rng_for(0, "u", 1), **{**OFF, "lowpass_probability": 1.0, "lowpass_hz": [2000.0, 2000.0]}
+    )
+    spec = np.abs(np.fft.rfft(low[SR // 4 :]))
     freqs = np.fft.rfftfreq(len(low) - SR // 4, 1 / SR)
     assert spec[np.argmin(np.abs(freqs - 6000))] < 1e-3 * spec[np.argmin(np.abs(freqs - 300))]
 
@@ -77,12 +87,18 @@ def test_room_impulse_response_decays_by_60_db_in_rt60():
     assert 20 * np.log10(env[-1] / env[0]) == pytest.approx(-60.0, abs=0.1)
 
 
-@pytest.mark.parametrize("key, bad, message", [
-    ("copies", -1, "features.augment.copies"), ("snr_db", [30.0, 5.0], "features.augment.snr_db"),
-    ("reverb_probability", 1.5, "features.augment.reverb_probability"), ("tilt", [-1.0, 0.5], "features.augment.tilt"),
-    ("rt60_s", [0.0, 0.5], "features.augment.rt60_s"), ("loudness", 1, "features.augment.loudness"),
-    ("max_per_speaker", 0, "features.augment.max_per_speaker"),
-])
+@pytest.mark.parametrize(
+    "key, bad, message",
+    [
+        ("copies", -1, "features.augment.copies"),
+        ("snr_db", [30.0, 5.0], "features.augment.snr_db"),
+        ("reverb_probability", 1.5, "features.augment.reverb_probability"),
+        ("tilt", [-1.0, 0.5], "features.augment.tilt"),
+        ("rt60_s", [0.0, 0.5], "features.augment.rt60_s"),
+        ("loudness", 1, "features.augment.loudness"),
+        ("max_per_speaker", 0, "features.augment.max_per_speaker"),
+    ],
+)
 def test_bad_settings_are_named(key, bad, message):
     with pytest.raises(ValueError, match=message):
         check({"augment": {key: bad}})
@@ -100,11 +116,29 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     rows = []
     for i, (split, sex) in enumerate([("train", "F"), ("train", "M"), ("val", "F"), ("test", "M")]):
         (rec / f"{i}.wav").write_bytes(_wav(voice(0.5, 120.0 + 40 * i)))
-        rows.append({"id": f"u{i}", "speaker": f"s{i}", "sex": sex, "split": split, "source": str(rec),
-                     "member": f"{i}.wav", "seconds": 0.5})
+        rows.append(
+            {
+                "id": f"u{i}",
+                "speaker": f"s{i}",
+                "sex": sex,
+                "split": split,
+                "source": str(rec),
+                "member": f"{i}.wav",
+                "seconds": 0.5,
+            }
+        )
     (rec / "bad.wav").write_bytes(b"RIFF not audio")
-    rows.append({"id": "bad", "speaker": "s9", "sex": "F", "split": "train", "source": str(rec),
-                 "member": "bad.wav", "seconds": 0.5})
+    rows.append(
+        {
+            "id": "bad",
+            "speaker": "s9",
+            "sex": "F",
+            "split": "train",
+            "source": str(rec),
+            "member": "bad.wav",
+            "seconds": 0.5,
+        }
+    )
     config = fs({"kind": "pitch_stats", "n_jobs": 1, "augment": {"copies": 2}})
     report = build_features(rows, config, tmp_path / "f", log=lambda m: None)
     train, val, test = (load_features(tmp_path / "f", s) for s in ("train", "val", "test"))
@@ -116,7 +150,9 @@ def test_only_training_recordings_get_augmented_copies(tmp_path):
     again = build_features(rows, config, tmp_path / "g", log=lambda m: None)
     assert again == report
     for name in ("X", "ids"):
-        assert (tmp_path / "f" / f"train_{name}.npy").read_bytes() == (tmp_path / "g" / f"train_{name}.npy").read_bytes()
+        assert (tmp_path / "f" / f"train_{name}.npy").read_bytes() == (
+            tmp_path / "g" / f"train_{name}.npy"
+        ).read_bytes()
     assert config.augment.copies == 2
 
 
@@ -127,8 +163,17 @@ def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kin
     rows = []
     for i in range(6):  # two speakers, three recordings each
         (rec / f"{i}.wav").write_bytes(_wav(voice(1.0, 110.0 + 30 * i)))
-        rows.append({"id": f"u{i}", "speaker": f"s{i % 2}", "sex": "FM"[i % 2], "split": "train",
-                     "source": str(rec), "member": f"{i}.wav", "seconds": 1.0})
+        rows.append(
+            {
+                "id": f"u{i}",
+                "speaker": f"s{i % 2}",
+                "sex": "FM"[i % 2],
+                "split": "train",
+                "source": str(rec),
+                "member": f"{i}.wav",
+                "seconds": 1.0,
+            }
+        )
     config = {"kind": kind, "augment": {"copies": 1, "max_per_speaker": 2}}
     one = build_features(rows, fs({**config, "n_jobs": 1}), tmp_path / "one", log=lambda m: None)
     two = build_features(rows, fs({**config, "n_jobs": 2}), tmp_path / "two", log=lambda m: None)
@@ -138,4 +183,6 @@ def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kin
     chosen = A.recordings_to_augment(rows, 2, 0)
     assert {u.split("~")[0] for u in copies} == chosen
     for name in ("X", "ids"):
-        assert (tmp_path / "one" / f"train_{name}.npy").read_bytes() == (tmp_path / "two" / f"train_{name}.npy").read_bytes()
+        assert (tmp_path / "one" / f"train_{name}.npy").read_bytes() == (
+            tmp_path / "two" / f"train_{name}.npy"
+        ).read_bytes()

@@ -8,9 +8,12 @@ from voicegender.baselines import BASELINES, fit_baseline, flatten, proba_female
 from voicegender.params import BaselineSettings, ParamError, validate_params
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["baselines"]
-CONFIGS = {**DEFAULTS, "random_forest": {**DEFAULTS["random_forest"], "n_estimators": 30},
-           "hist_gradient_boosting": {**DEFAULTS["hist_gradient_boosting"], "max_iter": 30},
-           "mlp": {**DEFAULTS["mlp"], "hidden": [16], "max_iter": 300}}
+CONFIGS = {
+    **DEFAULTS,
+    "random_forest": {**DEFAULTS["random_forest"], "n_estimators": 30},
+    "hist_gradient_boosting": {**DEFAULTS["hist_gradient_boosting"], "max_iter": 30},
+    "mlp": {**DEFAULTS["mlp"], "hidden": [16], "max_iter": 300},
+}
 CONFIGS = BaselineSettings.model_validate(CONFIGS)
 
 

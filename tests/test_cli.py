@@ -25,10 +25,20 @@ def model_dir(tmp_path):
     d = tmp_path / "models"
     d.mkdir()
     torch.save(model.state_dict(), d / "model.pt")
-    (d / "model.json").write_text(json.dumps({
-        "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0}, "features": FEATURES,
-        "input_shape": list(shape), "standardized": True, "threshold": 0.5, "positive_class": "female",
-        "predict": PREDICT, "data": {"corpus": "folder", "generated": False}}))
+    (d / "model.json").write_text(
+        json.dumps(
+            {
+                "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0},
+                "features": FEATURES,
+                "input_shape": list(shape),
+                "standardized": True,
+                "threshold": 0.5,
+                "positive_class": "female",
+                "predict": PREDICT,
+                "data": {"corpus": "folder", "generated": False},
+            }
+        )
+    )
     return d
 
 

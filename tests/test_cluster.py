@@ -39,14 +39,37 @@ def cluster():
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     # --block keeps `ray start` in the foreground, in its own process group: stopping that
     # group stops this cluster only (`ray stop` would stop every Ray on the machine)
     head = subprocess.Popen(
-        [str(RAY), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", "2", "--temp-dir", temp, "--include-dashboard", "false", "--disable-usage-stats"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--temp-dir",
+            temp,
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -97,8 +120,13 @@ def test_search_runs_unchanged_on_a_cluster(cluster, tmp_path):
     # settings for the rest of its life, which would leak into later local searches here
     storage = tmp_path / "shared"  # stands in for NFS / s3://: every node sees it
     env = {**os.environ, "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", SEARCH, cluster, str(storage), str(Path(__file__).parent)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SEARCH, cluster, str(storage), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(errors) == 3 and not any(errors)
@@ -108,5 +136,10 @@ def test_search_runs_unchanged_on_a_cluster(cluster, tmp_path):
 
 def test_a_cluster_needs_shared_storage(cluster):
     with pytest.raises(ValueError, match="shared storage"):
-        run_search(*small_data(), space={"lr": SpaceEntry(type="choice", values=[0.01])}, fixed=FIXED,
-                   num_samples=1, address=cluster)
+        run_search(
+            *small_data(),
+            space={"lr": SpaceEntry(type="choice", values=[0.01])},
+            fixed=FIXED,
+            num_samples=1,
+            address=cluster,
+        )

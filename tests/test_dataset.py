@@ -1,7 +1,6 @@
 import numpy as np
 
-from voicegender.dataset import (data_summary, load_features, read_labels, save_features,
-                                 split_speakers, write_labels)
+from voicegender.dataset import data_summary, load_features, read_labels, save_features, split_speakers, write_labels
 
 
 def test_split_is_speaker_disjoint_stratified_and_reproducible():
@@ -18,10 +17,26 @@ def test_split_keeps_at_least_one_training_speaker_per_sex():
 
 
 def test_labels_round_trip_and_summary(tmp_path):
-    rows = [{"id": "1_1_1_1", "speaker": "1", "sex": "F", "split": "train", "source": "a.tar.gz",
-             "member": "x.wav", "seconds": 1800.0},
-            {"id": "2_1_1_1", "speaker": "2", "sex": "M", "split": "test", "source": "b.tar.gz",
-             "member": "y.wav", "seconds": 3600.0}]
+    rows = [
+        {
+            "id": "1_1_1_1",
+            "speaker": "1",
+            "sex": "F",
+            "split": "train",
+            "source": "a.tar.gz",
+            "member": "x.wav",
+            "seconds": 1800.0,
+        },
+        {
+            "id": "2_1_1_1",
+            "speaker": "2",
+            "sex": "M",
+            "split": "test",
+            "source": "b.tar.gz",
+            "member": "y.wav",
+            "seconds": 3600.0,
+        },
+    ]
     write_labels(rows, tmp_path / "labels.csv")
     back = read_labels(tmp_path / "labels.csv")
     assert [r["id"] for r in back] == ["1_1_1_1", "2_1_1_1"]
@@ -37,4 +52,6 @@ def test_features_round_trip_byte_identical(tmp_path):
     back = load_features(tmp_path / "a", "train")
     assert np.array_equal(back["X"], X) and list(back["ids"]) == ["u1", "u2", "u3"]
     for name in ("X", "y", "ids", "speakers"):
-        assert (tmp_path / "a" / f"train_{name}.npy").read_bytes() == (tmp_path / "b" / f"train_{name}.npy").read_bytes()
+        assert (tmp_path / "a" / f"train_{name}.npy").read_bytes() == (
+            tmp_path / "b" / f"train_{name}.npy"
+        ).read_bytes()

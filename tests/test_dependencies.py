@@ -32,8 +32,7 @@ def imported_top_level_modules() -> dict[str, str]:
 
 def declared_distributions() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values()
-                                              for r in extra]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     return {_normalise(re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0]) for r in requirements}
 
 

@@ -12,8 +12,13 @@ import pytest
 from libritts_fixture import build_libritts_archives, serve_directory, sha256_file
 from voicegender import download as dl
 from voicegender.download import (
-    ChecksumError, DiskSpaceError, DownloadError, MissingChecksumError,
-    download_file, fetch_libritts, locate_libritts,
+    ChecksumError,
+    DiskSpaceError,
+    DownloadError,
+    MissingChecksumError,
+    download_file,
+    fetch_libritts,
+    locate_libritts,
 )
 
 FAST = dict(backoff_s=0.001, progress=False, timeout_s=10)
@@ -22,10 +27,13 @@ FAST = dict(backoff_s=0.001, progress=False, timeout_s=10)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     root = tmp_path_factory.mktemp("served")
-    archives = build_libritts_archives(root, {
-        "train-clean-100": {"19": ("F", 4), "26": ("M", 4)},
-        "test-clean": {"121": ("F", 2), "237": ("M", 2)},
-    })
+    archives = build_libritts_archives(
+        root,
+        {
+            "train-clean-100": {"19": ("F", 4), "26": ("M", 4)},
+            "test-clean": {"121": ("F", 2), "237": ("M", 2)},
+        },
+    )
     return root, archives
 
 
@@ -164,8 +172,10 @@ def test_fetch_libritts_with_given_checksums(served, tmp_path):
     sums["test-clean"] = {"sha256": sums["test-clean"], "size": archives["test-clean"].stat().st_size}
     with serve_directory(root) as srv:
         out = fetch_libritts(srv.base_url + "/", ["train-clean-100", "test-clean"], tmp_path, sums, **FAST)
-    assert {s: p.name for s, p in out.items()} == {"train-clean-100": "train-clean-100.tar.gz",
-                                                   "test-clean": "test-clean.tar.gz"}
+    assert {s: p.name for s, p in out.items()} == {
+        "train-clean-100": "train-clean-100.tar.gz",
+        "test-clean": "test-clean.tar.gz",
+    }
     assert all(_bytes(out[s]) == _bytes(archives[s]) for s in out)
 
 
@@ -207,8 +217,7 @@ def test_locate_libritts_archives_and_extracted(served, tmp_path):
     with tarfile.open(archives["test-clean"]) as tf:
         tf.extractall(have, filter="data")
     out = locate_libritts(have, ["train-clean-100", "test-clean"], checksums=given)
-    assert out == {"train-clean-100": have / "train-clean-100.tar.gz",
-                   "test-clean": have / "LibriTTS" / "test-clean"}
+    assert out == {"train-clean-100": have / "train-clean-100.tar.gz", "test-clean": have / "LibriTTS" / "test-clean"}
     assert locate_libritts(have / "LibriTTS", ["test-clean"]) == {"test-clean": have / "LibriTTS" / "test-clean"}
     assert locate_libritts(have / "LibriTTS" / "test-clean", ["test-clean"])["test-clean"].is_dir()
     assert locate_libritts(have, ["train-clean-100"], checksums=given, verify=True)

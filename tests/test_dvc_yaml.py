@@ -100,8 +100,12 @@ def params_read(script: Path) -> set[str]:
                 unresolved.append(ast.unparse(top))
                 continue
             parent = parents.get(top)
-            if isinstance(parent, ast.Assign) and parent.value is top and isinstance(parent.targets[0], ast.Name) \
-                    and parent.targets[0].id in aliases:
+            if (
+                isinstance(parent, ast.Assign)
+                and parent.value is top
+                and isinstance(parent.targets[0], ast.Name)
+                and parent.targets[0].id in aliases
+            ):
                 continue  # binds an alias: its uses count
             key = ".".join(filter(None, [aliases[c[0]], *c[1:]]))
             if key:  # `params` itself handed on (e.g. to a helper in this file, read there)
@@ -142,15 +146,21 @@ def test_stage_lists_every_param_it_reads(name):
 
 def test_the_checks_can_fail(tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("from voicegender import corpus\nfrom voicegender.params import load_params\n"
-                      "params = load_params()\ndata = params['data']\ncfg = data['libritts']\n"
-                      "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n"
-                      "f = params.features\ny = f.augment.copies, params.model.model_dump(mode='json')\n")
-    assert params_read(script) == {"data.libritts.base_url", "tune.asha.grace_period", "lr", "features.augment.copies",
-                                   "model"}
+    script.write_text(
+        "from voicegender import corpus\nfrom voicegender.params import load_params\n"
+        "params = load_params()\ndata = params['data']\ncfg = data['libritts']\n"
+        "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n"
+        "f = params.features\ny = f.augment.copies, params.model.model_dump(mode='json')\n"
+    )
+    assert params_read(script) == {
+        "data.libritts.base_url",
+        "tune.asha.grace_period",
+        "lr",
+        "features.augment.copies",
+        "model",
+    }
     files = {str(f.relative_to(ROOT)) for f in local_closure(script) if f != script}
-    assert {"src/voicegender/corpus.py", "src/voicegender/params.py",
-            "src/voicegender/errors.py"} <= files
+    assert {"src/voicegender/corpus.py", "src/voicegender/params.py", "src/voicegender/errors.py"} <= files
     assert not covered("tune.asha.grace_period", ["tune.space", "lr"]) and covered("tune.asha.grace_period", ["tune"])
     script.write_text("params = {}\nfor k in ('lr',):\n    print(params[k])\n")
     with pytest.raises(AssertionError, match="computed key"):
@@ -163,9 +173,13 @@ def test_stage_removes_every_output_dvc_records_when_it_fails(name):
     metrics and plots (a file or the folder holding it)."""
     stage = STAGES[name]
     tree = ast.parse(script_of(stage).read_text())
-    outputs = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                   and any(isinstance(t, ast.Name) and t.id == "OUTPUTS" for t in n.targets))
-    recorded = [o if isinstance(o, str) else next(iter(o))
-                for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    outputs = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "OUTPUTS" for t in n.targets)
+    )
+    recorded = [
+        o if isinstance(o, str) else next(iter(o)) for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])
+    ]
     missing = [r for r in recorded if not any(r == o or r.startswith(o.rstrip("/") + "/") for o in outputs)]
     assert not missing, f"stage {name}: OUTPUTS lacks {missing}"

@@ -19,13 +19,18 @@ from voicegender.tuning import ClusterUnreachable, SearchInterrupted
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("error", [ParamError("invalid params:\n  lr: must be a positive number, got -1"),
-                                   ChecksumError("SHA-256 mismatch for http://x/test-clean.tar.gz"),
-                                   DownloadError("downloading http://127.0.0.1:1/a.tar.gz failed 6 times"),
-                                   ManifestError("manifest m.csv lacks column(s) sex"),
-                                   ArchiveError("archive a.tar.gz is truncated or corrupt"),
-                                   ClusterUnreachable("no Ray cluster reachable at '10.0.0.5:6379'"),
-                                   SearchInterrupted("the search ended after 3 of 20 trials")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ParamError("invalid params:\n  lr: must be a positive number, got -1"),
+        ChecksumError("SHA-256 mismatch for http://x/test-clean.tar.gz"),
+        DownloadError("downloading http://127.0.0.1:1/a.tar.gz failed 6 times"),
+        ManifestError("manifest m.csv lacks column(s) sex"),
+        ArchiveError("archive a.tar.gz is truncated or corrupt"),
+        ClusterUnreachable("no Ray cluster reachable at '10.0.0.5:6379'"),
+        SearchInterrupted("the search ended after 3 of 20 trials"),
+    ],
+)
 def test_an_expected_failure_is_one_message(error, tmp_path, capsys):
     out = tmp_path / "out.json"
 
@@ -70,8 +75,9 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path):
 
 
 def stage(name, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_a_bad_manifest_stops_the_download_stage_with_one_message(tmp_path):
@@ -92,8 +98,10 @@ def test_an_unreadable_archive_stops_the_label_stage_with_one_message(tmp_path):
     raw = tmp_path / "data/raw"
     raw.mkdir(parents=True)
     (raw / "train.tar.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
-    (raw / "corpus.json").write_text('{"corpus": "libritts", "sources": [{"role": "train", "subset": "train", '
-                                     f'"path": "{raw / "train.tar.gz"}"}}]}}')
+    (raw / "corpus.json").write_text(
+        '{"corpus": "libritts", "sources": [{"role": "train", "subset": "train", '
+        f'"path": "{raw / "train.tar.gz"}"}}]}}'
+    )
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     proc = stage("label", tmp_path)
     assert proc.returncode == 1, proc.stderr

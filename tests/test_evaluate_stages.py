@@ -51,9 +51,18 @@ def workdir(tmp_path):
         model.model.head[4].bias.fill_(-0.1)
     (tmp_path / "models").mkdir()
     torch.save(model.state_dict(), tmp_path / "models/model.pt")
-    (tmp_path / "models/model.json").write_text(json.dumps({
-        "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0}, "features": params["features"],
-        "input_shape": [16], "standardized": True, "threshold": 0.5, "positive_class": "female"}))
+    (tmp_path / "models/model.json").write_text(
+        json.dumps(
+            {
+                "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0},
+                "features": params["features"],
+                "input_shape": [16],
+                "standardized": True,
+                "threshold": 0.5,
+                "positive_class": "female",
+            }
+        )
+    )
     return tmp_path
 
 
@@ -76,7 +85,11 @@ def test_stages_write_their_metrics_and_plots_and_the_readme_table(workdir, monk
         assert (workdir / "plots/evaluate" / name).stat().st_size > 0
     sklearn_plots = workdir / "dvclive/evaluate/plots/sklearn"
     assert sorted(p.name for p in sklearn_plots.iterdir()) == [
-        "calibration.json", "confusion_matrix.json", "precision_recall.json", "roc.json"]
+        "calibration.json",
+        "confusion_matrix.json",
+        "precision_recall.json",
+        "roc.json",
+    ]
     confusion = json.loads((sklearn_plots / "confusion_matrix.json").read_text())
     assert len(confusion) == 50 and {r["actual"] for r in confusion} == {"female", "male"}  # one row per utterance
     roc = json.loads((sklearn_plots / "roc.json").read_text())["roc"]

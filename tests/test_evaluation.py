@@ -48,8 +48,13 @@ def test_bootstrap_interval_contains_the_estimate():
 
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
-from voicegender.evaluation import (calibration_table, confusion_counts, evaluate_split,  # noqa: E402
-                                    expected_calibration_error, speaker_metrics as _speaker_metrics)
+from voicegender.evaluation import (  # noqa: E402
+    calibration_table,
+    confusion_counts,
+    evaluate_split,
+    expected_calibration_error,
+    speaker_metrics as _speaker_metrics,
+)
 
 
 def test_threshold_is_the_brute_force_optimum():

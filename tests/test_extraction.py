@@ -37,7 +37,6 @@ def _items():
     return good[:3] + bad[:2] + good[3:6] + bad[2:] + good[6:]
 
 
-
 @pytest.mark.parametrize("kind", ["mean_mel", "pitch_mel"])
 def test_extract_many_order_errors_and_determinism(kind):
     cfg = fs({"kind": kind})
@@ -53,7 +52,6 @@ def test_extract_many_order_errors_and_determinism(kind):
             assert x1.tobytes() == x2.tobytes()  # byte-identical across processes
 
 
-
 def test_extract_many_shared_memory_and_pickled_chunks_agree(monkeypatch):
     """Chunks go to the workers through shared memory, or pickled when bigger than a slot."""
     items = _items() + [("long", wav_bytes(tone(140, 3.0, noise=0.01)))]  # 144 kB: over the slot
@@ -63,7 +61,6 @@ def test_extract_many_shared_memory_and_pickled_chunks_agree(monkeypatch):
     two = list(X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=3))
     assert [(i, e) for i, _, e in one] == [(i, e) for i, _, e in two]
     assert all((x1 is None and x2 is None) or x1.tobytes() == x2.tobytes() for (_, x1, _), (_, x2, _) in zip(one, two))
-
 
 
 def test_extract_many_is_lazy():
@@ -78,4 +75,3 @@ def test_extract_many_is_lazy():
     next(it)
     assert len(consumed) <= 2 * 2 + 2  # bounded window, not the whole generator
     assert len(list(it)) == 99
-

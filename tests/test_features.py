@@ -12,7 +12,9 @@ from feature_settings import check, fs
 from voicegender import features as F
 from voicegender import spectral as S
 
-SAMPLE = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
+SAMPLE = (
+    pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
+)
 if not SAMPLE.is_dir():  # worktrees live beside /work/shared
     SAMPLE = pathlib.Path("/work/shared/data/librispeech-clean100-sample/audio")
 REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3] if SAMPLE.is_dir() else []
@@ -239,5 +241,3 @@ def test_repeated_output_is_byte_identical():
         a = F.featurize(data, fs({"kind": kind}))
         b = F.featurize(data, fs({"kind": kind}))
         assert a.tobytes() == b.tobytes()
-
-

@@ -11,10 +11,23 @@ from voicegender.dataset import build_features, load_features, training_data_car
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8,
-            "augment": {"copies": 0}}  # the speech check alone (augmented copies: tests/test_augment.py)
-SPEECH = {"min_speech_s": 0.5, "threshold": 0.5, "neg_threshold": 0.35, "min_segment_s": 0.25,
-          "min_silence_s": 0.3, "pad_s": 0.1}
+FEATURES = {
+    "kind": "log_mel_stats",
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 16,
+    "n_mfcc": 8,
+    "augment": {"copies": 0},
+}  # the speech check alone (augmented copies: tests/test_augment.py)
+SPEECH = {
+    "min_speech_s": 0.5,
+    "threshold": 0.5,
+    "neg_threshold": 0.35,
+    "min_segment_s": 0.25,
+    "min_silence_s": 0.3,
+    "pad_s": 0.1,
+}
 
 
 @pytest.mark.parametrize("kind", ["log_mel_stats", "ge2e"])  # ge2e: its batched extraction path
@@ -24,13 +37,28 @@ def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_
     audio = tmp_path / "audio"
     audio.mkdir()
     rows = []
-    for name, samples in (("a", y), ("silent", np.zeros(3 * sr, dtype=np.float32)), ("b", y[::-1].copy()),
-                          ("c", y), ("d", y)):
+    for name, samples in (
+        ("a", y),
+        ("silent", np.zeros(3 * sr, dtype=np.float32)),
+        ("b", y[::-1].copy()),
+        ("c", y),
+        ("d", y),
+    ):
         sf.write(audio / f"{name}.wav", samples, sr)
-        rows.append({"id": name, "speaker": name, "sex": "F", "split": "train", "source": str(audio),
-                     "member": f"{name}.wav", "seconds": samples.size / sr})
-    report = build_features(rows, fs({**FEATURES, "kind": kind, "n_jobs": n_jobs}), tmp_path / "features",
-                            log=lambda m: None, speech=SPEECH)
+        rows.append(
+            {
+                "id": name,
+                "speaker": name,
+                "sex": "F",
+                "split": "train",
+                "source": str(audio),
+                "member": f"{name}.wav",
+                "seconds": samples.size / sr,
+            }
+        )
+    report = build_features(
+        rows, fs({**FEATURES, "kind": kind, "n_jobs": n_jobs}), tmp_path / "features", log=lambda m: None, speech=SPEECH
+    )
     assert list(report["skipped"]) == ["silent"]
     assert "no speech" in report["skipped"]["silent"] and "0.5 s" in report["skipped"]["silent"]
     assert load_features(tmp_path / "features", "train")["ids"].tolist() == ["a", "b", "c", "d"]
@@ -42,10 +70,17 @@ def test_featurize_skips_a_silent_recording_and_says_why(tmp_path, utterance, n_
 def test_training_data_card_records_corpus_subsets_counts_and_fingerprint(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("id,speaker\n1,a\n")
-    info = {"corpus": "libritts", "sources": [{"role": "train", "subset": "dev-clean", "path": "x"},
-                                              {"role": "test", "subset": "test-clean", "path": "y"}]}
-    splits = {"train": {"y": np.array([1, 1, 0]), "speakers": np.array(["a", "a", "b"])},
-              "test": {"y": np.array([0]), "speakers": np.array(["c"])}}
+    info = {
+        "corpus": "libritts",
+        "sources": [
+            {"role": "train", "subset": "dev-clean", "path": "x"},
+            {"role": "test", "subset": "test-clean", "path": "y"},
+        ],
+    }
+    splits = {
+        "train": {"y": np.array([1, 1, 0]), "speakers": np.array(["a", "a", "b"])},
+        "test": {"y": np.array([0]), "speakers": np.array(["c"])},
+    }
     card = training_data_card(info, labels, splits)
     assert card["corpus"] == "libritts" and card["generated"] is False
     assert card["subsets"] == {"train": "dev-clean", "test": "test-clean"}
@@ -62,8 +97,15 @@ def test_the_batched_speech_check_gives_the_same_bytes_for_any_n_jobs(tmp_path, 
 
     y, sr, _ = utterance
     rng = np.random.default_rng(0)
-    signals = [y, np.zeros(2 * sr, np.float32), y[::-1].copy(), (0.1 * rng.standard_normal(2 * sr)).astype(np.float32),
-               y[: sr // 3].copy(), y, y[::-1].copy()]
+    signals = [
+        y,
+        np.zeros(2 * sr, np.float32),
+        y[::-1].copy(),
+        (0.1 * rng.standard_normal(2 * sr)).astype(np.float32),
+        y[: sr // 3].copy(),
+        y,
+        y[::-1].copy(),
+    ]
     items = []
     for i, samples in enumerate(signals):
         sf.write(tmp_path / f"{i}.wav", samples, sr)

@@ -9,15 +9,18 @@ from voicegender.tuning import resolve_gpus_per_trial
 from test_params import ROOT
 
 
-@pytest.mark.parametrize("value, cpus_per_trial, n_cpus, n_gpus, expected", [
-    ("auto", 1.0, 2, 0, 0.0),      # no GPU: CPU-only trials
-    ("auto", 1.0, 2, 1, 0.5),      # two trials at once share the one GPU
-    ("auto", 0.5, 8, 1, 1 / 16),
-    ("auto", 1.0, 4, 8, 2.0),      # more GPUs than trials: whole GPUs each
-    ("auto", 1.0, 2, 3, 1.0),
-    (0, 1.0, 2, 1, 0.0),           # explicitly CPU only
-    (0.25, 1.0, 2, 1, 0.25),
-])
+@pytest.mark.parametrize(
+    "value, cpus_per_trial, n_cpus, n_gpus, expected",
+    [
+        ("auto", 1.0, 2, 0, 0.0),  # no GPU: CPU-only trials
+        ("auto", 1.0, 2, 1, 0.5),  # two trials at once share the one GPU
+        ("auto", 0.5, 8, 1, 1 / 16),
+        ("auto", 1.0, 4, 8, 2.0),  # more GPUs than trials: whole GPUs each
+        ("auto", 1.0, 2, 3, 1.0),
+        (0, 1.0, 2, 1, 0.0),  # explicitly CPU only
+        (0.25, 1.0, 2, 1, 0.25),
+    ],
+)
 def test_gpu_share_per_trial(value, cpus_per_trial, n_cpus, n_gpus, expected):
     assert resolve_gpus_per_trial(value, cpus_per_trial, n_cpus, n_gpus) == pytest.approx(expected)
 
@@ -29,8 +32,9 @@ def test_asking_for_a_gpu_without_one_fails_naming_the_key():
         resolve_gpus_per_trial(-1, 1.0, 2, 1)
 
 
-@pytest.mark.parametrize("key, value", [("tune.gpus_per_trial", -0.5), ("tune.gpus_per_trial", "half"),
-                                        ("features.encoder_device", "gpu")])
+@pytest.mark.parametrize(
+    "key, value", [("tune.gpus_per_trial", -0.5), ("tune.gpus_per_trial", "half"), ("features.encoder_device", "gpu")]
+)
 def test_bad_gpu_settings_name_their_key(key, value):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     section, name = key.split(".")
@@ -52,8 +56,24 @@ def test_a_search_trains_on_the_gpu_when_given_one():
     from voicegender.params import ModelSettings, SpaceEntry
     from voicegender.tuning import TrialSettings
 
-    result = run_search(X, y, X, y, space={"lr": SpaceEntry(type="choice", values=[1.0e-2])},
-                        fixed=TrialSettings(model=ModelSettings(name="linear"), optimizer="adam", weight_decay=0.0,
-                                            seed=0, epochs=1, batch_size=16, patience=None, device="auto"),
-                        num_samples=1, gpus_per_trial="auto", log=lambda m: None)
+    result = run_search(
+        X,
+        y,
+        X,
+        y,
+        space={"lr": SpaceEntry(type="choice", values=[1.0e-2])},
+        fixed=TrialSettings(
+            model=ModelSettings(name="linear"),
+            optimizer="adam",
+            weight_decay=0.0,
+            seed=0,
+            epochs=1,
+            batch_size=16,
+            patience=None,
+            device="auto",
+        ),
+        num_samples=1,
+        gpus_per_trial="auto",
+        log=lambda m: None,
+    )
     assert result["best"]["error"] is None

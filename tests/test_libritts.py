@@ -8,13 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from libritts_fixture import (GHOST_SPEAKER, build_libritts_archives, make_wav,
-                              write_tar_gz)
+from libritts_fixture import GHOST_SPEAKER, build_libritts_archives, make_wav, write_tar_gz
 from voicegender.audio import decode_audio
 from voicegender.errors import CorpusError
 from voicegender.libritts import (
-    ArchiveError, LayoutError, UnsafeArchiveError, iter_archive_audio, iter_audio, iter_directory_audio,
-    parse_speakers_tsv, parse_speakers_txt, scan_archive, scan_directory, scan_source,
+    ArchiveError,
+    LayoutError,
+    UnsafeArchiveError,
+    iter_archive_audio,
+    iter_audio,
+    iter_directory_audio,
+    parse_speakers_tsv,
+    parse_speakers_txt,
+    scan_archive,
+    scan_directory,
+    scan_source,
 )
 
 SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
@@ -70,6 +78,7 @@ def test_parse_speakers_tsv_malformed_header_and_missing_names():
 
 # --------------------------------------------------------------------------- scanning archives
 
+
 def test_scan_archive_counts_speakers_from_directories(archives):
     s = scan_source(archives["train-clean-100"])
     assert s.metadata_file == "SPEAKERS.txt" and s.subsets == ["train-clean-100"]
@@ -91,8 +100,9 @@ def test_scan_falls_back_to_speakers_tsv_then_fails_clearly(tmp_path):
     a = build_libritts_archives(tmp_path / "a", {"test-clean": {"121": ("F", 1)}}, include_speakers_txt=False)
     s = scan_source(a["test-clean"])
     assert s.metadata_file == "speakers.tsv" and [u["sex"] for u in s.utterances] == ["F"]
-    b = build_libritts_archives(tmp_path / "b", {"test-clean": {"121": ("F", 1)}},
-                                include_speakers_txt=False, include_speakers_tsv=False)
+    b = build_libritts_archives(
+        tmp_path / "b", {"test-clean": {"121": ("F", 1)}}, include_speakers_txt=False, include_speakers_tsv=False
+    )
     with pytest.raises(LayoutError, match="neither LibriTTS/SPEAKERS.txt nor"):
         scan_source(b["test-clean"])
 
@@ -105,8 +115,11 @@ def test_truncated_or_corrupt_archive_is_a_clear_error(archives, tmp_path):
         with pytest.raises(ArchiveError, match=f"archive {cut} is truncated or corrupt.*re-download"):
             fn(cut)
     # a cut at the very end (tarfile alone ends quietly there) and a flipped bit (gzip CRC)
-    for name, damaged in (("end", data[:-8]), ("tail", data[:-2000]),
-                          ("flip", data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:])):
+    for name, damaged in (
+        ("end", data[:-8]),
+        ("tail", data[:-2000]),
+        ("flip", data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1 :]),
+    ):
         p = tmp_path / f"{name}.tar.gz"
         p.write_bytes(damaged)
         with pytest.raises(ArchiveError, match=f"archive {p} is truncated or corrupt"):
@@ -120,32 +133,40 @@ def test_truncated_or_corrupt_archive_is_a_clear_error(archives, tmp_path):
 WAV = make_wav("F", "1", 0, seconds=0.05)
 
 
-@pytest.mark.parametrize("kind, members, links", [
-    ("dotdot", {"LibriTTS/../../evil.wav": WAV}, {}),
-    ("dotdot-root", {"../LibriTTS/t/1/2/1_2_0_0.wav": WAV}, {}),
-    ("absolute", {"/tmp/LibriTTS/t/1/2/1_2_0_0.wav": WAV}, {}),
-    ("symlink", {}, {"symlinks": {"LibriTTS/t/1/2/1_2_0_0.wav": "../../../../../etc/passwd"}}),
-    ("abs-symlink", {}, {"symlinks": {"LibriTTS/SPEAKERS.txt": "/etc/passwd"}}),
-    ("hardlink", {}, {"hardlinks": {"LibriTTS/t/1/2/1_2_0_0.wav": "../outside"}}),
-])
+@pytest.mark.parametrize(
+    "kind, members, links",
+    [
+        ("dotdot", {"LibriTTS/../../evil.wav": WAV}, {}),
+        ("dotdot-root", {"../LibriTTS/t/1/2/1_2_0_0.wav": WAV}, {}),
+        ("absolute", {"/tmp/LibriTTS/t/1/2/1_2_0_0.wav": WAV}, {}),
+        ("symlink", {}, {"symlinks": {"LibriTTS/t/1/2/1_2_0_0.wav": "../../../../../etc/passwd"}}),
+        ("abs-symlink", {}, {"symlinks": {"LibriTTS/SPEAKERS.txt": "/etc/passwd"}}),
+        ("hardlink", {}, {"hardlinks": {"LibriTTS/t/1/2/1_2_0_0.wav": "../outside"}}),
+    ],
+)
 def test_members_leaving_the_root_are_rejected(tmp_path, kind, members, links):
-    a = write_tar_gz(tmp_path / f"{kind}.tar.gz",
-                     {"LibriTTS/SPEAKERS.txt": b"1 | F | t | 1 | x\n", **members}, **links)
+    a = write_tar_gz(tmp_path / f"{kind}.tar.gz", {"LibriTTS/SPEAKERS.txt": b"1 | F | t | 1 | x\n", **members}, **links)
     with pytest.raises(UnsafeArchiveError, match="leaves the archive root|pointing out of"):
         scan_archive(a)
     with pytest.raises(UnsafeArchiveError):
         list(iter_archive_audio(a, {"LibriTTS/t/1/2/1_2_0_0.wav"}))
 
 
-@pytest.mark.parametrize("members, what", [
-    ({"data/speech/1_2_0_0.wav": WAV}, "1 wav file"),
-    ({"LibriTTS/t/1/2/3_2_0_0.wav": WAV}, "1 wav file"),  # speaker in name != directory
-    ({"LibriTTS/README.txt": b"no audio"}, "no wav files"),
-])
+@pytest.mark.parametrize(
+    "members, what",
+    [
+        ({"data/speech/1_2_0_0.wav": WAV}, "1 wav file"),
+        ({"LibriTTS/t/1/2/3_2_0_0.wav": WAV}, "1 wav file"),  # speaker in name != directory
+        ({"LibriTTS/README.txt": b"no audio"}, "no wav files"),
+    ],
+)
 def test_non_libritts_layout_is_rejected(tmp_path, members, what):
     a = write_tar_gz(tmp_path / "other.tar.gz", members)
-    with pytest.raises(LayoutError, match=rf"archive {a} is not in LibriTTS layout: {what}.*"
-                                          r"LibriTTS/<subset>/<speaker>/<chapter>"):
+    with pytest.raises(
+        LayoutError,
+        match=rf"archive {a} is not in LibriTTS layout: {what}.*"
+        r"LibriTTS/<subset>/<speaker>/<chapter>",
+    ):
         scan_archive(a)
 
 
@@ -163,10 +184,14 @@ def test_iter_archive_audio_streams_wanted_members(archives):
 
 # --------------------------------------------------------------------------- directories
 
+
 def test_directory_scan_matches_archive_scan(archives, extracted):
     from_archive = scan_source(archives["test-clean"])
-    for root, prefix in ((extracted, "LibriTTS/test-clean/"), (extracted / "LibriTTS", "test-clean/"),
-                         (extracted / "LibriTTS" / "test-clean", "")):
+    for root, prefix in (
+        (extracted, "LibriTTS/test-clean/"),
+        (extracted / "LibriTTS", "test-clean/"),
+        (extracted / "LibriTTS" / "test-clean", ""),
+    ):
         s = scan_source(root)
         if root == extracted or root.name == "LibriTTS":  # both subsets extracted there
             s.utterances = [u for u in s.utterances if u["subset"] == "test-clean"]
@@ -196,5 +221,3 @@ def test_directory_not_in_layout(tmp_path):
 
 
 # --------------------------------------------------------------------------- folder corpus
-
-

@@ -9,12 +9,14 @@ from voicegender.params import ModelSettings
 def test_report_cnn_is_the_printed_network():
     net = ReportCNN(128)
     text = str(net)
-    for line in ["Conv1d(1, 32, kernel_size=(3,), stride=(2,), padding=(1,), bias=False)",
-                 "BatchNorm1d(32, eps=1e-05, momentum=0.1, affine=False",
-                 "Conv1d(32, 64, kernel_size=(3,), stride=(2,), padding=(1,), bias=False)",
-                 "Conv1d(64, 128, kernel_size=(3,), stride=(1,), padding=(1,), bias=False)",
-                 "Linear(in_features=512, out_features=32, bias=True)",
-                 "Linear(in_features=32, out_features=1, bias=True)"]:
+    for line in [
+        "Conv1d(1, 32, kernel_size=(3,), stride=(2,), padding=(1,), bias=False)",
+        "BatchNorm1d(32, eps=1e-05, momentum=0.1, affine=False",
+        "Conv1d(32, 64, kernel_size=(3,), stride=(2,), padding=(1,), bias=False)",
+        "Conv1d(64, 128, kernel_size=(3,), stride=(1,), padding=(1,), bias=False)",
+        "Linear(in_features=512, out_features=32, bias=True)",
+        "Linear(in_features=32, out_features=1, bias=True)",
+    ]:
         assert line in text
     assert sum(isinstance(m, torch.nn.MaxPool1d) for m in net.modules()) == 3
     assert net(torch.randn(5, 128)).shape == (5,)
@@ -33,8 +35,9 @@ def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
     step = fast.hand_written_step()
     for _ in range(2):  # twice: running statistics carried from one step into the next
         logits = ref(x)
-        grads = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
-                                    list(ref.parameters()))
+        grads = torch.autograd.grad(
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, y), list(ref.parameters())
+        )
         fast_logits, fast_grads = step(x, y)
         torch.testing.assert_close(fast_logits, logits.detach(), rtol=1e-5, atol=1e-6)
         assert len(fast_grads) == len(grads)
@@ -56,8 +59,7 @@ def test_linear_step_by_hand_equals_autograd(batch):
     x[0] *= 100  # a saturated sigmoid must not overflow
     step = net.hand_written_step()
     logits = net(x)
-    grads = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
-                                list(net.parameters()))
+    grads = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(logits, y), list(net.parameters()))
     fast_logits, fast_grads = step(x, y)
     torch.testing.assert_close(fast_logits, logits.detach(), rtol=1e-5, atol=1e-5)
     for g_fast, g in zip(fast_grads, grads):
@@ -68,8 +70,9 @@ def test_linear_step_by_hand_equals_autograd(batch):
     assert Linear(256, dropout=0.2).hand_written_step() is None  # dropout: autograd's path
 
 
-@pytest.mark.parametrize("name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)),
-                                         ("cnn2d", (64, 50))])
+@pytest.mark.parametrize(
+    "name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)), ("cnn2d", (64, 50))]
+)
 def test_every_model_maps_a_batch_to_one_logit_each(name, shape):
     model = build_model(ModelSettings(name=name, channels=[8, 16], hidden=16, dropout=0.1), shape)
     out = model(torch.randn(3, *shape))

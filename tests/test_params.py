@@ -55,22 +55,57 @@ def _set(params, key, value):
     node[last] = value
 
 
-@pytest.mark.parametrize("key, value", [
-    ("lr", -1.0), ("lr", "1e-3"), ("batch_size", 0), ("batch_size", 1.5), ("corpus", "nonsense"), ("epochs", -3),
-    ("epochs", True), ("data.seed", 1.5), ("train.seed", "x"), ("device", "tpu"), ("data.val_fraction", 1.0),
-    ("model.name", "resnet"), ("model.dropout", 1.0), ("model.channels", []), ("model.channels", [8, -1]),
-    ("tune.num_samples", 0), ("train.optimizer", "rmsprop"), ("train.standardize", 1), ("train.patience", 0),
-    ("data.libritts.base_url", "ftp://x"), ("data.libritts.checksums", {"test-clean": "abc"}),
-    ("data.synthetic.train_speakers", 3), ("data.synthetic.female_f0_hz", [260.0, 150.0]),
-    ("data.synthetic.accents", []), ("features.kind", "spectrogram"), ("features.sample_rate", "22050"),
-    ("features.n_fft", 2048.0), ("features.hop_length", True), ("features.n_jobs", 0),
-    ("features.target_dbfs", 3.0), ("features.augment.copies", -1), ("features.augment.tilt", [-1.0, 0.5]),
-    ("predict.min_speech_s", -1.0), ("predict.min_speech_s", "5e-1"), ("predict.vad_threshold", 1.0),
-    ("predict.vad_neg_threshold", 0.9), ("predict.min_silence_s", -1.0), ("predict.pad_s", None),
-    ("evaluate.calibration_bins", 1), ("baselines.models", ["svm"]), ("baselines.n_jobs", 0),
-    ("baselines.mlp.hidden", [0]), ("baselines.random_forest.max_depth", 0), ("tune.gpus_per_trial", "half"),
-    ("tune.metric", "loss"), ("tune.asha.reduction_factor", 1.0),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("lr", -1.0),
+        ("lr", "1e-3"),
+        ("batch_size", 0),
+        ("batch_size", 1.5),
+        ("corpus", "nonsense"),
+        ("epochs", -3),
+        ("epochs", True),
+        ("data.seed", 1.5),
+        ("train.seed", "x"),
+        ("device", "tpu"),
+        ("data.val_fraction", 1.0),
+        ("model.name", "resnet"),
+        ("model.dropout", 1.0),
+        ("model.channels", []),
+        ("model.channels", [8, -1]),
+        ("tune.num_samples", 0),
+        ("train.optimizer", "rmsprop"),
+        ("train.standardize", 1),
+        ("train.patience", 0),
+        ("data.libritts.base_url", "ftp://x"),
+        ("data.libritts.checksums", {"test-clean": "abc"}),
+        ("data.synthetic.train_speakers", 3),
+        ("data.synthetic.female_f0_hz", [260.0, 150.0]),
+        ("data.synthetic.accents", []),
+        ("features.kind", "spectrogram"),
+        ("features.sample_rate", "22050"),
+        ("features.n_fft", 2048.0),
+        ("features.hop_length", True),
+        ("features.n_jobs", 0),
+        ("features.target_dbfs", 3.0),
+        ("features.augment.copies", -1),
+        ("features.augment.tilt", [-1.0, 0.5]),
+        ("predict.min_speech_s", -1.0),
+        ("predict.min_speech_s", "5e-1"),
+        ("predict.vad_threshold", 1.0),
+        ("predict.vad_neg_threshold", 0.9),
+        ("predict.min_silence_s", -1.0),
+        ("predict.pad_s", None),
+        ("evaluate.calibration_bins", 1),
+        ("baselines.models", ["svm"]),
+        ("baselines.n_jobs", 0),
+        ("baselines.mlp.hidden", [0]),
+        ("baselines.random_forest.max_depth", 0),
+        ("tune.gpus_per_trial", "half"),
+        ("tune.metric", "loss"),
+        ("tune.asha.reduction_factor", 1.0),
+    ],
+)
 def test_a_bad_value_names_its_key(params, key, value):
     _set(params, key, value)
     with pytest.raises(ParamError) as err:
@@ -85,12 +120,23 @@ def test_the_message_says_what_is_wrong_in_todays_words(params):
     lines = str(err.value).splitlines()
     assert lines[0] == "invalid params:"
     assert "  batch_size: must be `tuned` or a positive integer, got 0" in lines
-    assert "  lr: must be `tuned` or a positive number (write floats like 1.0e-3: YAML reads 1e-3 as a string), " \
-           "got '1e-3'" in lines
+    assert (
+        "  lr: must be `tuned` or a positive number (write floats like 1.0e-3: YAML reads 1e-3 as a string), "
+        "got '1e-3'" in lines
+    )
 
 
-@pytest.mark.parametrize("key", ["colour", "features.n_mel", "features.augment.loudness", "tune.asha.brackets",
-                                 "baselines.mlp.alpah", "data.synthetic.femal_f0_hz"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "colour",
+        "features.n_mel",
+        "features.augment.loudness",
+        "tune.asha.brackets",
+        "baselines.mlp.alpah",
+        "data.synthetic.femal_f0_hz",
+    ],
+)
 def test_an_unknown_key_is_refused(params, key):
     _set(params, key, 1)
     with pytest.raises(ParamError, match=f"{key.replace('.', '[.]')}: not a known key"):

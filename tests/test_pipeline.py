@@ -39,8 +39,12 @@ def test_repro_then_experiment(tiny_repo):
     assert featurize["skipped"] == 0 and featurize["min_speech_s"] > 0  # generated speech passes the speech check
     card = json.loads((repo / "models/model.json").read_text())
     assert card["data"]["corpus"] == "synthetic" and card["data"]["generated"] is True
-    assert card["data"]["splits"]["test"] == {"utterances": 12, "speakers": 4, "female_utterances": 6,
-                                              "male_utterances": 6}
+    assert card["data"]["splits"]["test"] == {
+        "utterances": 12,
+        "speakers": 4,
+        "female_utterances": 6,
+        "male_utterances": 6,
+    }
     assert len(card["data"]["labels_sha256"]) == 64 and card["predict"]["min_speech_s"] > 0
     import numpy as np
     import soundfile as sf
@@ -66,8 +70,10 @@ def test_repro_then_experiment(tiny_repo):
 
     # each seed reruns what it varies, and only that (a dry run lists the stages whose own params
     # changed; with data.seed, the others follow as the corpus and split change)
-    for key, expected in (("train.seed", {"tune", "train", "evaluate", "baselines"}),
-                          ("data.seed", {"download", "label"})):
+    for key, expected in (
+        ("train.seed", {"tune", "train", "evaluate", "baselines"}),
+        ("data.seed", {"download", "label"}),
+    ):
         set_params(repo, {key: 7})
         dry = run(["dvc", "repro", "--dry"], repo)
         assert stages_run(dry.stdout) == expected, (key, dry.stdout)
@@ -92,6 +98,7 @@ def stages_run(stdout: str) -> set[str]:
 
 def test_bad_param_fails_before_any_work(tiny_repo):
     from conftest import set_params
+
     set_params(tiny_repo, {"batch_size": 0})
     proc = run(["dvc", "repro"], tiny_repo, check=False)
     assert proc.returncode != 0

@@ -15,9 +15,12 @@ TEST = {"111": "F", "112": "F", "211": "M", "212": "M"}
 
 def libritts_archive(path, subset, speakers, extra=None):
     """A LibriTTS-shaped archive: 3 utterances per speaker, plus ``extra`` raw members."""
-    members = {"LibriTTS/SPEAKERS.txt": speakers_txt(
-        [(s, x, subset, 1.0, f"Reader {s}") for s, x in {**TRAIN, **TEST}.items()]
-        + [("60", "M", "train-clean-100", 20.0, "|CBW|Simon")]).encode()}
+    members = {
+        "LibriTTS/SPEAKERS.txt": speakers_txt(
+            [(s, x, subset, 1.0, f"Reader {s}") for s, x in {**TRAIN, **TEST}.items()]
+            + [("60", "M", "train-clean-100", 20.0, "|CBW|Simon")]
+        ).encode()
+    }
     for spk, sex in speakers.items():
         for i in range(3):
             members[f"LibriTTS/{subset}/{spk}/7/{spk}_7_000001_00000{i}.wav"] = make_wav(sex, spk, i)
@@ -28,18 +31,25 @@ def libritts_archive(path, subset, speakers, extra=None):
 def test_libritts_from_a_local_mirror(tiny_repo, tmp_path):
     srv_dir = tmp_path / "mirror"
     srv_dir.mkdir()
-    bad = {"LibriTTS/train-clean-100/101/7/101_7_000001_000009.wav": b"RIFF this is not audio",
-           "LibriTTS/train-clean-100/102/7/102_7_000001_000009.wav": b"",
-           # a speaker with audio but no sex in SPEAKERS.txt: reported, left out
-           "LibriTTS/train-clean-100/305/7/305_7_000001_000000.wav": make_wav("F", "305", 0)}
+    bad = {
+        "LibriTTS/train-clean-100/101/7/101_7_000001_000009.wav": b"RIFF this is not audio",
+        "LibriTTS/train-clean-100/102/7/102_7_000001_000009.wav": b"",
+        # a speaker with audio but no sex in SPEAKERS.txt: reported, left out
+        "LibriTTS/train-clean-100/305/7/305_7_000001_000000.wav": make_wav("F", "305", 0),
+    }
     train = libritts_archive(srv_dir / "train-clean-100.tar.gz", "train-clean-100", TRAIN, bad)
     test = libritts_archive(srv_dir / "test-clean.tar.gz", "test-clean", TEST)
     with serve_directory(srv_dir) as srv:
         # the fixture's recordings are 0.25 s tones, not speech: no speech check here (tests/test_speech.py)
-        set_params(tiny_repo, {"corpus": "libritts", "data.libritts.base_url": srv.base_url,
-                               "data.libritts.checksums": {"train-clean-100": sha256_file(train),
-                                                           "test-clean": sha256_file(test)},
-                               "predict.min_speech_s": 0.0})
+        set_params(
+            tiny_repo,
+            {
+                "corpus": "libritts",
+                "data.libritts.base_url": srv.base_url,
+                "data.libritts.checksums": {"train-clean-100": sha256_file(train), "test-clean": sha256_file(test)},
+                "predict.min_speech_s": 0.0,
+            },
+        )
         run(["dvc", "repro"], tiny_repo)
     data = json.loads((tiny_repo / "metrics/data.json").read_text())
     assert data["train"]["total"]["speakers"] + data["val"]["total"]["speakers"] == 8
@@ -59,8 +69,14 @@ def test_a_wrong_checksum_stops_the_pipeline_and_keeps_nothing(tiny_repo, tmp_pa
     libritts_archive(srv_dir / "train-clean-100.tar.gz", "train-clean-100", TRAIN)
     libritts_archive(srv_dir / "test-clean.tar.gz", "test-clean", TEST)
     with serve_directory(srv_dir) as srv:
-        set_params(tiny_repo, {"corpus": "libritts", "data.libritts.base_url": srv.base_url,
-                               "data.libritts.checksums": {"train-clean-100": "0" * 64, "test-clean": "0" * 64}})
+        set_params(
+            tiny_repo,
+            {
+                "corpus": "libritts",
+                "data.libritts.base_url": srv.base_url,
+                "data.libritts.checksums": {"train-clean-100": "0" * 64, "test-clean": "0" * 64},
+            },
+        )
         proc = run(["dvc", "repro"], tiny_repo, check=False)
     assert proc.returncode != 0
     assert "sha256" in (proc.stdout + proc.stderr).lower() or "checksum" in (proc.stdout + proc.stderr).lower()
@@ -81,9 +97,14 @@ def test_archives_are_downloaded_once_per_machine(tiny_repo, tmp_path):
     test = libritts_archive(srv_dir / "test-clean.tar.gz", "test-clean", TEST)
     cache = tmp_path / "libritts-cache"
     with serve_directory(srv_dir) as srv:
-        set_params(tiny_repo, {"corpus": "libritts", "data.libritts.base_url": srv.base_url,
-                               "data.libritts.checksums": {"train-clean-100": sha256_file(train),
-                                                           "test-clean": sha256_file(test)}})
+        set_params(
+            tiny_repo,
+            {
+                "corpus": "libritts",
+                "data.libritts.base_url": srv.base_url,
+                "data.libritts.checksums": {"train-clean-100": sha256_file(train), "test-clean": sha256_file(test)},
+            },
+        )
         run(["dvc", "repro", "label"], tiny_repo)
         first = sum(srv.bytes_sent.values())
         assert first == train.stat().st_size + test.stat().st_size
@@ -108,12 +129,20 @@ def test_folder_of_recordings_and_a_changed_recording_reruns(tiny_repo, tmp_path
         for i in range(2):
             fmt, ext = ("FLAC", "flac") if k % 2 else ("WAV", "wav")
             (rec / spk / f"{i}.{ext}").write_bytes(
-                make_wav(sex, spk, i, sample_rate=16000 if k % 3 else 44100, fmt=fmt, channels=1 + k % 2))
+                make_wav(sex, spk, i, sample_rate=16000 if k % 3 else 44100, fmt=fmt, channels=1 + k % 2)
+            )
             lines.append(f"{spk}/{i}.{ext},{spk},{'female' if sex == 'F' else 'M'}")
     (rec / "manifest.csv").write_text("\n".join(lines) + "\n")
-    set_params(tiny_repo, {"corpus": "folder", "data.folder.manifest": str(rec / "manifest.csv"),
-                           "data.folder.recordings": str(rec), "data.folder.test_fraction": 0.3,
-                           "predict.min_speech_s": 0.0})  # tones, not speech: no speech check here
+    set_params(
+        tiny_repo,
+        {
+            "corpus": "folder",
+            "data.folder.manifest": str(rec / "manifest.csv"),
+            "data.folder.recordings": str(rec),
+            "data.folder.test_fraction": 0.3,
+            "predict.min_speech_s": 0.0,
+        },
+    )  # tones, not speech: no speech check here
     run(["dvc", "repro"], tiny_repo)
     data = json.loads((tiny_repo / "metrics/data.json").read_text())
     assert sum(data[s]["total"]["speakers"] for s in ("train", "val", "test")) == 12

@@ -118,7 +118,9 @@ def test_warns_once_for_a_model_trained_on_generated_speech(tmp_path, model_dir,
 def test_progress_bar_on_stderr_only(tmp_path, model_dir, utterance, capsys):  # noqa: F811
     y, sr, _ = utterance
     sf.write(tmp_path / "a.wav", y, sr)
-    main(["predict", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--model-dir", str(model_dir), "--progress", "on"])
+    main(
+        ["predict", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "--model-dir", str(model_dir), "--progress", "on"]
+    )
     out, err = capsys.readouterr()
     assert "/2 [" in err and len(out.strip().splitlines()) == 2  # the bar (cleared when done) on stderr only
     assert "/2 [" not in out

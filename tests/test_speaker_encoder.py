@@ -112,8 +112,14 @@ def test_batched_embeddings_equal_one_at_a_time_whatever_the_batch(monkeypatch, 
             np.testing.assert_array_equal(a, b)
     items = [(f"u{i}", _wav(y)) for i, y in enumerate(signals)] + [("bad", b"not audio")]
     for n_jobs, chunksize in ((1, None), (2, 1), (2, 3)):
-        out = list(X.extract_many(items, fs({"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision}),
-                                 n_jobs=n_jobs, chunksize=chunksize))
+        out = list(
+            X.extract_many(
+                items,
+                fs({"kind": "ge2e", "encoder_device": "cpu", "ge2e_precision": precision}),
+                n_jobs=n_jobs,
+                chunksize=chunksize,
+            )
+        )
         assert [i for i, _, _ in out] == [i for i, _ in items]
         assert out[-1][1] is None and "bad" not in (out[-1][2] or "") and out[-1][2]
         for (_, x, err), y in zip(out, signals):
@@ -182,7 +188,7 @@ def test_encoder_on_cuda_agrees_with_the_cpu():
     y = vibrato_voice(seconds=3.0)
     cpu, gpu = E.ge2e_embedding(y, SR, device="cpu"), E.ge2e_embedding(y, SR, device="cuda")
     assert float(cpu @ gpu) > 0.9999
-    (x, _, err), = X.extract_many([("a", _wav(y))], fs({"kind": "ge2e", "encoder_device": "cuda"}), n_jobs=2)
+    ((x, _, err),) = X.extract_many([("a", _wav(y))], fs({"kind": "ge2e", "encoder_device": "cuda"}), n_jobs=2)
     assert err is None and float(x @ cpu) > 0.9999
 
 

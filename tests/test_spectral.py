@@ -51,7 +51,6 @@ def test_mfcc_matches_librosa():
     np.testing.assert_allclose(stats[20:40], d1.mean(axis=1), atol=1e-3)
 
 
-
 @pytest.mark.parametrize("n", [300, 22050, 50000])
 def test_mfcc_is_todays_dct_of_our_db_mel_to_the_bit(n):
     """mfcc now calls librosa.feature.mfcc on our dB mel: the very numbers the hand-written DCT gave

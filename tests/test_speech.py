@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from voicegender.speech import (NoSpeech, WINDOW_S, require_speech, segments_from_probabilities,
-                                speech_probabilities, speech_segments, speech_seconds)
+from voicegender.speech import (
+    NoSpeech,
+    WINDOW_S,
+    require_speech,
+    segments_from_probabilities,
+    speech_probabilities,
+    speech_segments,
+    speech_seconds,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,7 +89,7 @@ def test_speech_is_found_at_any_rate_and_in_blocks(utterance):
     assert require_speech(y, sr, min_speech_s=0.5, **VAD) >= 0.5
     y16 = resample(y, sr, 16000)
     assert abs(speech_seconds(y16, 16000, **VAD) - whole) < 0.15
-    blocks = [y[i:i + 7001] for i in range(0, y.size, 7001)]  # odd block size: windows straddle blocks
+    blocks = [y[i : i + 7001] for i in range(0, y.size, 7001)]  # odd block size: windows straddle blocks
     assert np.allclose(speech_probabilities(blocks, sr), speech_probabilities(y, sr), atol=1e-5)
 
 
@@ -105,11 +112,22 @@ def test_many_recordings_scored_together_get_the_same_decisions(utterance):
     y, sr, _ = utterance
     speech = resample(y, sr, VAD_RATE)
     late = np.concatenate([np.zeros(3 * VAD_RATE, np.float32), speech])  # speech only after 3 s of silence
-    signals = [speech, non_speech("silence"), late, non_speech("white noise"), speech[: VAD_RATE // 4],
-               np.zeros(0, np.float32), non_speech("under 0.1 s")]
+    signals = [
+        speech,
+        non_speech("silence"),
+        late,
+        non_speech("white noise"),
+        speech[: VAD_RATE // 4],
+        np.zeros(0, np.float32),
+        non_speech("under 0.1 s"),
+    ]
     one_by_one = [speech_seconds(s, VAD_RATE, enough_s=0.5, **VAD) for s in signals]
     together = speech_seconds_many(signals, enough_s=0.5, **VAD)
-    assert [a >= 0.5 for a in one_by_one] == [b >= 0.5 for b in together] == [True, False, True, False, False, False, False]
+    assert (
+        [a >= 0.5 for a in one_by_one]
+        == [b >= 0.5 for b in together]
+        == [True, False, True, False, False, False, False]
+    )
     short = speech_shortfalls(signals, min_speech_s=0.5, **VAD)
     assert [s is None for s in short] == [True, False, True, False, False, False, False]
     assert all(isinstance(s, NoSpeech) and str(s).startswith("no speech: ") for s in short if s is not None)

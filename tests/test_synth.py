@@ -16,7 +16,8 @@ from voicegender.params import ParamError, SyntheticSettings, validate
 TINY = dict(train_speakers=2, test_speakers=2, utterances_per_speaker=2, seed=7, progress=False)
 MEMBER = re.compile(
     r"LibriTTS/(?P<subset>[^/]+)/(?P<spk>\d+)/(?P<chap>\d+)/"
-    r"(?P=spk)_(?P=chap)_\d{6}_\d{6}\.(wav|normalized\.txt|original\.txt)$")
+    r"(?P=spk)_(?P=chap)_\d{6}_\d{6}\.(wav|normalized\.txt|original\.txt)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,7 @@ def test_layout_wavs_and_speakers(tiny):
                 assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
                 assert info.duration > 0.5
             ids[subset] = {int(MEMBER.match(n)["spk"]) for n in wavs}
-            assert all(n in ("LibriTTS/SPEAKERS.txt",) or MEMBER.match(n) or n.endswith(".trans.tsv")
-                       for n in names)
+            assert all(n in ("LibriTTS/SPEAKERS.txt",) or MEMBER.match(n) or n.endswith(".trans.tsv") for n in names)
     assert speakers_texts[0] == speakers_texts[1]  # each archive lists the whole corpus
     table = parse_speakers(speakers_texts[0])
     assert not ids["synthetic-train"] & ids["synthetic-test"]
@@ -110,7 +110,7 @@ def test_female_f0_higher_but_overlapping():
         _, pcm = synth.render_utterance(s, 0, seed=3)
         y = pcm.astype(np.float32) / 32768
         f0 = librosa.yin(y, fmin=60, fmax=400, sr=24000, frame_length=1024, hop_length=256)
-        rms = librosa.feature.rms(y=y, frame_length=1024, hop_length=256)[0][:len(f0)]
+        rms = librosa.feature.rms(y=y, frame_length=1024, hop_length=256)[0][: len(f0)]
         medians[s.sex].append(float(np.median(f0[rms > 0.3 * np.median(rms)])))  # voiced-ish
     female, male = np.array(medians["F"]), np.array(medians["M"])
     assert np.mean(female) > np.mean(male) + 40

@@ -169,8 +169,18 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
     torch.set_num_threads(2)
     try:
         seen = []
-        fit(build_model(ModelSettings(name="linear"), (16,)), X[:48], y[:48], X[48:], y[48:], lr=1e-2, batch_size=8,
-            epochs=2, seed=0, on_epoch=lambda _: seen.append(torch.get_num_threads()))
+        fit(
+            build_model(ModelSettings(name="linear"), (16,)),
+            X[:48],
+            y[:48],
+            X[48:],
+            y[48:],
+            lr=1e-2,
+            batch_size=8,
+            epochs=2,
+            seed=0,
+            on_epoch=lambda _: seen.append(torch.get_num_threads()),
+        )
         assert seen == [1, 1]
         assert torch.get_num_threads() == 2
     finally:

@@ -16,31 +16,48 @@ import yaml
 from voicegender.dataset import save_features
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ["models/tuned.yaml", "metrics/tune.json", "plots/tune/trials.csv", "plots/tune/curves.csv",
-           "plots/tune/curves.png"]
+OUTPUTS = [
+    "models/tuned.yaml",
+    "metrics/tune.json",
+    "plots/tune/trials.csv",
+    "plots/tune/curves.csv",
+    "plots/tune/curves.png",
+]
 
 
 def workdir(path: Path, num_samples: int, epochs: int) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"].update(name="mlp", hidden=8)
-    params["tune"].update(num_samples=num_samples, cpus_per_trial=0.5,  # 4 trials at once on 2 cores
-                          space={"lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-1},
-                                 "batch_size": {"type": "choice", "values": [8, 32]},
-                                 "epochs": {"type": "choice", "values": [epochs]}})
+    params["tune"].update(
+        num_samples=num_samples,
+        cpus_per_trial=0.5,  # 4 trials at once on 2 cores
+        space={
+            "lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-1},
+            "batch_size": {"type": "choice", "values": [8, 32]},
+            "epochs": {"type": "choice", "values": [epochs]},
+        },
+    )
     path.mkdir(parents=True)
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     rng = np.random.default_rng(0)
     for split, n in (("train", 240), ("val", 80)):
         y = (rng.random(n) < 0.5).astype(np.float32)
         X = rng.normal(size=(n, 16)).astype(np.float32) + 0.4 * y[:, None]
-        save_features(path / "data/features", split, X, y, [f"{split}{i}" for i in range(n)],
-                      [f"s{i % 20}" for i in range(n)])
+        save_features(
+            path / "data/features", split, X, y, [f"{split}{i}" for i in range(n)], [f"s{i % 20}" for i in range(n)]
+        )
     return path
 
 
 def start(cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "stages/tune.py")], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "stages/tune.py")],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_same_inputs_same_files_with_concurrent_trials(tmp_path):

@@ -20,12 +20,21 @@ def small_data(n=240, d=16, seed=0):
     return X[:180], y[:180], X[180:], y[180:]
 
 
-FIXED = TrialSettings(model=ModelSettings(name="mlp", hidden=8), optimizer="adam", weight_decay=0.0, seed=0, epochs=2,
-                      patience=None, device="cpu")
+FIXED = TrialSettings(
+    model=ModelSettings(name="mlp", hidden=8),
+    optimizer="adam",
+    weight_decay=0.0,
+    seed=0,
+    epochs=2,
+    patience=None,
+    device="cpu",
+)
 # one model name in three does not exist: those trials fail, the search must go on
-SPACE = {"lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
-         "batch_size": SpaceEntry(type="choice", values=[16, 32]),
-         "name": SpaceEntry(type="choice", values=["mlp", "cnn1d", "no_such_model"])}
+SPACE = {
+    "lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
+    "batch_size": SpaceEntry(type="choice", values=[16, 32]),
+    "name": SpaceEntry(type="choice", values=["mlp", "cnn1d", "no_such_model"]),
+}
 
 
 def test_trial_settings_split_training_and_model_keys():
@@ -40,19 +49,27 @@ def test_trial_settings_split_training_and_model_keys():
 def test_default_space_is_the_reports_search():
     with open(os.path.join(ROOT, "params.yaml")) as f:
         tune = yaml.safe_load(f)["tune"]
-    assert tune["space"] == {"lr": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-2},
-                             "batch_size": {"type": "choice", "values": [4, 8, 12, 16]},
-                             "epochs": {"type": "choice", "values": [10, 20]}}
-    assert (tune["num_samples"], tune["search"], tune["asha"]) == (20, "random",
-                                                                     {"grace_period": 1, "reduction_factor": 2})
+    assert tune["space"] == {
+        "lr": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-2},
+        "batch_size": {"type": "choice", "values": [4, 8, 12, 16]},
+        "epochs": {"type": "choice", "values": [10, 20]},
+    }
+    assert (tune["num_samples"], tune["search"], tune["asha"]) == (
+        20,
+        "random",
+        {"grace_period": 1, "reduction_factor": 2},
+    )
 
 
-@pytest.mark.parametrize("name, dist, match", [
-    ("hidden", {"type": "uniform", "low": 8, "high": 64}, "whole values"),
-    ("name", {"type": "choice", "values": ["mlp", "resnet"]}, "must be one of"),
-    ("momentum", {"type": "uniform", "low": 0.1, "high": 0.9}, "unknown hyperparameter"),
-    ("dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "invalid value"),
-])
+@pytest.mark.parametrize(
+    "name, dist, match",
+    [
+        ("hidden", {"type": "uniform", "low": 8, "high": 64}, "whole values"),
+        ("name", {"type": "choice", "values": ["mlp", "resnet"]}, "must be one of"),
+        ("momentum", {"type": "uniform", "low": 0.1, "high": 0.9}, "unknown hyperparameter"),
+        ("dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "invalid value"),
+    ],
+)
 def test_space_is_validated(name, dist, match):
     with open(os.path.join(ROOT, "params.yaml")) as f:
         params = yaml.safe_load(f)
@@ -64,8 +81,15 @@ def test_space_is_validated(name, dist, match):
 def test_unreachable_cluster_fails_fast_naming_the_address():
     started = time.perf_counter()
     with pytest.raises(ConnectionError, match="127.0.0.1:1"):
-        run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=1, address="127.0.0.1:1",
-                   storage_path="/tmp/unused", connect_timeout_s=5)
+        run_search(
+            *small_data(),
+            space=SPACE,
+            fixed=FIXED,
+            num_samples=1,
+            address="127.0.0.1:1",
+            storage_path="/tmp/unused",
+            connect_timeout_s=5,
+        )
     assert time.perf_counter() - started < 20
     check_reachable("auto", 1)  # left to Ray
 
@@ -83,8 +107,12 @@ def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monke
     made = []  # run_search's temporary folders (Ray's session dir, the storage)
     real_mkdtemp = tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
-    runs = [run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=5, seed=7,
-                       cpus_per_trial=0.5, log=lambda m: None) for _ in range(2)]
+    runs = [
+        run_search(
+            *small_data(), space=SPACE, fixed=FIXED, num_samples=5, seed=7, cpus_per_trial=0.5, log=lambda m: None
+        )
+        for _ in range(2)
+    ]
     configs = [[t["config"] for t in r["trials"]] for r in runs]
     assert configs[0] == configs[1]  # same seed, same sampled configurations, in sampling order
     trials = runs[0]["trials"]
@@ -106,8 +134,16 @@ def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     # Optuna names trials by random hex, not by sample index: the order must not come from the ids
     logged = []
-    result = run_search(*small_data(), space=SPACE, fixed=FIXED, num_samples=4, seed=3, search="tpe",
-                        cpus_per_trial=0.5, log=logged.append)
+    result = run_search(
+        *small_data(),
+        space=SPACE,
+        fixed=FIXED,
+        num_samples=4,
+        seed=3,
+        search="tpe",
+        cpus_per_trial=0.5,
+        log=logged.append,
+    )
     trials = result["trials"]
     assert len(trials) == 4 and result["best"] in trials
     # trials start in the order they are sampled; the "start" lines end with the config

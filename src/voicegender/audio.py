@@ -40,10 +40,10 @@ def parse_wav_header(head: bytes) -> WavHeader | None:
         return None
     pos, fmt = 12, None
     while pos + 8 <= len(head):
-        cid, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
         body = pos + 8
         if cid == b"fmt " and body + 16 <= len(head):
-            _, channels, rate, byte_rate, _, _ = struct.unpack("<HHIIHH", head[body:body + 16])
+            _, channels, rate, byte_rate, _, _ = struct.unpack("<HHIIHH", head[body : body + 16])
             fmt = (rate, channels, byte_rate)
         elif cid == b"data":
             if fmt is None:
@@ -102,8 +102,7 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
     # check the declared length ourselves (0 / 0xFFFFFFFF mark streamed, unsized wavs).
     h = parse_wav_header(data[:_HEADER_BYTES])
     if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and h.data_offset + h.data_bytes > len(data):
-        raise AudioError(f"{name}: truncated WAV ({len(data) - h.data_offset} of "
-                         f"{h.data_bytes} data bytes present)")
+        raise AudioError(f"{name}: truncated WAV ({len(data) - h.data_offset} of {h.data_bytes} data bytes present)")
     # Fast path, the common case (LibriTTS): a canonical 16-bit PCM WAV (fmt chunk first, sized
     # data chunk, present in full per the check above) is read with np.frombuffer, no libsndfile.
     # Same samples as libsndfile's int16 -> float32 (x / 32768, exact), ~3x faster. 16-bit FLAC
@@ -111,8 +110,15 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
     # FLAC, unsized or empty data chunk, files either fast path declines) through soundfile.
     if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and data[12:16] == b"fmt ":
         tag, channels, rate, byte_rate, block_align, bits = struct.unpack("<HHIIHH", data[20:36])
-        if tag == 1 and bits == 16 and channels >= 1 and rate > 0 and block_align == 2 * channels \
-                and byte_rate == rate * block_align and h.data_bytes >= block_align:
+        if (
+            tag == 1
+            and bits == 16
+            and channels >= 1
+            and rate > 0
+            and block_align == 2 * channels
+            and byte_rate == rate * block_align
+            and h.data_bytes >= block_align
+        ):
             n = h.data_bytes // block_align * channels
             pcm = np.frombuffer(data, dtype="<i2", count=n, offset=h.data_offset)
             x = np.multiply(pcm, np.float32(1.0 / 32768.0), dtype=np.float32)

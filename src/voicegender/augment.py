@@ -38,9 +38,19 @@ def room_impulse_response(sr: int, rt60_s: float, rng: np.random.Generator) -> n
     return rir / np.sqrt(np.sum(rir**2))
 
 
-def augment(y: np.ndarray, sr: int, rng: np.random.Generator, *, reverb_probability: float,
-            rt60_s: Sequence[float], tilt: Sequence[float], lowpass_probability: float,
-            lowpass_hz: Sequence[float], snr_db: Sequence[float], gain_db: Sequence[float]) -> np.ndarray:
+def augment(
+    y: np.ndarray,
+    sr: int,
+    rng: np.random.Generator,
+    *,
+    reverb_probability: float,
+    rt60_s: Sequence[float],
+    tilt: Sequence[float],
+    lowpass_probability: float,
+    lowpass_hz: Sequence[float],
+    snr_db: Sequence[float],
+    gain_db: Sequence[float],
+) -> np.ndarray:
     """One altered version of mono samples ``y`` at ``sr`` Hz (float32, same length, in [-1, 1]).
 
     With probability ``reverb_probability`` a room of RT60 drawn from ``rt60_s``; a tilt

@@ -39,25 +39,40 @@ def make_baseline(name: str, settings: BaselineSettings, seed: int = 0, n_jobs: 
         clf = LogisticRegression(C=float(c.C), max_iter=int(c.max_iter))
     elif name == "mlp":
         c = settings.mlp
-        clf = MLPClassifier(hidden_layer_sizes=tuple(c.hidden), alpha=float(c.alpha), max_iter=int(c.max_iter),
-                            early_stopping=bool(c.early_stopping), random_state=seed)
+        clf = MLPClassifier(
+            hidden_layer_sizes=tuple(c.hidden),
+            alpha=float(c.alpha),
+            max_iter=int(c.max_iter),
+            early_stopping=bool(c.early_stopping),
+            random_state=seed,
+        )
     elif name == "random_forest":
         c = settings.random_forest
-        clf = RandomForestClassifier(n_estimators=int(c.n_estimators), max_depth=c.max_depth,
-                                     min_samples_leaf=int(c.min_samples_leaf), n_jobs=n_jobs, random_state=seed)
+        clf = RandomForestClassifier(
+            n_estimators=int(c.n_estimators),
+            max_depth=c.max_depth,
+            min_samples_leaf=int(c.min_samples_leaf),
+            n_jobs=n_jobs,
+            random_state=seed,
+        )
     elif name == "hist_gradient_boosting":
         c = settings.hist_gradient_boosting
-        clf = HistGradientBoostingClassifier(max_iter=int(c.max_iter), learning_rate=float(c.learning_rate),
-                                             max_leaf_nodes=int(c.max_leaf_nodes),
-                                             l2_regularization=float(c.l2_regularization),
-                                             early_stopping=False, random_state=seed)
+        clf = HistGradientBoostingClassifier(
+            max_iter=int(c.max_iter),
+            learning_rate=float(c.learning_rate),
+            max_leaf_nodes=int(c.max_leaf_nodes),
+            l2_regularization=float(c.l2_regularization),
+            early_stopping=False,
+            random_state=seed,
+        )
     else:
         raise ValueError(f"baselines: unknown model {name!r} (known: {', '.join(BASELINES)})")
     return make_pipeline(StandardScaler(), clf)
 
 
-def fit_baseline(name: str, settings: BaselineSettings, X: np.ndarray, y: np.ndarray, seed: int = 0,
-                 n_jobs: int = 1) -> Pipeline:
+def fit_baseline(
+    name: str, settings: BaselineSettings, X: np.ndarray, y: np.ndarray, seed: int = 0, n_jobs: int = 1
+) -> Pipeline:
     """Fit baseline ``name`` on (X, y)."""
     return make_baseline(name, settings, seed, n_jobs).fit(flatten(X), np.asarray(y).astype(int))
 
@@ -72,12 +87,18 @@ def split_scores(y: np.ndarray, proba: np.ndarray, speakers: np.ndarray, thresho
     """Accuracy, balanced accuracy, ROC AUC, female F1 and speaker accuracy of one split."""
     u = utterance_metrics(y, proba, threshold)
     s = speaker_metrics(speakers, y, proba, threshold)
-    return {"accuracy": u["accuracy"], "balanced_accuracy": u["balanced_accuracy"], "roc_auc": u["roc_auc"],
-            "f1": u["f1"], "speaker_accuracy": s["speaker_accuracy"]}
+    return {
+        "accuracy": u["accuracy"],
+        "balanced_accuracy": u["balanced_accuracy"],
+        "roc_auc": u["roc_auc"],
+        "f1": u["f1"],
+        "speaker_accuracy": s["speaker_accuracy"],
+    }
 
 
-def run_baselines(names, settings: BaselineSettings, train: dict, val: dict, test: dict | None = None,
-                  seed: int = 0, n_jobs: int = 1) -> dict:
+def run_baselines(
+    names, settings: BaselineSettings, train: dict, val: dict, test: dict | None = None, seed: int = 0, n_jobs: int = 1
+) -> dict:
     """Fit each baseline on ``train``, choose its threshold on ``val`` (max balanced accuracy,
     as the networks' train stage does) and score val and test at that threshold.
 
@@ -91,8 +112,11 @@ def run_baselines(names, settings: BaselineSettings, train: dict, val: dict, tes
         fit_s = time.perf_counter() - started
         p_val = proba_female(est, val["X"])
         threshold = choose_threshold(val["y"], p_val)
-        entry = {"threshold": threshold, "fit_s": fit_s,
-                 "val": split_scores(val["y"], p_val, val["speakers"], threshold)}
+        entry = {
+            "threshold": threshold,
+            "fit_s": fit_s,
+            "val": split_scores(val["y"], p_val, val["speakers"], threshold),
+        }
         if test is not None and len(test["y"]):
             entry["test"] = split_scores(test["y"], proba_female(est, test["X"]), test["speakers"], threshold)
         out[name] = entry

@@ -31,9 +31,12 @@ SYNTHETIC_WARNING = (
     "voicegender: warning: this model was trained on generated (eSpeak) speech, never on a real voice: "
     "its answers on real recordings are unreliable. Train on real speech: `dvc exp run -S corpus=libritts "
     "-S data.libritts.train_subset=dev-clean` (1.3 GB), or `-S corpus=folder -S data.folder.manifest=FILE.csv` "
-    "(see README)")
-UNKNOWN_DATA_WARNING = ("voicegender: warning: the model card does not say what data the model was trained on "
-                        "(trained by an older version): retrain to record it")
+    "(see README)"
+)
+UNKNOWN_DATA_WARNING = (
+    "voicegender: warning: the model card does not say what data the model was trained on "
+    "(trained by an older version): retrain to record it"
+)
 
 
 class Predictor:
@@ -112,8 +115,12 @@ class Predictor:
             return {**base, "answer": NO_SPEECH, "p_female": None, "speech_s": 0.0}
         lengths = [r["end_s"] - r["start_s"] for r in answered]
         p_female = float(sum(r["p_female"] * n for r, n in zip(answered, lengths)) / sum(lengths))
-        return {**base, "answer": "female" if p_female >= self.threshold else "male", "p_female": p_female,
-                "speech_s": round(sum(lengths), 3)}
+        return {
+            **base,
+            "answer": "female" if p_female >= self.threshold else "male",
+            "p_female": p_female,
+            "speech_s": round(sum(lengths), 3),
+        }
 
     def predict_segments(self, path: str) -> list[dict]:
         """One row per speech segment (split at pauses of at least ``min_silence_s``), each
@@ -148,11 +155,27 @@ class Predictor:
                 f.seek(int(round(start * sr)))
                 y = mono(f.read(int(round((end - start) * sr)), dtype="float32", always_2d=True))
                 answer, p_female = self._answer(y, sr)
-                rows.append({"file": path, "start_s": start, "end_s": end, "answer": answer,
-                             "p_female": p_female, "speech_s": round(end - start, 3)})
+                rows.append(
+                    {
+                        "file": path,
+                        "start_s": start,
+                        "end_s": end,
+                        "answer": answer,
+                        "p_female": p_female,
+                        "speech_s": round(end - start, 3),
+                    }
+                )
         if not rows:
-            rows.append({"file": path, "start_s": 0.0, "end_s": round(duration, 3), "answer": NO_SPEECH,
-                         "p_female": None, "speech_s": 0.0})
+            rows.append(
+                {
+                    "file": path,
+                    "start_s": 0.0,
+                    "end_s": round(duration, 3),
+                    "answer": NO_SPEECH,
+                    "p_female": None,
+                    "speech_s": 0.0,
+                }
+            )
         return rows
 
 
@@ -183,8 +206,9 @@ def _regular_file(path: str) -> Path:
     return p
 
 
-def predict_files(paths: list[str], model_dir: str = "models", *, segments: bool = False,
-                  overrides: dict | None = None) -> list[dict]:
+def predict_files(
+    paths: list[str], model_dir: str = "models", *, segments: bool = False, overrides: dict | None = None
+) -> list[dict]:
     """One dict per path (per segment with ``segments``), see :meth:`Predictor.predict`, or
     ``{"file", "error"}`` for a bad file (missing, not audio); the others are still answered.
     Raises FileNotFoundError when the model itself is missing."""
@@ -243,20 +267,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voicegender", description="Speaker sex (female / male) from speech.")
     sub = parser.add_subparsers(dest="command", required=True)
     pred = sub.add_parser(
-        "predict", help="predict the speaker's sex of each audio file (wav, flac, any rate)",
+        "predict",
+        help="predict the speaker's sex of each audio file (wav, flac, any rate)",
         description="Answer female / male for each recording that holds speech (silero-vad); "
-                    "too little speech: `no speech`, with no probability.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "too little speech: `no speech`, with no probability.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     pred.add_argument("files", nargs="+", metavar="FILE")
     pred.add_argument("--model-dir", default="models", help="folder with model.pt and model.json (default: models)")
-    pred.add_argument("--segments", action="store_true",
-                      help="split each recording at its pauses and answer each speech segment (start, end in s)")
-    pred.add_argument("--format", choices=FORMATS, default="tsv",
-                      help="tsv (default): file, [start, end,] answer, p_female=; csv / json: "
-                           + ", ".join(CSV_COLUMNS))
-    pred.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
-                      help=f"progress bar on stderr; auto: when stderr is a terminal and there are several "
-                           f"files, or {MANY_FILES}+ files")
+    pred.add_argument(
+        "--segments",
+        action="store_true",
+        help="split each recording at its pauses and answer each speech segment (start, end in s)",
+    )
+    pred.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="tsv",
+        help="tsv (default): file, [start, end,] answer, p_female=; csv / json: " + ", ".join(CSV_COLUMNS),
+    )
+    pred.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help=f"progress bar on stderr; auto: when stderr is a terminal and there are several "
+        f"files, or {MANY_FILES}+ files",
+    )
     over = pred.add_argument_group("speech detection (default: as the model was trained, model.json `predict`)")
     over.add_argument("--min-speech-s", type=float, help="seconds of speech needed to answer")
     over.add_argument("--vad-threshold", type=float, help="speech probability threshold of a 32 ms window")
@@ -268,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     # silero-vad scores 32 ms windows one at a time: tiny ops that one thread runs several times
     # faster than two (measured); the feature model is small too.
     torch.set_num_threads(1)
-    overrides = {"min_speech_s": args.min_speech_s, "vad_threshold": args.vad_threshold,
-                 "min_silence_s": args.min_silence_s}
+    overrides = {
+        "min_speech_s": args.min_speech_s,
+        "vad_threshold": args.vad_threshold,
+        "min_silence_s": args.min_silence_s,
+    }
     try:
         predictor = Predictor(args.model_dir, overrides)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:

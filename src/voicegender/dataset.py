@@ -83,9 +83,11 @@ def data_summary(rows: list[dict]) -> dict:
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
         entry = {}
-        for sex, members in (("F", [r for r in part if r["sex"] == "F"]),
-                             ("M", [r for r in part if r["sex"] == "M"]),
-                             ("total", part)):
+        for sex, members in (
+            ("F", [r for r in part if r["sex"] == "F"]),
+            ("M", [r for r in part if r["sex"] == "M"]),
+            ("total", part),
+        ):
             entry[sex] = {
                 "speakers": len({r["speaker"] for r in members}),
                 "utterances": len(members),
@@ -95,8 +97,9 @@ def data_summary(rows: list[dict]) -> dict:
     return out
 
 
-def save_features(directory: str | Path, split: str, X: np.ndarray, y: np.ndarray,
-                  ids: list[str], speakers: list[str]) -> None:
+def save_features(
+    directory: str | Path, split: str, X: np.ndarray, y: np.ndarray, ids: list[str], speakers: list[str]
+) -> None:
     """Save one split as ``{split}_X.npy``, ``_y.npy``, ``_ids.npy``, ``_speakers.npy``.
 
     Plain ``.npy`` files (not ``.npz``, whose zip headers carry timestamps) so that the same
@@ -122,7 +125,9 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *shape))
 
 
-def build_features(rows: list[dict], config: FeatureSettings, directory: str | Path, log=print, speech: dict | None = None) -> dict:
+def build_features(
+    rows: list[dict], config: FeatureSettings, directory: str | Path, log=print, speech: dict | None = None
+) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
     Audio is streamed from each source (one sequential pass per archive) through
@@ -151,8 +156,11 @@ def build_features(rows: list[dict], config: FeatureSettings, directory: str | P
     by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
     by_split["train"] += [(r, k) for k in range(1, augment.copies + 1) for r in train if r["id"] in augmented]
     # feature slot of each output of extract_many: (source, member) for a recording, ((source, member), k) for its copies
-    slot = {((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
-            for s, part in by_split.items() for i, (r, k) in enumerate(part)}
+    slot = {
+        ((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
+        for s, part in by_split.items()
+        for i, (r, k) in enumerate(part)
+    }
     copies_of = {(r["source"], r["member"]): r["id"] for r in train if r["id"] in augmented}
     partial = {s: _open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
     done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
@@ -194,23 +202,31 @@ def build_features(rows: list[dict], config: FeatureSettings, directory: str | P
         keep = np.flatnonzero(done[split])
         X = _open_rows(d / f"{split}_X.npy", len(keep), shape)
         for start in range(0, len(keep), 4096):  # copy in blocks: bounded memory
-            X[start:start + 4096] = partial[split][keep[start:start + 4096]]
+            X[start : start + 4096] = partial[split][keep[start : start + 4096]]
         del X, partial[split]  # flushes and unmaps
         (d / f".{split}_X.partial.npy").unlink()
         kept = [part[i][0] for i in keep]
-        _save_labels(d, split, [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
-                     [uid(split, i) for i in keep], [r["speaker"] for r in kept])
+        _save_labels(
+            d,
+            split,
+            [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
+            [uid(split, i) for i in keep],
+            [r["speaker"] for r in kept],
+        )
     n_augmented = sum(int(done[s][i]) for s, part in by_split.items() for i, (_, k) in enumerate(part) if k)
     n = sum(int(v.sum()) for v in done.values()) - n_augmented
-    return {"utterances": n, "augmented": n_augmented, "skipped": dict(sorted(skipped.items())),
-            "seconds": sum(r["seconds"] for r in rows)}
+    return {
+        "utterances": n,
+        "augmented": n_augmented,
+        "skipped": dict(sorted(skipped.items())),
+        "seconds": sum(r["seconds"] for r in rows),
+    }
 
 
 def load_features(directory: str | Path, split: str) -> dict[str, np.ndarray]:
     """Load one split saved by :func:`save_features` as ``{"X", "y", "ids", "speakers"}``."""
     d = Path(directory)
     return {name: np.load(d / f"{split}_{name}.npy") for name in ("X", "y", "ids", "speakers")}
-
 
 
 def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[str, dict]) -> dict:
@@ -223,8 +239,7 @@ def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[
     """
     import hashlib
 
-    card: dict = {"corpus": corpus_info["corpus"],
-                  "generated": corpus_info["corpus"] == "synthetic"}
+    card: dict = {"corpus": corpus_info["corpus"], "generated": corpus_info["corpus"] == "synthetic"}
     subsets = {s["role"]: s["subset"] for s in corpus_info.get("sources", []) if s.get("subset")}
     if subsets:
         card["subsets"] = subsets
@@ -239,7 +254,9 @@ def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[
             card["augmented_copies"] = card.get("augmented_copies", 0) + int((~original).sum())
             y, speakers = y[original], speakers[original]
         card["splits"][split] = {
-            "utterances": int(y.size), "speakers": int(np.unique(speakers).size),
-            "female_utterances": int((y == FEMALE).sum()), "male_utterances": int((y != FEMALE).sum()),
+            "utterances": int(y.size),
+            "speakers": int(np.unique(speakers).size),
+            "female_utterances": int((y == FEMALE).sum()),
+            "male_utterances": int((y != FEMALE).sum()),
         }
     return card

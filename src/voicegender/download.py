@@ -38,8 +38,10 @@ KNOWN_SIZE_BYTES: dict[str, int] = {
     "dev-clean": 1_291_469_655,
 }
 
-_MIRROR_HINT = ("The server holds another file than the one expected: check data.libritts.base_url, "
-                "or, if this file is the one you want, give its SHA-256 in data.libritts.checksums.")
+_MIRROR_HINT = (
+    "The server holds another file than the one expected: check data.libritts.base_url, "
+    "or, if this file is the one you want, give its SHA-256 in data.libritts.checksums."
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20  # read / hash granularity; not a user knob
 
@@ -66,9 +68,7 @@ class _Transient(Exception):
 
 def _check_sha256(value: object, what: str) -> str:
     if not value:
-        raise MissingChecksumError(
-            f"no SHA-256 checksum for {what}: pass one explicitly (it is never skipped)"
-        )
+        raise MissingChecksumError(f"no SHA-256 checksum for {what}: pass one explicitly (it is never skipped)")
     if not isinstance(value, str) or not _HEX64.match(value.strip().lower()):
         raise MissingChecksumError(f"checksum for {what} is not a 64-digit hex SHA-256: {value!r}")
     return value.strip().lower()
@@ -162,8 +162,15 @@ def download_file(
 
     failures = 0
     total = expected_size
-    with tqdm(total=total, initial=part.size(), unit="B", unit_scale=True, unit_divisor=1024,
-              desc=dest.name, disable=not progress) as bar:
+    with tqdm(
+        total=total,
+        initial=part.size(),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=dest.name,
+        disable=not progress,
+    ) as bar:
         while True:
             before = part.size()
             try:
@@ -185,15 +192,13 @@ def download_file(
     if expected_size is not None and size != expected_size:
         part.path.unlink()
         raise ChecksumError(
-            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted. "
-            f"{_MIRROR_HINT}"
+            f"{url}: got {size} bytes but expected {expected_size}; the downloaded file was deleted. {_MIRROR_HINT}"
         )
     got = part.hexdigest()
     if got != sha256:
         part.path.unlink()
         raise ChecksumError(
-            f"SHA-256 mismatch for {url}: expected {sha256}, got {got}; "
-            f"the downloaded file was deleted. {_MIRROR_HINT}"
+            f"SHA-256 mismatch for {url}: expected {sha256}, got {got}; the downloaded file was deleted. {_MIRROR_HINT}"
         )
     with open(part.path, "rb+") as f:  # on disk before the rename declares it complete
         os.fsync(f.fileno())
@@ -397,8 +402,7 @@ def fetch_libritts(
     with _locked(dest_dir):
         for subset, (sha, size) in wanted.items():
             url = f"{base_url.rstrip('/')}/{subset}.tar.gz"
-            out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha,
-                                        expected_size=size, **download_kwargs)
+            out[subset] = download_file(url, dest_dir / f"{subset}.tar.gz", sha, expected_size=size, **download_kwargs)
     return out
 
 
@@ -441,8 +445,7 @@ def locate_libritts(
                 )
             if verify:
                 if sha is None:
-                    raise MissingChecksumError(
-                        f"cannot verify {archive}: no known SHA-256 for {subset}; give one")
+                    raise MissingChecksumError(f"cannot verify {archive}: no known SHA-256 for {subset}; give one")
                 got = sha256_file(archive).hexdigest()
                 if got != sha:
                     raise ChecksumError(f"SHA-256 mismatch for {archive}: expected {sha}, got {got}")

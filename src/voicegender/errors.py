@@ -44,8 +44,9 @@ def run_command(main: Callable[[], None], *, name: str, outputs: Iterable[str | 
         raise
     except KeyboardInterrupt:
         _remove(outputs)
-        print(f"{name}: interrupted; nothing was recorded (run it again to redo this step)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{name}: interrupted; nothing was recorded (run it again to redo this step)", file=sys.stderr, flush=True
+        )
         sys.exit(EXIT_INTERRUPTED)
     except UserError as e:
         _remove(outputs)

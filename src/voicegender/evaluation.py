@@ -112,8 +112,15 @@ def _weighted_auc(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.n
 CI_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "speaker_accuracy_mean_proba")
 
 
-def bootstrap_ci(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float,
-                 n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap_ci(
+    speakers: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Speaker-level percentile bootstrap confidence intervals of the main metrics.
 
     Utterances of one speaker are not independent, so whole speakers are resampled with
@@ -129,7 +136,9 @@ def bootstrap_ci(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, th
     n_spk = len(ids)
     pred = (proba >= threshold).astype(int)
     # per speaker: [true pos, false neg, false pos, true neg] utterance counts
-    cells = np.stack([(y == 1) & (pred == 1), (y == 1) & (pred == 0), (y == 0) & (pred == 1), (y == 0) & (pred == 0)], 1)
+    cells = np.stack(
+        [(y == 1) & (pred == 1), (y == 1) & (pred == 0), (y == 0) & (pred == 1), (y == 0) & (pred == 0)], 1
+    )
     counts = np.zeros((n_spk, 4))
     np.add.at(counts, inverse, cells.astype(float))
     _, truth, _, _, by_vote, by_mean = speaker_predictions(speakers, y, proba, threshold)
@@ -161,9 +170,16 @@ def calibration_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -
     proba = np.asarray(proba, dtype=float)
     edges = np.linspace(0, 1, n_bins + 1)
     which = np.clip(np.digitize(proba, edges) - 1, 0, n_bins - 1)  # p = 1.0 belongs to the last bin
-    return [{"bin": f"{edges[b]:.2f}-{edges[b + 1]:.2f}", "mean_predicted": float(proba[which == b].mean()),
-             "fraction_female": float(y[which == b].mean()), "count": int((which == b).sum())}
-            for b in range(n_bins) if (which == b).any()]
+    return [
+        {
+            "bin": f"{edges[b]:.2f}-{edges[b + 1]:.2f}",
+            "mean_predicted": float(proba[which == b].mean()),
+            "fraction_female": float(y[which == b].mean()),
+            "count": int((which == b).sum()),
+        }
+        for b in range(n_bins)
+        if (which == b).any()
+    ]
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
@@ -182,5 +198,9 @@ def confusion_counts(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0
 
 def evaluate_split(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
     """Every utterance- and speaker-level metric of one split at ``threshold``, plus its size."""
-    return {**utterance_metrics(y_true, proba, threshold), **speaker_metrics(speakers, y_true, proba, threshold),
-            "n_utterances": int(len(y_true)), "n_speakers": int(len(set(np.asarray(speakers).tolist())))}
+    return {
+        **utterance_metrics(y_true, proba, threshold),
+        **speaker_metrics(speakers, y_true, proba, threshold),
+        "n_utterances": int(len(y_true)),
+        "n_speakers": int(len(set(np.asarray(speakers).tolist()))),
+    }

@@ -28,6 +28,7 @@ from voicegender.features import _compute, encoder_device
 from voicegender.params import FeatureSettings
 from voicegender.spectral import _mel_segments, resample
 
+
 @functools.lru_cache(maxsize=1)
 def _thread_pools() -> ThreadpoolController:
     """threadpoolctl's controller of the loaded native thread pools (OpenBLAS & co.).
@@ -93,7 +94,9 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _versions(y: np.ndarray, sr: int, augment_as: str | None, copies: int, cfg: FeatureSettings) -> Iterator[tuple[int, np.ndarray]]:
+def _versions(
+    y: np.ndarray, sr: int, augment_as: str | None, copies: int, cfg: FeatureSettings
+) -> Iterator[tuple[int, np.ndarray]]:
     """(0, the recording) then (k, its k-th augmented copy) for k = 1 .. ``copies``, seeded by
     ``augment_as`` (the utterance id) and ``features.augment.seed``."""
     yield 0, y
@@ -103,7 +106,9 @@ def _versions(y: np.ndarray, sr: int, augment_as: str | None, copies: int, cfg: 
         yield from enumerate(augmented_signals(y, sr, augment_as, cfg.augment, copies), 1)
 
 
-def _featurize_chunk(chunk: list[tuple], cfg: FeatureSettings, speech: dict | None) -> list[tuple[Any, np.ndarray | None, str | None]]:
+def _featurize_chunk(
+    chunk: list[tuple], cfg: FeatureSettings, speech: dict | None
+) -> list[tuple[Any, np.ndarray | None, str | None]]:
     """Features of a chunk of (id, audio bytes, augment_as, copies) items, in order: each item's
     own as (id, feature, None), then its ``copies`` augmented versions as ((id, k), feature, None);
     a failure as (id, None, reason), without copies.
@@ -142,7 +147,9 @@ def _featurize_chunk(chunk: list[tuple], cfg: FeatureSettings, speech: dict | No
             w = at_16k[i] if i in at_16k else resample(y, sr, SAMPLE_RATE)
             for k, version in _versions(w, SAMPLE_RATE, chunk[i][2], chunk[i][3], cfg):
                 try:
-                    mels.append(partial_mels(version, SAMPLE_RATE, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs))
+                    mels.append(
+                        partial_mels(version, SAMPLE_RATE, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs)
+                    )
                     owners.append((i, k))
                 except Exception as exc:  # noqa: BLE001
                     errors[i, k] = _reason(exc)
@@ -162,12 +169,17 @@ def _featurize_chunk(chunk: list[tuple], cfg: FeatureSettings, speech: dict | No
     return out
 
 
-def _featurize_shared(layout: list[tuple], cfg: FeatureSettings, speech: dict | None) -> list[tuple[Any, np.ndarray | None, str | None]]:
+def _featurize_shared(
+    layout: list[tuple], cfg: FeatureSettings, speech: dict | None
+) -> list[tuple[Any, np.ndarray | None, str | None]]:
     """_featurize_chunk on items the parent wrote into the shared buffer:
     (id, offset, length, augment_as, copies)."""
     assert _SHARED is not None
-    return _featurize_chunk([(item_id, _SHARED[start : start + n], augment_as, copies)
-                             for item_id, start, n, augment_as, copies in layout], cfg, speech)
+    return _featurize_chunk(
+        [(item_id, _SHARED[start : start + n], augment_as, copies) for item_id, start, n, augment_as, copies in layout],
+        cfg,
+        speech,
+    )
 
 
 def _chunks(items: Iterable[tuple], size: int) -> Iterator[list[tuple]]:

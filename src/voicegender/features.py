@@ -40,8 +40,16 @@ import numpy as np
 
 from voicegender.audio import decode_audio
 from voicegender.params import FeatureKind, FeatureSettings
-from voicegender.spectral import (LOG_FLOOR_DB, _mel_project, mean_power_spectrum, mel_spectrogram, mfcc,
-                                  power_to_db, resample, yin)
+from voicegender.spectral import (
+    LOG_FLOOR_DB,
+    _mel_project,
+    mean_power_spectrum,
+    mel_spectrogram,
+    mfcc,
+    power_to_db,
+    resample,
+    yin,
+)
 
 #: the feature kinds, by features.kind: the schema's choices (voicegender.params.FeatureKind), dispatched on in _compute
 KINDS = typing.get_args(FeatureKind)
@@ -97,7 +105,9 @@ def log_mel_stats(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 5
     return np.concatenate([log_s.mean(axis=1), log_s.std(axis=1)]).astype(np.float32)
 
 
-def mfcc_stats(y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+def mfcc_stats(
+    y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
+) -> np.ndarray:
     """(6 * n_mfcc,) float32: [mean(mfcc), mean(delta), mean(delta2), std(mfcc), std(delta), std(delta2)],
     each block n_mfcc long; MFCC in dB-scaled DCT units, deltas per frame (width 9 Savitzky-Golay,
     as librosa.feature.delta; 'nearest' edge mode when the file has fewer than 9 frames)."""
@@ -160,8 +170,15 @@ def _compute(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
     if kind == "ge2e":
         from voicegender.speaker_encoder import ge2e_embedding
 
-        return ge2e_embedding(y, sr, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs,
-                              encoder_device(cfg.encoder_device), cfg.ge2e_precision)
+        return ge2e_embedding(
+            y,
+            sr,
+            cfg.ge2e_rate,
+            cfg.ge2e_min_coverage,
+            cfg.target_dbfs,
+            encoder_device(cfg.encoder_device),
+            cfg.ge2e_precision,
+        )
     y, sr = _analysis_signal(y, sr, cfg)
     n_fft, hop, n_mels = cfg.n_fft, cfg.hop_length, cfg.n_mels
     if kind == "mean_mel":

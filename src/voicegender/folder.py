@@ -54,8 +54,10 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
         lines = list(reader)
     missing_cols = [c for c in ("path", "speaker", "sex") if c not in header]
     if missing_cols:
-        raise ManifestError(f"manifest {path} lacks column(s) {', '.join(missing_cols)}: "
-                            f"header is {','.join(header)!r}, expected path,speaker,sex[,split]")
+        raise ManifestError(
+            f"manifest {path} lacks column(s) {', '.join(missing_cols)}: "
+            f"header is {','.join(header)!r}, expected path,speaker,sex[,split]"
+        )
     col = {c: header.index(c) for c in ("path", "speaker", "sex", "split") if c in header}
     suffixes = _audio_suffixes()
     errors: list[str] = []
@@ -112,8 +114,18 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
             errors.append(f"line {lineno}: {raw_path}: same id {uid!r} as line {seen_ids[uid]}")
             continue
         seen_ids[uid] = lineno
-        rows.append({"id": uid, "speaker": speaker, "sex": sex, "split": split, "path": str(file),
-                     "source": str(source), "member": member, "duration_s": duration_s})
+        rows.append(
+            {
+                "id": uid,
+                "speaker": speaker,
+                "sex": sex,
+                "split": split,
+                "path": str(file),
+                "source": str(source),
+                "member": member,
+                "duration_s": duration_s,
+            }
+        )
     for speaker, by_sex in sorted(sexes_of.items()):
         if len(by_sex) > 1:
             where = ", ".join(f"{s} on line(s) {', '.join(map(str, ls))}" for s, ls in sorted(by_sex.items()))
@@ -139,8 +151,11 @@ def fingerprint_files(paths: Iterable[Path | str], *, root: Path | str | None = 
     entries = []
     for p in paths:
         p = Path(p)
-        name = p.resolve().relative_to(root_p).as_posix() if root_p is not None and \
-            root_p in p.resolve().parents else p.as_posix()
+        name = (
+            p.resolve().relative_to(root_p).as_posix()
+            if root_p is not None and root_p in p.resolve().parents
+            else p.as_posix()
+        )
         h = hashlib.sha256()
         size = 0
         with open(p, "rb") as f:
@@ -162,4 +177,5 @@ def check_watched(recordings: str, files: list[Path]) -> None:
         raise SystemExit(
             f"data.folder.recordings is {recordings!r}, but {len(outside)} file(s) lie outside it "
             f"(e.g. {outside[0]}): set it to the folder holding your manifest and recordings, "
-            "so that DVC reruns the pipeline when they change")
+            "so that DVC reruns the pipeline when they change"
+        )

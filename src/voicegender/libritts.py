@@ -58,6 +58,7 @@ def _listing(items: list[str]) -> str:
 
 # --------------------------------------------------------------------------- metadata
 
+
 def _add_speaker(out: dict[str, str], spk: str, sex: str, where: str) -> None:
     if out.get(spk, sex) != sex:
         raise CorpusError(f"{where}: speaker {spk} is listed as both {out[spk]} and {sex}")
@@ -117,11 +118,13 @@ def speaker_sexes(metadata: dict[str, str], where: str) -> tuple[dict[str, str],
     if SPEAKERS_TSV in metadata:
         log.warning("%s has no %s: using %s", where, SPEAKERS_TXT, SPEAKERS_TSV)
         return parse_speakers_tsv(metadata[SPEAKERS_TSV], where=f"{where}: {SPEAKERS_TSV}"), SPEAKERS_TSV
-    raise LayoutError(f"{where} has neither LibriTTS/{SPEAKERS_TXT} nor LibriTTS/{SPEAKERS_TSV}: "
-                      f"the speakers' sex is unknown")
+    raise LayoutError(
+        f"{where} has neither LibriTTS/{SPEAKERS_TXT} nor LibriTTS/{SPEAKERS_TSV}: the speakers' sex is unknown"
+    )
 
 
 # --------------------------------------------------------------------------- scanning
+
 
 @dataclass
 class Scan:
@@ -147,22 +150,27 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> str:
     norm = posixpath.normpath(name)
 
     def escapes(p: str) -> bool:
-        return p.startswith("/") or re.match(r"^[A-Za-z]:", p) is not None or \
-            p == ".." or p.startswith("../") or "\\" in p
+        return (
+            p.startswith("/") or re.match(r"^[A-Za-z]:", p) is not None or p == ".." or p.startswith("../") or "\\" in p
+        )
 
     if escapes(name.replace("\\", "/")) or escapes(norm):
-        raise UnsafeArchiveError(f"archive {archive} has a member whose path leaves the archive "
-                                 f"root: {name!r}; refusing to read it")
+        raise UnsafeArchiveError(
+            f"archive {archive} has a member whose path leaves the archive root: {name!r}; refusing to read it"
+        )
     if m.issym() or m.islnk():
         base = posixpath.dirname(norm) if m.issym() else ""
         target = posixpath.normpath(posixpath.join(base, m.linkname))
         if m.linkname.startswith("/") or escapes(target):
             kind = "symlink" if m.issym() else "hard link"
-            raise UnsafeArchiveError(f"archive {archive} has a {kind} {name!r} pointing out of "
-                                     f"the archive root ({m.linkname!r}); refusing to read it")
+            raise UnsafeArchiveError(
+                f"archive {archive} has a {kind} {name!r} pointing out of "
+                f"the archive root ({m.linkname!r}); refusing to read it"
+            )
     elif not (m.isfile() or m.isdir()):
-        raise UnsafeArchiveError(f"archive {archive} has a special member {name!r} "
-                                 f"(device or fifo); refusing to read it")
+        raise UnsafeArchiveError(
+            f"archive {archive} has a special member {name!r} (device or fifo); refusing to read it"
+        )
     return norm
 
 
@@ -177,13 +185,18 @@ def _utterance(parts: list[str], member: str, subset: str) -> dict | None:
 
 
 def _corrupt(path: Path, e: BaseException) -> ArchiveError:
-    return ArchiveError(f"archive {path} is truncated or corrupt ({type(e).__name__}: {e}): "
-                        f"re-download it")
+    return ArchiveError(f"archive {path} is truncated or corrupt ({type(e).__name__}: {e}): re-download it")
 
 
 # Errors tarfile/gzip/zlib raise on a damaged stream (EOFError on truncation, etc.).
-_STREAM_ERRORS = (EOFError, tarfile.ReadError, tarfile.CompressionError, zlib.error,
-                  gzip.BadGzipFile, tarfile.StreamError)
+_STREAM_ERRORS = (
+    EOFError,
+    tarfile.ReadError,
+    tarfile.CompressionError,
+    zlib.error,
+    gzip.BadGzipFile,
+    tarfile.StreamError,
+)
 try:  # python-isal: Intel's ISA-L inflate, the same bytes (and CRC check) as zlib's, faster
     from isal import igzip as _igzip
     from isal import isal_zlib as _isal_zlib
@@ -261,15 +274,17 @@ def scan_archive(path: Path) -> tuple[list[dict], dict[str, str]]:
         u["bytes"] = m.size
         u["duration_s"] = _wav_duration_s(head, m.size)
         utts.append(u)
-    _check_layout(path, "archive", utts, bad,
-                  "LibriTTS/<subset>/<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav")
+    _check_layout(
+        path, "archive", utts, bad, "LibriTTS/<subset>/<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav"
+    )
     return utts, metadata
 
 
 def _check_layout(path: Path, kind: str, utts: list[dict], bad: list[str], expected: str) -> None:
     if bad:
-        raise LayoutError(f"{kind} {path} is not in LibriTTS layout: {len(bad)} wav file(s) are not "
-                          f"at {expected}:{_listing(bad)}")
+        raise LayoutError(
+            f"{kind} {path} is not in LibriTTS layout: {len(bad)} wav file(s) are not at {expected}:{_listing(bad)}"
+        )
     if not utts:
         raise LayoutError(f"{kind} {path} is not in LibriTTS layout: no wav files at {expected}")
     seen, dups = set(), []
@@ -313,8 +328,9 @@ def scan_directory(root: Path) -> tuple[list[dict], dict[str, str]]:
             with open(full, "rb") as f:
                 u["bytes"], u["duration_s"] = size, _wav_duration_s(f.read(_HEADER_BYTES), size)
             utts.append(u)
-    _check_layout(root, "directory", utts, bad,
-                  "[LibriTTS/][<subset>/]<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav")
+    _check_layout(
+        root, "directory", utts, bad, "[LibriTTS/][<subset>/]<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav"
+    )
     metadata = {}
     for d in (root, root / "LibriTTS", root.parent):
         for name in (SPEAKERS_TXT, SPEAKERS_TSV):
@@ -340,13 +356,20 @@ def scan_source(source: Path) -> Scan:
         (known if u["sex"] else unknown).append(u)
     if unknown:
         spk = sorted({u["speaker"] for u in unknown})
-        log.warning("%s: %d utterances of %d speakers without a known sex in %s: %s",
-                    source, len(unknown), len(spk), used, ", ".join(spk[:_MAX_LISTED]))
+        log.warning(
+            "%s: %d utterances of %d speakers without a known sex in %s: %s",
+            source,
+            len(unknown),
+            len(spk),
+            used,
+            ", ".join(spk[:_MAX_LISTED]),
+        )
     subsets = sorted({u["subset"] for u in utts})
     return Scan(source, known, unknown, sexes, used, subsets)
 
 
 # --------------------------------------------------------------------------- reading audio
+
 
 def iter_archive_audio(path: Path, members: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (member, bytes) for the wanted members of a tar(.gz), in archive order.

@@ -72,8 +72,10 @@ class ReportCNN(nn.Module):
         _, bn1, _, _, _, bn2, *_ = self.blocks
         w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())
         weights = (w1.reshape(32, 3), w2.reshape(64, 96), w3.reshape(128, 192), f1w, f1b, f2w, f2b)
-        norms = tuple((bn.running_mean.numpy(), bn.running_var.numpy(), bn.num_batches_tracked.numpy().reshape(1))
-                      for bn in (bn1, bn2))
+        norms = tuple(
+            (bn.running_mean.numpy(), bn.running_var.numpy(), bn.num_batches_tracked.numpy().reshape(1))
+            for bn in (bn1, bn2)
+        )
         momentum, eps = bn1.momentum, bn1.eps
         grads = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.parameters()]
         grad_views = tuple(g.numpy().reshape(w.shape) for g, w in zip(grads, weights))
@@ -190,8 +192,9 @@ class Linear(nn.Module):
 
 
 def _head(n_in: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(hidden, 1))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 1)
+    )
 
 
 class Standardized(nn.Module):
@@ -247,8 +250,10 @@ def _build(config: ModelSettings, input_shape: tuple[int, ...], mean, std) -> nn
 
 def _expect_vector(name: str, input_shape: tuple[int, ...]) -> None:
     if len(input_shape) != 1:
-        raise ValueError(f"{name} needs 1-D feature vectors, got shape {input_shape}: "
-                         "use model.name=cnn2d for log_mel_patch features")
+        raise ValueError(
+            f"{name} needs 1-D feature vectors, got shape {input_shape}: "
+            "use model.name=cnn2d for log_mel_patch features"
+        )
 
 
 def load_trained(model_dir="models", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

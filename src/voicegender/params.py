@@ -44,6 +44,7 @@ class ParamError(UserError, ValueError):
 
 # -- how a bad value is described: one rule per key, in the words of the error message -----------
 
+
 def key(default: Any, description: str, rule: str, **constraints) -> Any:
     """A field: its default, one-line description, and ``rule`` (what a wrong value is told,
     e.g. "must be a positive integer"); ``constraints`` are pydantic's (gt, ge, lt, pattern ...)."""
@@ -62,7 +63,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
 
 
-def _check_range(name: str, v: list, *, positive: bool = False, inside: tuple[float, float] | None = None) -> str | None:
+def _check_range(
+    name: str, v: list, *, positive: bool = False, inside: tuple[float, float] | None = None
+) -> str | None:
     if len(v) != 2 or v[0] > v[1]:
         return f"{name}: must be [low, high] numbers with low <= high, got {v!r}"
     if positive and v[0] <= 0:
@@ -80,36 +83,102 @@ def _raise(errors: list[str | None]) -> None:
 
 # -- data ---------------------------------------------------------------------------------------
 
+
 class SyntheticSettings(Section):
     """data.synthetic: the generated eSpeak NG corpus (voicegender.synth)."""
 
     train_speakers: int = key(48, "training speakers (half female)", "must be an integer >= 4", ge=4)
     test_speakers: int = key(16, "test speakers", "must be an integer >= 2", ge=2)
     utterances_per_speaker: int = key(12, "utterances per speaker", "must be a positive integer", gt=0)
-    female_f0_hz: Range = key([150.0, 260.0], "median F0 per female speaker, drawn uniformly (Hz)", "must be [low, high] numbers")
-    male_f0_hz: Range = key([85.0, 170.0], "median F0 per male speaker (Hz); overlaps the female range", "must be [low, high] numbers")
+    female_f0_hz: Range = key(
+        [150.0, 260.0], "median F0 per female speaker, drawn uniformly (Hz)", "must be [low, high] numbers"
+    )
+    male_f0_hz: Range = key(
+        [85.0, 170.0], "median F0 per male speaker (Hz); overlaps the female range", "must be [low, high] numbers"
+    )
     pitch_range: IntRange = key([20, 80], "eSpeak intonation range, 0 (monotone) - 99", "must be [low, high] integers")
     rate_wpm: IntRange = key([140, 200], "speaking rate, words per minute", "must be [low, high] integers")
     snr_db: Range = key([15.0, 35.0], "white-noise signal-to-noise ratio, dB", "must be [low, high] numbers")
     level_dbfs: Range = key([-30.0, -18.0], "speech RMS level, dBFS", "must be [low, high] numbers")
-    tilt: Range = key([-0.5, 0.5], "pre-emphasis a of y[n] = x[n] - a x[n-1] (spectral tilt)", "must be [low, high] numbers")
+    tilt: Range = key(
+        [-0.5, 0.5], "pre-emphasis a of y[n] = x[n] - a x[n-1] (spectral tilt)", "must be [low, high] numbers"
+    )
     sentence_words: IntRange = key([5, 15], "words per sentence", "must be [low, high] integers")
-    accents: list[str] = key(["en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029"],
-                             "eSpeak English base voices", "must be a non-empty list of voice names", min_length=1)
+    accents: list[str] = key(
+        ["en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029"],
+        "eSpeak English base voices",
+        "must be a non-empty list of voice names",
+        min_length=1,
+    )
     female_variants: list[str] = key(
-        ["f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "linda", "steph",
-         "steph2", "steph3", "grandma"], "eSpeak `!v` variants of female speakers", "must be a non-empty list of variant names",
-        min_length=1)
+        [
+            "f1",
+            "f2",
+            "f3",
+            "f4",
+            "f5",
+            "Alicia",
+            "Andrea",
+            "Annie",
+            "anika",
+            "aunty",
+            "belinda",
+            "linda",
+            "steph",
+            "steph2",
+            "steph3",
+            "grandma",
+        ],
+        "eSpeak `!v` variants of female speakers",
+        "must be a non-empty list of variant names",
+        min_length=1,
+    )
     male_variants: list[str] = key(
-        ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Storm",
-         "antonio", "michel", "miguel", "sandro", "travis", "victor"], "eSpeak `!v` variants of male speakers",
-        "must be a non-empty list of variant names", min_length=1)
+        [
+            "m1",
+            "m2",
+            "m3",
+            "m4",
+            "m5",
+            "m6",
+            "m7",
+            "m8",
+            "Andy",
+            "Denis",
+            "Diogo",
+            "Henrique",
+            "Hugo",
+            "Lee",
+            "Storm",
+            "antonio",
+            "michel",
+            "miguel",
+            "sandro",
+            "travis",
+            "victor",
+        ],
+        "eSpeak `!v` variants of male speakers",
+        "must be a non-empty list of variant names",
+        min_length=1,
+    )
 
     @model_validator(mode="after")
     def _ranges(self):
-        _raise([_check_range(k, getattr(self, k)) for k in
-                ("female_f0_hz", "male_f0_hz", "pitch_range", "rate_wpm", "snr_db", "level_dbfs", "tilt",
-                 "sentence_words")])
+        _raise(
+            [
+                _check_range(k, getattr(self, k))
+                for k in (
+                    "female_f0_hz",
+                    "male_f0_hz",
+                    "pitch_range",
+                    "rate_wpm",
+                    "snr_db",
+                    "level_dbfs",
+                    "tilt",
+                    "sentence_words",
+                )
+            ]
+        )
         return self
 
     def voice_knobs(self) -> dict:
@@ -120,33 +189,61 @@ class SyntheticSettings(Section):
 class LibriTTSSettings(Section):
     """data.libritts: where the LibriTTS archives come from (voicegender.download)."""
 
-    base_url: str = key("https://www.openslr.org/resources/60", "a mirror or a local http server",
-                        "must be an http(s):// or file:// URL", pattern=r"^(https?|file)://")
+    base_url: str = key(
+        "https://www.openslr.org/resources/60",
+        "a mirror or a local http server",
+        "must be an http(s):// or file:// URL",
+        pattern=r"^(https?|file)://",
+    )
     train_subset: str = key("train-clean-100", "training subset", "must be a non-empty string", pattern=r"\S")
     test_subset: str = key("test-clean", "test subset", "must be a non-empty string", pattern=r"\S")
     checksums: dict[str, Annotated[str, Field(min_length=64, max_length=64)]] = key(
-        {}, "subset -> sha256, for subsets or mirrors without a published one", "must be a mapping subset -> sha256 hex")
-    local_dir: str | None = key(None, "a folder that already holds <subset>.tar.gz or an extracted LibriTTS/",
-                                "must be a non-empty string", pattern=r"\S")
-    cache_dir: str | None = key(None, "where downloads are kept: null = $XDG_CACHE_HOME/voicegender/libritts",
-                                "must be a non-empty string", pattern=r"\S")
+        {}, "subset -> sha256, for subsets or mirrors without a published one", "must be a mapping subset -> sha256 hex"
+    )
+    local_dir: str | None = key(
+        None,
+        "a folder that already holds <subset>.tar.gz or an extracted LibriTTS/",
+        "must be a non-empty string",
+        pattern=r"\S",
+    )
+    cache_dir: str | None = key(
+        None,
+        "where downloads are kept: null = $XDG_CACHE_HOME/voicegender/libritts",
+        "must be a non-empty string",
+        pattern=r"\S",
+    )
 
 
 class FolderSettings(Section):
     """data.folder: a user's own recordings (voicegender.folder)."""
 
-    manifest: str | None = key(None, "CSV path,speaker,sex[,split] of your own recordings", "must be a non-empty string",
-                               pattern=r"\S")
-    recordings: str = key("examples/recordings", "the folder holding them (and the manifest): DVC watches it",
-                          "must be a non-empty string", pattern=r"\S")
-    test_fraction: float = key(0.2, "share of speakers held out for test when the manifest has no split",
-                               "must be a number strictly between 0 and 1", gt=0, lt=1)
+    manifest: str | None = key(
+        None, "CSV path,speaker,sex[,split] of your own recordings", "must be a non-empty string", pattern=r"\S"
+    )
+    recordings: str = key(
+        "examples/recordings",
+        "the folder holding them (and the manifest): DVC watches it",
+        "must be a non-empty string",
+        pattern=r"\S",
+    )
+    test_fraction: float = key(
+        0.2,
+        "share of speakers held out for test when the manifest has no split",
+        "must be a number strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
 
 
 class DataSettings(Section):
     seed: int = key(42, "corpus synthesis and the speaker split", "must be an integer")
-    val_fraction: float = key(0.2, "share of training speakers held out for validation (per sex)",
-                              "must be a number strictly between 0 and 1", gt=0, lt=1)
+    val_fraction: float = key(
+        0.2,
+        "share of training speakers held out for validation (per sex)",
+        "must be a number strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     libritts: LibriTTSSettings = Field(default_factory=LibriTTSSettings)
     folder: FolderSettings = Field(default_factory=FolderSettings)
@@ -154,95 +251,151 @@ class DataSettings(Section):
 
 # -- features -------------------------------------------------------------------------------------
 
+
 class AugmentSettings(Section):
     """features.augment: altered copies of each training recording (voicegender.augment)."""
 
     copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
-        None, "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
-        "must be a positive int or null (every recording)")
+        None,
+        "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
+        "must be a positive int or null (every recording)",
+    )
     seed: int = key(0, "the draws of every copy (seeded per utterance id)", "must be an int >= 0", ge=0)
-    reverb_probability: float = key(0.5, "share of copies with room reverberation", "must be a probability in [0, 1]",
-                                    ge=0, le=1)
+    reverb_probability: float = key(
+        0.5, "share of copies with room reverberation", "must be a probability in [0, 1]", ge=0, le=1
+    )
     rt60_s: Range = key([0.2, 0.8], "room reverberation time, s", "must be [low, high] numbers")
     tilt: Range = key([-0.9, 0.9], "microphone tilt: a of y[n] = x[n] - a x[n-1]", "must be [low, high] numbers")
     lowpass_probability: float = key(0.5, "share of copies band-limited", "must be a probability in [0, 1]", ge=0, le=1)
     lowpass_hz: Range = key([3400.0, 7000.0], "band limit (telephone, codecs), Hz", "must be [low, high] numbers")
-    snr_db: Range = key([5.0, 30.0], "white background noise, signal-to-noise ratio in dB", "must be [low, high] numbers")
+    snr_db: Range = key(
+        [5.0, 30.0], "white background noise, signal-to-noise ratio in dB", "must be [low, high] numbers"
+    )
     gain_db: Range = key([-20.0, 6.0], "level change, dB (clipped at full scale)", "must be [low, high] numbers")
 
     @model_validator(mode="after")
     def _ranges(self):
-        _raise([_check_range("rt60_s", self.rt60_s, positive=True),
+        _raise(
+            [
+                _check_range("rt60_s", self.rt60_s, positive=True),
                 _check_range("lowpass_hz", self.lowpass_hz, positive=True),
                 _check_range("tilt", self.tilt, inside=(-1, 1)),
-                _check_range("snr_db", self.snr_db), _check_range("gain_db", self.gain_db)])
+                _check_range("snr_db", self.snr_db),
+                _check_range("gain_db", self.gain_db),
+            ]
+        )
         return self
 
 
 class FeatureSettings(Section):
     """features: what one recording becomes (voicegender.features, extraction, speaker_encoder)."""
 
-    kind: FeatureKind = key("ge2e", "the feature kind (see voicegender.features)", "must be one of " + ", ".join(FeatureKind.__args__))
+    kind: FeatureKind = key(
+        "ge2e", "the feature kind (see voicegender.features)", "must be one of " + ", ".join(FeatureKind.__args__)
+    )
     sample_rate: Union[Literal["native"], Annotated[int, Field(gt=0)]] = key(
-        16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'")
-    ge2e_rate: float = key(1.3, "ge2e: 1.6 s partial utterances per second of audio",
-                           "must be in [0.625, 50] partials per second", ge=0.625, le=50)
-    ge2e_min_coverage: float = key(0.75, "ge2e: a last, zero-padded partial is kept if at least this share is audio",
-                                   "must be in (0, 1]", gt=0, le=1)
-    target_dbfs: float = key(-30.0, "ge2e: quieter recordings are raised to this RMS level (dBFS)",
-                             "must be a number in (-120, 0) dBFS", gt=-120, lt=0)
-    encoder_device: str = key("auto", "ge2e: where the encoder runs: auto | cpu | cuda | cuda:N",
-                              "must be auto, cpu, cuda or cuda:N", pattern=ENCODER_DEVICE_PATTERN)
+        16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'"
+    )
+    ge2e_rate: float = key(
+        1.3,
+        "ge2e: 1.6 s partial utterances per second of audio",
+        "must be in [0.625, 50] partials per second",
+        ge=0.625,
+        le=50,
+    )
+    ge2e_min_coverage: float = key(
+        0.75,
+        "ge2e: a last, zero-padded partial is kept if at least this share is audio",
+        "must be in (0, 1]",
+        gt=0,
+        le=1,
+    )
+    target_dbfs: float = key(
+        -30.0,
+        "ge2e: quieter recordings are raised to this RMS level (dBFS)",
+        "must be a number in (-120, 0) dBFS",
+        gt=-120,
+        lt=0,
+    )
+    encoder_device: str = key(
+        "auto",
+        "ge2e: where the encoder runs: auto | cpu | cuda | cuda:N",
+        "must be auto, cpu, cuda or cuda:N",
+        pattern=ENCODER_DEVICE_PATTERN,
+    )
     ge2e_precision: Ge2ePrecision = key(
-        "bfloat16", "ge2e: bfloat16 (the LSTM in bfloat16) | mixed (layers 1-2) | float32 (as trained)",
-        "must be bfloat16, mixed or float32")
+        "bfloat16",
+        "ge2e: bfloat16 (the LSTM in bfloat16) | mixed (layers 1-2) | float32 (as trained)",
+        "must be bfloat16, mixed or float32",
+    )
     n_fft: int = key(2048, "STFT window, samples", "must be an integer >= 16", ge=16)
     hop_length: int = key(512, "STFT hop, samples", "must be a positive int", gt=0)
     n_mels: int = key(128, "mel bands", "must be a positive int", gt=0)
     n_mfcc: int = key(20, "mfcc_stats: coefficients", "must be a positive int", gt=0)
     fmin_f0: float = key(60.0, "pitch: lowest F0 searched, Hz", "must be a positive number", gt=0)
     fmax_f0: float = key(400.0, "pitch: highest F0 searched, Hz", "must be a positive number", gt=0)
-    yin_threshold: float = key(0.15, "pitch: YIN aperiodicity below which a frame is voiced", "must be in (0, 1)",
-                               gt=0, lt=1)
+    yin_threshold: float = key(
+        0.15, "pitch: YIN aperiodicity below which a frame is voiced", "must be in (0, 1)", gt=0, lt=1
+    )
     patch_frames: int = key(128, "log_mel_patch: frames per patch", "must be a positive int", gt=0)
     n_jobs: int = key(-1, "worker processes; -1 = all cores", "must be a non-zero int (-1 = all cores)")
     augment: AugmentSettings = Field(default_factory=AugmentSettings)
 
     @model_validator(mode="after")
     def _consistent(self):
-        _raise([
-            self.n_jobs == 0 and f"n_jobs: must be a non-zero int (-1 = all cores), got {self.n_jobs!r}",
-            self.n_mfcc > self.n_mels and f"n_mfcc: must be <= features.n_mels ({self.n_mels}), got {self.n_mfcc}",
-            self.fmin_f0 >= self.fmax_f0 and f"fmax_f0: must exceed features.fmin_f0 ({self.fmin_f0}), got {self.fmax_f0}",
-            self.kind != "ge2e" and self.sample_rate != "native" and self.fmax_f0 >= self.sample_rate / 4
-            and f"fmax_f0: must be below sample_rate / 4, got {self.fmax_f0}",
-        ])
+        _raise(
+            [
+                self.n_jobs == 0 and f"n_jobs: must be a non-zero int (-1 = all cores), got {self.n_jobs!r}",
+                self.n_mfcc > self.n_mels and f"n_mfcc: must be <= features.n_mels ({self.n_mels}), got {self.n_mfcc}",
+                self.fmin_f0 >= self.fmax_f0
+                and f"fmax_f0: must exceed features.fmin_f0 ({self.fmin_f0}), got {self.fmax_f0}",
+                self.kind != "ge2e"
+                and self.sample_rate != "native"
+                and self.fmax_f0 >= self.sample_rate / 4
+                and f"fmax_f0: must be below sample_rate / 4, got {self.fmax_f0}",
+            ]
+        )
         return self
 
 
 # -- speech detection, models, training -----------------------------------------------------------
 
+
 class PredictSettings(Section):
     """predict: speech detection (silero-vad) for `voicegender predict` and featurize's check."""
 
-    min_speech_s: float = key(0.5, "less speech than this: `no speech` / skipped (0: no check)",
-                              "must be a number >= 0", ge=0)
-    vad_threshold: float = key(0.5, "a 32 ms window with speech probability >= this is speech",
-                               "must be a probability strictly between 0 and 1", gt=0, lt=1)
-    vad_neg_threshold: float = key(0.35, "once in speech, only a window below this is a pause",
-                                   "must be a probability strictly between 0 and 1", gt=0, lt=1)
+    min_speech_s: float = key(
+        0.5, "less speech than this: `no speech` / skipped (0: no check)", "must be a number >= 0", ge=0
+    )
+    vad_threshold: float = key(
+        0.5,
+        "a 32 ms window with speech probability >= this is speech",
+        "must be a probability strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
+    vad_neg_threshold: float = key(
+        0.35,
+        "once in speech, only a window below this is a pause",
+        "must be a probability strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
     min_segment_s: float = key(0.25, "speech runs shorter than this are dropped", "must be a number >= 0", ge=0)
     min_silence_s: float = key(0.3, "pauses shorter than this do not end a segment", "must be a number >= 0", ge=0)
     pad_s: float = key(0.1, "each segment widened by this on both sides", "must be a number >= 0", ge=0)
-    max_whole_s: float = key(120.0, "longer recordings are answered from their segments", "must be a positive number",
-                             gt=0)
+    max_whole_s: float = key(
+        120.0, "longer recordings are answered from their segments", "must be a positive number", gt=0
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self):
         if self.vad_neg_threshold > self.vad_threshold:
-            raise ValueError(f"vad_neg_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
-                             f"got {self.vad_neg_threshold!r}")
+            raise ValueError(
+                f"vad_neg_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
+                f"got {self.vad_neg_threshold!r}"
+            )
         return self
 
 
@@ -250,8 +403,12 @@ class ModelSettings(Section):
     """model: the network (voicegender.models.build_model)."""
 
     name: ModelName = key("linear", "the network", "must be one of " + ", ".join(ModelName.__args__))
-    channels: list[PositiveInt] = key([32, 64, 128], "cnn1d / cnn2d: channels per convolution block",
-                                      "must be a non-empty list of positive integers", min_length=1)
+    channels: list[PositiveInt] = key(
+        [32, 64, 128],
+        "cnn1d / cnn2d: channels per convolution block",
+        "must be a non-empty list of positive integers",
+        min_length=1,
+    )
     hidden: int = key(32, "units of the hidden layer", "must be a positive integer", gt=0)
     dropout: float = key(0.0, "dropout before the output layer", "must be a number in [0, 1)", ge=0, lt=1)
 
@@ -261,18 +418,25 @@ class TrainSettings(Section):
     optimizer: Optimizer = key("adam", "adam | adamw | sgd", "must be one of " + ", ".join(Optimizer.__args__))
     weight_decay: float = key(0.1, "L2 penalty", "must be a number >= 0", ge=0)
     standardize: bool = key(True, "z-score inputs with train-split statistics", "must be true or false")
-    patience: int | None = key(10, "stop after this many epochs without a lower validation loss (null: never)",
-                               "must be a positive integer", gt=0)
+    patience: int | None = key(
+        10,
+        "stop after this many epochs without a lower validation loss (null: never)",
+        "must be a positive integer",
+        gt=0,
+    )
 
 
 class EvaluateSettings(Section):
-    bootstrap: int = key(1000, "speaker-level bootstrap resamples for the 95 % confidence intervals",
-                         "must be a positive integer", gt=0)
-    calibration_bins: int = key(10, "equal-width P(female) bins of the calibration plot", "must be an integer >= 2",
-                                ge=2)
+    bootstrap: int = key(
+        1000, "speaker-level bootstrap resamples for the 95 % confidence intervals", "must be a positive integer", gt=0
+    )
+    calibration_bins: int = key(
+        10, "equal-width P(female) bins of the calibration plot", "must be an integer >= 2", ge=2
+    )
 
 
 # -- the search -----------------------------------------------------------------------------------
+
 
 class SpaceEntry(Section):
     """One hyperparameter's distribution in tune.space."""
@@ -295,25 +459,44 @@ class AshaSettings(Section):
 
 class TuneSettings(Section):
     num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
-    search: Literal["random", "tpe"] = key("random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe")
-    address: str | None = key(None, "null = local Ray (or $RAY_ADDRESS); else an existing cluster",
-                              "must be a non-empty string", pattern=r"\S")
-    storage: str | None = key(None, "trial results: null = data/ray under the repository; on a cluster, shared storage",
-                              "must be a non-empty string", pattern=r"\S")
-    connect_timeout_s: float = key(10.0, "give up on an unreachable tune.address after this long",
-                                   "must be a positive number", gt=0)
-    cpus_per_trial: float = key(1.0, "CPUs per trial; torch threads per trial = max(1, int(this))",
-                                "must be a positive number", gt=0)
+    search: Literal["random", "tpe"] = key(
+        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
+    )
+    address: str | None = key(
+        None,
+        "null = local Ray (or $RAY_ADDRESS); else an existing cluster",
+        "must be a non-empty string",
+        pattern=r"\S",
+    )
+    storage: str | None = key(
+        None,
+        "trial results: null = data/ray under the repository; on a cluster, shared storage",
+        "must be a non-empty string",
+        pattern=r"\S",
+    )
+    connect_timeout_s: float = key(
+        10.0, "give up on an unreachable tune.address after this long", "must be a positive number", gt=0
+    )
+    cpus_per_trial: float = key(
+        1.0, "CPUs per trial; torch threads per trial = max(1, int(this))", "must be a positive number", gt=0
+    )
     gpus_per_trial: Union[Literal["auto"], Annotated[float, Field(ge=0)]] = key(
-        "auto", "auto = the GPUs shared evenly among concurrent trials | a number", "must be `auto` or a number >= 0")
-    metric: Literal["val_loss", "val_accuracy"] = key("val_loss", "what ASHA and the best-trial pick optimise",
-                                                      "must be one of val_loss, val_accuracy")
+        "auto", "auto = the GPUs shared evenly among concurrent trials | a number", "must be `auto` or a number >= 0"
+    )
+    metric: Literal["val_loss", "val_accuracy"] = key(
+        "val_loss", "what ASHA and the best-trial pick optimise", "must be one of val_loss, val_accuracy"
+    )
     mode: Literal["min", "max"] = key("min", "min for val_loss, max for val_accuracy", "must be one of min, max")
     space: dict[str, SpaceEntry] = key(
-        {"lr": SpaceEntry(type="loguniform", low=1.0e-5, high=1.0e-2),
-         "batch_size": SpaceEntry(type="choice", values=[4, 8, 12, 16]),
-         "epochs": SpaceEntry(type="choice", values=[10, 20])},
-        "hyperparameter -> distribution", "must be a non-empty mapping of hyperparameter -> distribution", min_length=1)
+        {
+            "lr": SpaceEntry(type="loguniform", low=1.0e-5, high=1.0e-2),
+            "batch_size": SpaceEntry(type="choice", values=[4, 8, 12, 16]),
+            "epochs": SpaceEntry(type="choice", values=[10, 20]),
+        },
+        "hyperparameter -> distribution",
+        "must be a non-empty mapping of hyperparameter -> distribution",
+        min_length=1,
+    )
     asha: AshaSettings = Field(default_factory=AshaSettings)
 
     @model_validator(mode="after")
@@ -327,8 +510,10 @@ class TuneSettings(Section):
                 errors.append(f"space.{name}: {msg}")
         for name in ("lr", "batch_size"):
             if name not in self.space:
-                errors.append(f"space.{name}: missing: every trial needs one; to fix it, give a single value, e.g. "
-                              f"{name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}")
+                errors.append(
+                    f"space.{name}: missing: every trial needs one; to fix it, give a single value, e.g. "
+                    f"{name}: {{type: choice, values: [{'1.0e-3' if name == 'lr' else 16}]}}"
+                )
         _raise(errors)
         return self
 
@@ -370,14 +555,16 @@ def _valid_as(section: type[BaseModel], name: str, value: Any) -> bool:
 
 # -- baselines ------------------------------------------------------------------------------------
 
+
 class LogisticSettings(Section):
     C: float = key(1.0, "inverse L2 strength", "must be a positive number", gt=0)
     max_iter: int = key(2000, "solver iterations", "must be a positive integer", gt=0)
 
 
 class MLPBaselineSettings(Section):
-    hidden: list[PositiveInt] = key([64], "units per hidden layer", "must be a non-empty list of positive integers",
-                                    min_length=1)
+    hidden: list[PositiveInt] = key(
+        [64], "units per hidden layer", "must be a non-empty list of positive integers", min_length=1
+    )
     alpha: float = key(1.0e-3, "L2 penalty", "must be a number >= 0", ge=0)
     max_iter: int = key(300, "epochs (adam)", "must be a positive integer", gt=0)
     early_stopping: bool = key(False, "true holds out 10 % of train", "must be true or false")
@@ -399,8 +586,12 @@ class HistGradientBoostingSettings(Section):
 class BaselineSettings(Section):
     """baselines: scikit-learn classifiers on the same features and splits (voicegender.baselines)."""
 
-    models: list[BaselineName] = key(["logistic", "mlp", "random_forest", "hist_gradient_boosting"], "which to fit",
-                                     "must be a non-empty list of " + ", ".join(BaselineName.__args__), min_length=1)
+    models: list[BaselineName] = key(
+        ["logistic", "mlp", "random_forest", "hist_gradient_boosting"],
+        "which to fit",
+        "must be a non-empty list of " + ", ".join(BaselineName.__args__),
+        min_length=1,
+    )
     n_jobs: int = key(-1, "cores for the random forest", "must be a non-zero integer (-1 = all cores)")
     logistic: LogisticSettings = Field(default_factory=LogisticSettings)
     mlp: MLPBaselineSettings = Field(default_factory=MLPBaselineSettings)
@@ -416,17 +607,26 @@ class BaselineSettings(Section):
 
 # -- the whole file -------------------------------------------------------------------------------
 
+
 class TopLevel(Section):
     """params.yaml's top-level keys (the training keys tune.space can search among them)."""
 
-    corpus: CorpusName = key("synthetic", "synthetic | libritts | folder", "must be one of " + ", ".join(CorpusName.__args__))
+    corpus: CorpusName = key(
+        "synthetic", "synthetic | libritts | folder", "must be one of " + ", ".join(CorpusName.__args__)
+    )
     lr: Union[Literal["tuned"], Annotated[float, Field(gt=0)]] = key(
-        "tuned", "a float, or `tuned` = the tune stage's best", "must be `tuned` or a positive number")
+        "tuned", "a float, or `tuned` = the tune stage's best", "must be `tuned` or a positive number"
+    )
     batch_size: Union[Literal["tuned"], Annotated[int, Field(gt=0)]] = key(
-        "tuned", "an int, or `tuned`", "must be `tuned` or a positive integer")
+        "tuned", "an int, or `tuned`", "must be `tuned` or a positive integer"
+    )
     epochs: int = key(40, "upper bound for the final training", "must be a positive integer", gt=0)
-    device: str = key("auto", "auto (CUDA when present) | cpu | cuda | cuda:N | mps", "must be auto, cpu, cuda, cuda:N or mps",
-                      pattern=DEVICE_PATTERN)
+    device: str = key(
+        "auto",
+        "auto (CUDA when present) | cpu | cuda | cuda:N | mps",
+        "must be auto, cpu, cuda, cuda:N or mps",
+        pattern=DEVICE_PATTERN,
+    )
 
 
 class Params(TopLevel):
@@ -445,8 +645,10 @@ class Params(TopLevel):
     @classmethod
     def _old_seed(cls, data: Any) -> Any:
         if isinstance(data, dict) and "seed" in data:
-            raise ValueError("seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
-                             "(initialisation, shuffling, the search's sampling)")
+            raise ValueError(
+                "seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
+                "(initialisation, shuffling, the search's sampling)"
+            )
         return data
 
     @model_validator(mode="after")
@@ -457,6 +659,7 @@ class Params(TopLevel):
 
 
 # -- loading, and errors in the words of params.yaml ----------------------------------------------
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read ``path`` and return its validated settings."""

@@ -33,8 +33,11 @@ def plot_data_summary(table: list[dict], path: str | Path) -> None:
     fig.clf()
     for i, key in enumerate(("speakers", "utterances", "hours")):
         ax = fig.add_subplot(1, 3, i + 1)
-        ax.bar([t["group"] for t in table], [t[key] for t in table],
-               color=["C3" if t["sex"] == "F" else "C0" for t in table])
+        ax.bar(
+            [t["group"] for t in table],
+            [t[key] for t in table],
+            color=["C3" if t["sex"] == "F" else "C0" for t in table],
+        )
         ax.set_title(key)
         ax.tick_params(axis="x", rotation=45)
     save_figure(fig, path)
@@ -85,8 +88,18 @@ def plot_training_curves(history: list[dict], best_epoch: int, path: str | Path)
     save_figure(fig, path)
 
 
-def plot_evaluation_summary(path: str | Path, *, threshold: float, confusion, fpr, tpr, truth, share_right,
-                            calibration: list[dict], metrics: dict) -> None:
+def plot_evaluation_summary(
+    path: str | Path,
+    *,
+    threshold: float,
+    confusion,
+    fpr,
+    tpr,
+    truth,
+    share_right,
+    calibration: list[dict],
+    metrics: dict,
+) -> None:
     """Four panels: the 2x2 ``confusion`` counts at ``threshold`` (rows actual female, male), the
     ROC curve, each test speaker's share of utterances classified right (``truth`` 1 = female),
     and the reliability curve (``calibration``: rows of ``evaluation.calibration_table``).

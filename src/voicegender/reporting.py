@@ -33,8 +33,7 @@ def write_table(path: str | Path, rows: list[dict], columns: list[str] | None = 
     columns = columns or (list(rows[0]) if rows else [])
     delimiter = "\t" if path.suffix == ".tsv" else ","
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, delimiter=delimiter, lineterminator="\n",
-                                extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, delimiter=delimiter, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

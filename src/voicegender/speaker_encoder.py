@@ -61,7 +61,9 @@ def weights_path() -> Path:
         raise RuntimeError("the GE2E weights come with the `resemblyzer` package: pip install resemblyzer==0.1.4")
     path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
     if not path.is_file():
-        raise RuntimeError(f"{path} is missing: reinstall resemblyzer (pip install --force-reinstall resemblyzer==0.1.4)")
+        raise RuntimeError(
+            f"{path} is missing: reinstall resemblyzer (pip install --force-reinstall resemblyzer==0.1.4)"
+        )
     return path
 
 
@@ -95,8 +97,10 @@ def partial_starts(n_samples: int, rate: float, min_coverage: float) -> np.ndarr
     n_frames = int(math.ceil((n_samples + 1) / HOP_LENGTH))
     frame_step = int(round((SAMPLE_RATE / rate) / HOP_LENGTH))
     if not 0 < frame_step <= PARTIAL_FRAMES:
-        raise ValueError(f"partial rate {rate}/s must be in [{SAMPLE_RATE / HOP_LENGTH / PARTIAL_FRAMES:.3f}, "
-                         f"{SAMPLE_RATE / HOP_LENGTH / 0.5:.0f}]")
+        raise ValueError(
+            f"partial rate {rate}/s must be in [{SAMPLE_RATE / HOP_LENGTH / PARTIAL_FRAMES:.3f}, "
+            f"{SAMPLE_RATE / HOP_LENGTH / 0.5:.0f}]"
+        )
     starts = np.arange(0, max(1, n_frames - PARTIAL_FRAMES + frame_step + 1), frame_step)
     coverage = (n_samples - starts[-1] * HOP_LENGTH) / (PARTIAL_FRAMES * HOP_LENGTH)
     if coverage < min_coverage and len(starts) > 1:
@@ -113,8 +117,9 @@ def partial_starts(n_samples: int, rate: float, min_coverage: float) -> np.ndarr
 ENCODER_BATCH = 32
 
 
-def partial_mels(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float = 0.75,
-                 target_dbfs: float = -30.0) -> np.ndarray:
+def partial_mels(
+    y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float = 0.75, target_dbfs: float = -30.0
+) -> np.ndarray:
     """The encoder's input for one recording: (n_partials, 160, 40) float32 mel power frames.
 
     Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
@@ -240,8 +245,9 @@ def combine_partials(partials: np.ndarray) -> np.ndarray:
     return (raw / norm if norm > 0 else raw).astype(np.float32)
 
 
-def ge2e_embeddings(mels: list[np.ndarray], device: str | torch.device = "cpu",
-                    precision: str = "float32") -> list[np.ndarray]:
+def ge2e_embeddings(
+    mels: list[np.ndarray], device: str | torch.device = "cpu", precision: str = "float32"
+) -> list[np.ndarray]:
     """Embeddings of many recordings at once (each one's ``partial_mels``): all their partials go
     through the encoder together, in blocks of ``ENCODER_BATCH``. Equal, byte for byte, to
     ``ge2e_embedding`` of each one alone."""
@@ -252,9 +258,15 @@ def ge2e_embeddings(mels: list[np.ndarray], device: str | torch.device = "cpu",
     return [combine_partials(partials[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def ge2e_embedding(y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float = 0.75,
-                   target_dbfs: float = -30.0, device: str | torch.device = "cpu",
-                   precision: str = "float32") -> np.ndarray:
+def ge2e_embedding(
+    y: np.ndarray,
+    sr: int,
+    rate: float = 1.3,
+    min_coverage: float = 0.75,
+    target_dbfs: float = -30.0,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+) -> np.ndarray:
     """GE2E speaker embedding (256,) float32, unit L2 norm, of mono samples at ``sr`` Hz:
     ``partial_mels`` -> ``embed_partials`` -> ``combine_partials``."""
     return combine_partials(embed_partials(partial_mels(y, sr, rate, min_coverage, target_dbfs), device, precision))

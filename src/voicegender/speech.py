@@ -88,7 +88,7 @@ class _Scorer:
         if last and x.size % WINDOW:
             x = np.concatenate([x, np.zeros(WINDOW - x.size % WINDOW, dtype=np.float32)])
             n_full = x.size // WINDOW
-        self._pending = x[n_full * WINDOW:].copy()
+        self._pending = x[n_full * WINDOW :].copy()
         if n_full == 0:
             return np.zeros(0, dtype=np.float32)
         windows = self._torch.from_numpy(np.ascontiguousarray(x[: n_full * WINDOW])).view(n_full, WINDOW)
@@ -160,8 +160,9 @@ def segments_from_probabilities(
     return [(round(s, 3), round(e, 3)) for s, e in merged if e > s]
 
 
-def speech_segments(y: np.ndarray | Iterable[np.ndarray], sr: int, *, duration_s: float | None = None,
-                    **settings) -> list[Segment]:
+def speech_segments(
+    y: np.ndarray | Iterable[np.ndarray], sr: int, *, duration_s: float | None = None, **settings
+) -> list[Segment]:
     """Speech segments of mono samples ``y`` at ``sr`` Hz (an array or consecutive blocks; then
     pass ``duration_s``). ``settings``: the keyword arguments of :func:`segments_from_probabilities`."""
     if duration_s is None:
@@ -174,8 +175,7 @@ def total_seconds(segments: list[Segment]) -> float:
     return float(sum(e - s for s, e in segments))
 
 
-def speech_seconds(y: np.ndarray, sr: int, *, enough_s: float | None = None, block_s: float = 1.0,
-                   **settings) -> float:
+def speech_seconds(y: np.ndarray, sr: int, *, enough_s: float | None = None, block_s: float = 1.0, **settings) -> float:
     """Seconds of speech in ``y`` (``sr`` Hz), unpadded. With ``enough_s``, scoring stops as soon
     as that much speech is found (the answer is then >= ``enough_s``, not the full amount): a
     corpus check needs only to know that a recording has enough, usually from its first second."""
@@ -213,13 +213,18 @@ VAD_KEYS = ("threshold", "neg_threshold", "min_segment_s", "min_silence_s", "pad
 
 def vad_settings(predict: PredictSettings) -> dict:
     """The keyword arguments of :func:`segments_from_probabilities` from the ``predict:`` settings."""
-    return {"threshold": predict.vad_threshold, "neg_threshold": predict.vad_neg_threshold,
-            "min_segment_s": predict.min_segment_s, "min_silence_s": predict.min_silence_s,
-            "pad_s": predict.pad_s}
+    return {
+        "threshold": predict.vad_threshold,
+        "neg_threshold": predict.vad_neg_threshold,
+        "min_segment_s": predict.min_segment_s,
+        "min_silence_s": predict.min_silence_s,
+        "pad_s": predict.pad_s,
+    }
 
 
-def speech_seconds_many(signals: Sequence[np.ndarray], *, enough_s: float, check_every: int = 32,
-                        **settings) -> list[float]:
+def speech_seconds_many(
+    signals: Sequence[np.ndarray], *, enough_s: float, check_every: int = 32, **settings
+) -> list[float]:
     """:func:`speech_seconds` of several recordings at once, mono float at ``VAD_RATE`` (16 kHz).
 
     Their 32 ms windows are scored together, one batched call per window position: at 32
@@ -235,8 +240,10 @@ def speech_seconds_many(signals: Sequence[np.ndarray], *, enough_s: float, check
     found: list[float | None] = [0.0 if n == 0 else None for n in n_windows]
     if all(f is not None for f in found):
         return [0.0] * len(signals)
-    windows = [np.pad(np.asarray(s, dtype=np.float32), (0, n * WINDOW - len(s))).reshape(n, WINDOW)
-               for s, n in zip(signals, n_windows)]
+    windows = [
+        np.pad(np.asarray(s, dtype=np.float32), (0, n * WINDOW - len(s))).reshape(n, WINDOW)
+        for s, n in zip(signals, n_windows)
+    ]
     probs = np.zeros((len(signals), max(n_windows)), dtype=np.float32)
     batch = np.zeros((len(signals), WINDOW), dtype=np.float32)
     model = _model()
@@ -249,8 +256,9 @@ def speech_seconds_many(signals: Sequence[np.ndarray], *, enough_s: float, check
             for i, n in enumerate(n_windows):
                 if found[i] is not None or (w + 1 < n and (w + 1) % check_every):
                     continue
-                seconds = total_seconds(segments_from_probabilities(probs[i, : min(w + 1, n)],
-                                                                    len(signals[i]) / VAD_RATE, **settings))
+                seconds = total_seconds(
+                    segments_from_probabilities(probs[i, : min(w + 1, n)], len(signals[i]) / VAD_RATE, **settings)
+                )
                 if seconds >= enough_s or w + 1 >= n:
                     found[i] = seconds
             if all(f is not None for f in found):
@@ -267,7 +275,9 @@ def speech_shortfalls(signals: Sequence[np.ndarray], *, min_speech_s: float, **s
     scored = []
     for i, s in enumerate(signals):
         if s.size / VAD_RATE < min_speech_s:
-            out[i] = NoSpeech(f"no speech: {s.size / VAD_RATE:.3f} s long, under the {min_speech_s} s of speech required")
+            out[i] = NoSpeech(
+                f"no speech: {s.size / VAD_RATE:.3f} s long, under the {min_speech_s} s of speech required"
+            )
         else:
             scored.append(i)
     found = speech_seconds_many([signals[i] for i in scored], enough_s=min_speech_s, **settings)

@@ -71,7 +71,8 @@ TAR_MTIME = 1262304000  # 2010-01-01, fixed so that archives do not depend on th
 # eSpeak's default pitch line ("pitch 82 118") for variants without one (e.g. m5).
 _DEFAULT_PITCH_LINE_HZ = (82.0, 118.0)
 
-WORDS = tuple("""
+WORDS = tuple(
+    """
 the of and to in is was that he for it with as his on be at by had not are but from or have
 an they which one you were her all she there would their we him been has when who will more no
 if out so said what up its about into than them can only other new some could time these two
@@ -97,7 +98,8 @@ air office making brought whose special major heard federal became study ago mom
 several voice river garden morning evening window paper letter story music friend mother father
 sister brother summer winter spring autumn bread apple table chair green blue yellow quiet
 gentle simple bright slowly quickly warm cold happy travel village mountain ocean forest valley
-""".split())
+""".split()
+)
 
 
 # ----------------------------------------------------------------------------- eSpeak via ctypes
@@ -106,8 +108,7 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _ESPEAK_CHARS_UTF8 = 1
 _ESPEAK_RATE, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 3, 4
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                   ctypes.c_void_p)
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 class _Espeak:
@@ -121,8 +122,16 @@ class _Espeak:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         rate_hz = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), 0)
         if rate_hz != ESPEAK_RATE_HZ:
@@ -137,8 +146,7 @@ class _Espeak:
             self.chunks.append(np.ctypeslib.as_array(samples, shape=(n_samples,)).copy())
         return 0  # 0 = continue synthesis
 
-    def synth(self, text: str, voice: str, rate_wpm: int, pitch: int, pitch_range: int,
-              espeak_seed: int) -> np.ndarray:
+    def synth(self, text: str, voice: str, rate_wpm: int, pitch: int, pitch_range: int, espeak_seed: int) -> np.ndarray:
         """Speak `text`; int16 samples at 22,050 Hz."""
         self.chunks = []
         lib = self.lib
@@ -179,7 +187,7 @@ def _synth_isolated(**kwargs) -> np.ndarray:
             os.close(read_fd)
             view = memoryview(handle.synth(**kwargs).tobytes())
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
             status = 0
         finally:
             os._exit(status)
@@ -222,23 +230,25 @@ def espeak_pitch_for_f0(target_f0_hz: float, reference_f0_hz: float) -> float:
 
 # ----------------------------------------------------------------------------- speakers, texts
 
+
 @dataclass(frozen=True)
 class Speaker:
     speaker_id: int
     subset: str
-    sex: str                 # "F" | "M"
-    voice: str               # eSpeak voice name, accent+variant, e.g. "en-us+f3"
-    f0_hz: float             # target median F0
-    espeak_pitch: int        # eSpeak pitch parameter 0-99 reaching ~f0_hz with this variant
-    pitch_range: int         # eSpeak intonation range parameter 0-99
-    rate_wpm: int            # words per minute
-    level_dbfs: float        # speech RMS level
-    tilt: float              # first-order tilt coefficient a in y[n] = x[n] - a x[n-1]
-    snr_db: float            # mean SNR of this speaker's recordings
+    sex: str  # "F" | "M"
+    voice: str  # eSpeak voice name, accent+variant, e.g. "en-us+f3"
+    f0_hz: float  # target median F0
+    espeak_pitch: int  # eSpeak pitch parameter 0-99 reaching ~f0_hz with this variant
+    pitch_range: int  # eSpeak intonation range parameter 0-99
+    rate_wpm: int  # words per minute
+    level_dbfs: float  # speech RMS level
+    tilt: float  # first-order tilt coefficient a in y[n] = x[n] - a x[n-1]
+    snr_db: float  # mean SNR of this speaker's recordings
 
 
-def _draw_speaker(speaker_id: int, subset: str, sex: str, seed: int, knobs: SyntheticSettings,
-                  data_path: str) -> Speaker:
+def _draw_speaker(
+    speaker_id: int, subset: str, sex: str, seed: int, knobs: SyntheticSettings, data_path: str
+) -> Speaker:
     rng = np.random.default_rng([seed, speaker_id, 0])
     f0_hz = float(rng.uniform(*(knobs.female_f0_hz if sex == "F" else knobs.male_f0_hz)))
     variants = knobs.female_variants if sex == "F" else knobs.male_variants
@@ -249,8 +259,12 @@ def _draw_speaker(speaker_id: int, subset: str, sex: str, seed: int, knobs: Synt
     feasible = [v for v in variants if 5 <= pitches[v] <= 94]
     variant = str(rng.choice(feasible)) if feasible else min(variants, key=lambda v: abs(pitches[v] - 50))
     return Speaker(
-        speaker_id=speaker_id, subset=subset, sex=sex, voice=f"{accent}+{variant}",
-        f0_hz=round(f0_hz, 2), espeak_pitch=int(np.clip(round(pitches[variant]), 0, 99)),
+        speaker_id=speaker_id,
+        subset=subset,
+        sex=sex,
+        voice=f"{accent}+{variant}",
+        f0_hz=round(f0_hz, 2),
+        espeak_pitch=int(np.clip(round(pitches[variant]), 0, 99)),
         pitch_range=int(rng.integers(knobs.pitch_range[0], knobs.pitch_range[1] + 1)),
         rate_wpm=int(rng.integers(knobs.rate_wpm[0], knobs.rate_wpm[1] + 1)),
         level_dbfs=float(rng.uniform(*knobs.level_dbfs)),
@@ -278,21 +292,28 @@ def utterance_id(speaker_id: int, index: int) -> tuple[int, str]:
 
 # ----------------------------------------------------------------------------- audio
 
-def _render_utterance(speaker: Speaker, index: int, seed: int, knobs: SyntheticSettings,
-                      sample_rate: int) -> tuple[str, np.ndarray]:
+
+def _render_utterance(
+    speaker: Speaker, index: int, seed: int, knobs: SyntheticSettings, sample_rate: int
+) -> tuple[str, np.ndarray]:
     """(text, int16 samples at `sample_rate`) of one utterance; depends on (seed, speaker, index)."""
     rng = np.random.default_rng([seed, speaker.speaker_id, 1, index])
     text = random_sentence(rng, knobs.sentence_words)
     # Small per-utterance jitter: nobody says two sentences at exactly the same pitch and pace.
     pitch = int(np.clip(speaker.espeak_pitch + rng.integers(-3, 4), 0, 99))
     rate = int(round(speaker.rate_wpm * rng.uniform(0.95, 1.05)))
-    pcm = _synth_isolated(text=text, voice=speaker.voice, rate_wpm=rate, pitch=pitch,
-                          pitch_range=speaker.pitch_range,
-                          espeak_seed=int(rng.integers(1, 2**31 - 1)))
+    pcm = _synth_isolated(
+        text=text,
+        voice=speaker.voice,
+        rate_wpm=rate,
+        pitch=pitch,
+        pitch_range=speaker.pitch_range,
+        espeak_seed=int(rng.integers(1, 2**31 - 1)),
+    )
     x = pcm.astype(np.float64)
     x[1:] -= speaker.tilt * x[:-1].copy()
     x = resample(x, ESPEAK_RATE_HZ, sample_rate)
-    rms = float(np.sqrt(np.mean(x ** 2))) or 1.0
+    rms = float(np.sqrt(np.mean(x**2))) or 1.0
     x *= 32768.0 * 10 ** (speaker.level_dbfs / 20) / rms
     snr_db = speaker.snr_db + rng.uniform(-2.0, 2.0)
     noise_rms = 32768.0 * 10 ** ((speaker.level_dbfs - snr_db) / 20)
@@ -300,8 +321,9 @@ def _render_utterance(speaker: Speaker, index: int, seed: int, knobs: SyntheticS
     return text, np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int, half_width: int = 10,
-             kaiser_beta: float = 5.0) -> np.ndarray:
+def resample(
+    x: np.ndarray, rate_in_hz: int, rate_out_hz: int, half_width: int = 10, kaiser_beta: float = 5.0
+) -> np.ndarray:
     """Rational polyphase resampling (as scipy.signal.resample_poly), float64 in and out."""
     g = math.gcd(rate_in_hz, rate_out_hz)
     up, down = rate_out_hz // g, rate_in_hz // g
@@ -313,7 +335,7 @@ def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int, half_width: int =
     h = (up / widest) * np.sinc(t / widest) * np.kaiser(2 * n_half + 1, kaiser_beta)
     n_taps = 2 * n_half // up + 1
     padded_h = np.zeros(n_taps * up)
-    padded_h[:h.size] = h
+    padded_h[: h.size] = h
     bank = padded_h.reshape(n_taps, up).T  # bank[phase, k] = h[phase + k * up]
     n_out = -(-len(x) * up // down)
     pad = n_taps
@@ -326,7 +348,7 @@ def resample(x: np.ndarray, rate_in_hz: int, rate_out_hz: int, half_width: int =
         n_q = len(range(r, n_out, up))
         acc = np.zeros(n_q)
         for k in range(n_taps):
-            acc += bank[phase, k] * xp[j0 - k: j0 - k + down * n_q: down]
+            acc += bank[phase, k] * xp[j0 - k : j0 - k + down * n_q : down]
         y[r::up] = acc
     return y
 
@@ -342,8 +364,9 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def render_utterance(speaker: Speaker, index: int, *, seed: int, sample_rate: int = 24000,
-                     knobs: SyntheticSettings = SyntheticSettings()) -> tuple[str, np.ndarray]:
+def render_utterance(
+    speaker: Speaker, index: int, *, seed: int, sample_rate: int = 24000, knobs: SyntheticSettings = SyntheticSettings()
+) -> tuple[str, np.ndarray]:
     """(text, int16 samples) of utterance `index` of `speaker`, as in the corpus; no files."""
     return _render_utterance(speaker, index, seed, knobs, sample_rate)
 
@@ -374,6 +397,7 @@ def _worker_init() -> None:
 
 # ----------------------------------------------------------------------------- packing
 
+
 def speakers_txt(speakers: list[Speaker], minutes: dict[int, float]) -> str:
     """LibriTTS-format SPEAKERS.txt: `;` comment lines, then `ID | SEX | SUBSET | MINUTES | NAME`."""
     lines = [
@@ -383,8 +407,10 @@ def speakers_txt(speakers: list[Speaker], minutes: dict[int, float]) -> str:
         ";ID    |SEX| SUBSET           |MINUTES| NAME",
     ]
     for s in sorted(speakers, key=lambda s: s.speaker_id):
-        lines.append(f"{s.speaker_id:<6} | {s.sex} | {s.subset:<16} | {minutes[s.speaker_id]:5.2f} | "
-                     f"espeak {s.voice} {s.f0_hz:.0f}Hz")
+        lines.append(
+            f"{s.speaker_id:<6} | {s.sex} | {s.subset:<16} | {minutes[s.speaker_id]:5.2f} | "
+            f"espeak {s.voice} {s.f0_hz:.0f}Hz"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -400,16 +426,17 @@ def _tarinfo(name: str, size: int | None) -> tarfile.TarInfo:
     return info
 
 
-def pack_subset(stage_dir: pathlib.Path, subset: str, speakers_text: str,
-                archive: pathlib.Path) -> None:
+def pack_subset(stage_dir: pathlib.Path, subset: str, speakers_text: str, archive: pathlib.Path) -> None:
     """Pack `LibriTTS/SPEAKERS.txt` and `LibriTTS/<subset>/...` deterministically into `archive`."""
     root = stage_dir / "LibriTTS" / subset
     entries = ["LibriTTS", "LibriTTS/SPEAKERS.txt", f"LibriTTS/{subset}"]
     entries += [p.relative_to(stage_dir).as_posix() for p in root.rglob("*")]
     tmp = archive.with_name(archive.name + ".tmp")
-    with open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=1) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=1) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for name in sorted(entries):
             if name == "LibriTTS/SPEAKERS.txt":
                 data = speakers_text.encode()
@@ -425,9 +452,16 @@ def pack_subset(stage_dir: pathlib.Path, subset: str, speakers_text: str,
 
 # ----------------------------------------------------------------------------- public API
 
-def corpus_speakers(*, train_subset: str = "synthetic-train", test_subset: str = "synthetic-test",
-                    train_speakers: int, test_speakers: int, seed: int,
-                    knobs: SyntheticSettings = SyntheticSettings()) -> list[Speaker]:
+
+def corpus_speakers(
+    *,
+    train_subset: str = "synthetic-train",
+    test_subset: str = "synthetic-test",
+    train_speakers: int,
+    test_speakers: int,
+    seed: int,
+    knobs: SyntheticSettings = SyntheticSettings(),
+) -> list[Speaker]:
     """The speakers `generate_corpus` would make (ids, sexes, traits), without any audio."""
     if train_subset == test_subset:
         raise ValueError("train and test subsets must differ")
@@ -435,8 +469,10 @@ def corpus_speakers(*, train_subset: str = "synthetic-train", test_subset: str =
         raise ValueError("speaker counts must be >= 0 (train at most 40000)")
     handle_data = _data_path()
     speakers = []
-    for subset, start, count in ((train_subset, TRAIN_ID_START, train_speakers),
-                                 (test_subset, TEST_ID_START, test_speakers)):
+    for subset, start, count in (
+        (train_subset, TRAIN_ID_START, train_speakers),
+        (test_subset, TEST_ID_START, test_speakers),
+    ):
         for i in range(count):
             sex = "F" if i % 2 == 0 else "M"
             speakers.append(_draw_speaker(start + i, subset, sex, seed, knobs, handle_data))
@@ -449,11 +485,20 @@ def _data_path() -> str:
     return espeakng_loader.get_data_path()
 
 
-def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
-                    test_subset: str = "synthetic-test", train_speakers: int, test_speakers: int,
-                    utterances_per_speaker: int, seed: int, sample_rate: int = 24000,
-                    workers: int | None = None, progress: bool = True,
-                    knobs: SyntheticSettings = SyntheticSettings()) -> dict[str, pathlib.Path]:
+def generate_corpus(
+    out_dir,
+    *,
+    train_subset: str = "synthetic-train",
+    test_subset: str = "synthetic-test",
+    train_speakers: int,
+    test_speakers: int,
+    utterances_per_speaker: int,
+    seed: int,
+    sample_rate: int = 24000,
+    workers: int | None = None,
+    progress: bool = True,
+    knobs: SyntheticSettings = SyntheticSettings(),
+) -> dict[str, pathlib.Path]:
     """Generate the corpus; returns {subset name: path of `<out_dir>/<subset>.tar.gz`}.
 
     knobs: data.synthetic's voice settings (:class:`voicegender.params.SyntheticSettings`; its
@@ -472,9 +517,14 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
     """
     if utterances_per_speaker < 1:
         raise ValueError("utterances_per_speaker must be >= 1")
-    speakers = corpus_speakers(train_subset=train_subset, test_subset=test_subset,
-                               train_speakers=train_speakers, test_speakers=test_speakers,
-                               seed=seed, knobs=knobs)
+    speakers = corpus_speakers(
+        train_subset=train_subset,
+        test_subset=test_subset,
+        train_speakers=train_speakers,
+        test_speakers=test_speakers,
+        seed=seed,
+        knobs=knobs,
+    )
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, len(speakers) or 1))
@@ -485,8 +535,7 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
         tasks = [(asdict(s), utterances_per_speaker, seed, knobs, sample_rate, stage) for s in speakers]
         # spawn: workers start without the parent's threads (tqdm, DVC) since they fork per utterance
         ctx = multiprocessing.get_context("spawn")
-        with _progress_bar(total, progress) as bar, \
-                ctx.Pool(workers, initializer=_worker_init) as pool:
+        with _progress_bar(total, progress) as bar, ctx.Pool(workers, initializer=_worker_init) as pool:
             for speaker_id, n, secs in pool.imap_unordered(_speaker_task, tasks):
                 seconds[speaker_id] = secs
                 bar.update(n)
@@ -498,9 +547,13 @@ def generate_corpus(out_dir, *, train_subset: str = "synthetic-train",
             pathlib.Path(stage, "LibriTTS", subset).mkdir(parents=True, exist_ok=True)
             pack_subset(pathlib.Path(stage), subset, text, archive)
             archives[subset] = archive
-    log.info("synthetic corpus: %d speakers x %d utterances, %.1f min audio, %.1f s wall",
-             len(speakers), utterances_per_speaker, sum(minutes.values()),
-             time.perf_counter() - started)
+    log.info(
+        "synthetic corpus: %d speakers x %d utterances, %.1f min audio, %.1f s wall",
+        len(speakers),
+        utterances_per_speaker,
+        sum(minutes.values()),
+        time.perf_counter() - started,
+    )
     return archives
 
 

@@ -88,14 +88,35 @@ class _Update:
         if self.name == "sgd":
             first = bool(self.step_count == 0)
             self.step_count.add_(1)
-            self.kernel(self.params, list(grads), self.state, weight_decay=self.wd,
-                        momentum=SGD_MOMENTUM, lr=self.lr, dampening=0.0, nesterov=False,
-                        maximize=False, is_first_step=first)
+            self.kernel(
+                self.params,
+                list(grads),
+                self.state,
+                weight_decay=self.wd,
+                momentum=SGD_MOMENTUM,
+                lr=self.lr,
+                dampening=0.0,
+                nesterov=False,
+                maximize=False,
+                is_first_step=first,
+            )
             return
         self.step_count.add_(1)
-        self.kernel(self.params, list(grads), self.state, self.state2, [], self.steps, amsgrad=False,
-                    lr=self.lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=self.wd,
-                    eps=ADAM_EPS, maximize=False)
+        self.kernel(
+            self.params,
+            list(grads),
+            self.state,
+            self.state2,
+            [],
+            self.steps,
+            amsgrad=False,
+            lr=self.lr,
+            beta1=ADAM_BETAS[0],
+            beta2=ADAM_BETAS[1],
+            weight_decay=self.wd,
+            eps=ADAM_EPS,
+            maximize=False,
+        )
 
 
 def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +218,10 @@ def fit(
     # threads only synchronise around a hand-written step's tiny tensors (the optimizer update,
     # the logits copy): the linear model at 33,000 x 256, batch 16, on 2 busy cores, measured
     # 50-63 s an epoch with two torch threads, 0.9-2.3 s with one
-    with threadpool_limits(1, user_api="blas") if by_hand is not None else contextlib.nullcontext(), \
-            _torch_threads(1) if by_hand is not None else contextlib.nullcontext():
+    with (
+        threadpool_limits(1, user_api="blas") if by_hand is not None else contextlib.nullcontext(),
+        _torch_threads(1) if by_hand is not None else contextlib.nullcontext(),
+    ):
         for epoch in range(1, epochs + 1):
             net.train()
             order = torch.randperm(n, generator=shuffler).to(device)
@@ -247,7 +270,9 @@ EVAL_BATCH = 1024
 
 
 @torch.inference_mode()
-def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+def evaluate_loss(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH
+) -> tuple[float, float]:
     """Mean binary cross-entropy and accuracy (threshold 0.5) of ``model`` on ``X``, ``y``."""
     logits = predict_logits(model, X, batch_size)
     loss = nn.functional.binary_cross_entropy_with_logits(logits, y).item()

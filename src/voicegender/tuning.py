@@ -112,10 +112,22 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
     torch.set_num_threads(max(1, int(fixed.threads_per_trial)))
     train, model_config = trial_settings(config, fixed)
     model = build_model(model_config, X_train.shape[1:], fixed.mean, fixed.std, seed=int(fixed.seed))
-    fit(model, X_train, y_train, X_val, y_val,
-        lr=float(train["lr"]), batch_size=int(train["batch_size"]), epochs=int(train["epochs"]),
-        seed=int(fixed.seed), optimizer=fixed.optimizer, weight_decay=fixed.weight_decay,
-        patience=fixed.patience, device=resolve_device(fixed.device), on_epoch=lambda record: tune.report(record))
+    fit(
+        model,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        lr=float(train["lr"]),
+        batch_size=int(train["batch_size"]),
+        epochs=int(train["epochs"]),
+        seed=int(fixed.seed),
+        optimizer=fixed.optimizer,
+        weight_decay=fixed.weight_decay,
+        patience=fixed.patience,
+        device=resolve_device(fixed.device),
+        on_epoch=lambda record: tune.report(record),
+    )
 
 
 SEARCHERS = ("random", "tpe")
@@ -169,8 +181,7 @@ def run_search(
 
     started = time.perf_counter()
     address = resolve_address(address)
-    init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                       configure_logging=True)
+    init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
     scratch: list[str] = []  # temporary folders of ours, removed at the end
     if address:
         check_reachable(address, connect_timeout_s)
@@ -183,8 +194,10 @@ def run_search(
         init_kwargs.update(address="local", _temp_dir=scratch[-1], num_cpus=os.cpu_count())
     if storage_path is None:
         if address:
-            raise SearchSetupError("on a cluster, trial results need shared storage: set tune.storage "
-                             "to a URI (s3://…, gs://…) or a path every node mounts")
+            raise SearchSetupError(
+                "on a cluster, trial results need shared storage: set tune.storage "
+                "to a URI (s3://…, gs://…) or a path every node mounts"
+            )
         scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
         storage_path = scratch[-1]
     elif "://" not in storage_path and not os.path.isabs(storage_path):
@@ -196,32 +209,41 @@ def run_search(
         recorder = _Recorder(num_samples, metric, log)
         fixed = replace(fixed, threads_per_trial=max(1, int(cpus_per_trial)))
         resources = ray.cluster_resources()
-        gpus = resolve_gpus_per_trial(gpus_per_trial, cpus_per_trial, resources.get("CPU", 1.0),
-                                      resources.get("GPU", 0.0))
+        gpus = resolve_gpus_per_trial(
+            gpus_per_trial, cpus_per_trial, resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+        )
         if gpus > 0:
             fixed = replace(fixed, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
             log(f"tune: {gpus:.3g} GPU per trial")
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, X_train=X_train, y_train=y_train,
-                                 X_val=X_val, y_val=y_val, fixed=fixed),
+            tune.with_parameters(_trainable, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, fixed=fixed),
             {"cpu": cpus_per_trial, **({"gpu": gpus} if gpus > 0 else {})},
         )
-        rule = OrderedHalving(grace_period=grace_period, reduction_factor=reduction_factor,
-                              max_t=max_epochs(space, fixed.epochs))
+        rule = OrderedHalving(
+            grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_epochs(space, fixed.epochs)
+        )
         scheduler = _OrderedScheduler(rule, metric, mode)
         tuner = tune.Tuner(
             trainable,
             param_space=to_ray_space(space),
             tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
+                metric=metric,
+                mode=mode,
+                num_samples=num_samples,
+                scheduler=scheduler,
                 search_alg=make_searcher(search, seed),
                 # one worker process per concurrent trial, kept for the next trial: saves the
                 # torch import and data transfer of a fresh process per trial
-                reuse_actors=True),
+                reuse_actors=True,
+            ),
             run_config=tune.RunConfig(
-                name="search", storage_path=storage_path, verbose=0,
-                callbacks=[recorder], log_to_file=False,
-                failure_config=tune.FailureConfig(fail_fast=False, max_failures=0)),
+                name="search",
+                storage_path=storage_path,
+                verbose=0,
+                callbacks=[recorder],
+                log_to_file=False,
+                failure_config=tune.FailureConfig(fail_fast=False, max_failures=0),
+            ),
         )
         # the Recorder prints one line per failed trial; Ray's own tracebacks would be pages
         tune_logger = logging.getLogger("ray.tune")
@@ -245,8 +267,9 @@ def run_search(
             shutil.rmtree(path, ignore_errors=True)
     finished = len(recorder.finished)
     if finished < num_samples:
-        raise SearchInterrupted(f"the search ended after {finished} of {num_samples} trials "
-                                "(interrupted?): nothing was recorded")
+        raise SearchInterrupted(
+            f"the search ended after {finished} of {num_samples} trials (interrupted?): nothing was recorded"
+        )
     errors = {Path(r.path).name: r.error for r in grid if r.path}
     trials, trained = [], 0
     for trial_id, history, config in recorder.trials(scheduler.index):
@@ -259,25 +282,30 @@ def run_search(
             # the epochs after it do not count (nor an error they ran into)
             history, error = history[:counted], None
         last = history[-1] if history else {}
-        trials.append({
-            "config": config,
-            "val_loss": last.get("val_loss", math.nan),
-            "val_accuracy": last.get("val_accuracy", math.nan),
-            "epochs_run": len(history),
-            "history": history,
-            "error": None if error is None else _error_text(error),
-        })
+        trials.append(
+            {
+                "config": config,
+                "val_loss": last.get("val_loss", math.nan),
+                "val_accuracy": last.get("val_accuracy", math.nan),
+                "epochs_run": len(history),
+                "history": history,
+                "error": None if error is None else _error_text(error),
+            }
+        )
     counted = sum(t["epochs_run"] for t in trials)
-    log(f"tune: {counted} epochs count ({trained - counted} more trained while decisions waited on "
-        f"earlier trials), {time.perf_counter() - started:.1f} s")
+    log(
+        f"tune: {counted} epochs count ({trained - counted} more trained while decisions waited on "
+        f"earlier trials), {time.perf_counter() - started:.1f} s"
+    )
     ok = [t for t in trials if t["error"] is None and math.isfinite(t.get(metric, math.nan))]
     if not ok:
-        raise SearchFailed(f"all {len(trials)} trials failed; first error: {trials[0]['error']}. "
-                           "Check tune.space (e.g. a learning rate too high gives NaN losses)")
+        raise SearchFailed(
+            f"all {len(trials)} trials failed; first error: {trials[0]['error']}. "
+            "Check tune.space (e.g. a learning rate too high gives NaN losses)"
+        )
     pick = min if mode == "min" else max
     best = pick(ok, key=lambda t: t[metric])
-    return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started,
-            "epochs_trained": trained}
+    return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started, "epochs_trained": trained}
 
 
 class ClusterUnreachable(UserError, ConnectionError):
@@ -313,15 +341,15 @@ class OrderedHalving:
 
     def __init__(self, *, grace_period: int, reduction_factor: float, max_t: int):
         milestones, k = [], 0
-        while grace_period * reduction_factor ** k < max_t:  # at max_t a trial ends anyway
-            milestones.append(math.ceil(grace_period * reduction_factor ** k - 1e-9))
+        while grace_period * reduction_factor**k < max_t:  # at max_t a trial ends anyway
+            milestones.append(math.ceil(grace_period * reduction_factor**k - 1e-9))
             k += 1
         self.milestones = sorted(set(milestones))
         self.quantile = (1 - 1 / reduction_factor) * 100
         self.values: list[dict[int, float]] = []  # per trial: milestone -> reward (higher is better)
-        self.last: list[int] = []                 # per trial: last epoch reported
+        self.last: list[int] = []  # per trial: last epoch reported
         self.finished: list[bool] = []
-        self.decided: list[list[str]] = []        # per trial: "continue" / "stop" per milestone so far
+        self.decided: list[list[str]] = []  # per trial: "continue" / "stop" per milestone so far
 
     def add(self) -> int:
         """A new trial (in creation order); returns its index."""
@@ -432,8 +460,7 @@ def resolve_gpus_per_trial(value: float | str, cpus_per_trial: float, n_cpus: fl
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"tune.gpus_per_trial must be `auto` or a number >= 0, got {value!r}")
     if value > 0 and n_gpus < min(value, 1.0):
-        raise ValueError(f"tune.gpus_per_trial is {value} but the Ray cluster has {n_gpus:g} GPUs: "
-                         "use 0 or auto")
+        raise ValueError(f"tune.gpus_per_trial is {value} but the Ray cluster has {n_gpus:g} GPUs: use 0 or auto")
     return float(value)
 
 
@@ -464,8 +491,10 @@ def check_reachable(address: str, timeout_s: float) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as e:
-        raise ClusterUnreachable(f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
-                              f"{e}. Start one with `ray start --head` or fix the address.") from None
+        raise ClusterUnreachable(
+            f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
+            f"{e}. Start one with `ray start --head` or fix the address."
+        ) from None
 
 
 def _error_text(error) -> str:
@@ -514,24 +543,27 @@ def _Recorder(total: int, metric: str, log):
             log(f"{self.stamp()} start      {trial.trial_id} {_short(trial.config)}")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.history.setdefault(trial.trial_id, []).append(
-                {k: result[k] for k in HISTORY_KEYS if k in result})
+            self.history.setdefault(trial.trial_id, []).append({k: result[k] for k in HISTORY_KEYS if k in result})
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
             self.finished.add(trial.trial_id)
             last = (self.history.get(trial.trial_id) or [{}])[-1]
-            log(f"{self.stamp()} {self.done:>3}/{total} done {trial.trial_id} epochs={last.get('epoch')} "
+            log(
+                f"{self.stamp()} {self.done:>3}/{total} done {trial.trial_id} epochs={last.get('epoch')} "
                 f"{metric}={last.get(metric, float('nan')):.4f} "
-                f"val_accuracy={last.get('val_accuracy', float('nan')):.4f}")
+                f"val_accuracy={last.get('val_accuracy', float('nan')):.4f}"
+            )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1
             self.note(trials, trial)
             self.errors[trial.trial_id] = "failed"
             self.finished.add(trial.trial_id)
-            log(f"{self.stamp()} {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
-                "(recorded; the search goes on)")
+            log(
+                f"{self.stamp()} {self.done:>3}/{total} FAILED {trial.trial_id} {_short(trial.config)} "
+                "(recorded; the search goes on)"
+            )
 
     return Recorder()
 
