@@ -20,14 +20,7 @@ from dvclive import Live
 from sklearn.metrics import roc_curve
 
 from voicegender.dataset import load_features
-from voicegender.evaluation import (
-    bootstrap_ci,
-    calibration_table,
-    confusion_counts,
-    evaluate_split,
-    expected_calibration_error,
-    speaker_predictions,
-)
+from voicegender.evaluation import calibration_table, confusion_counts, speaker_table, evaluation_report
 from voicegender.models import load_trained
 from voicegender.params import load_params
 from voicegender.plots import plot_evaluation_summary
@@ -50,20 +43,16 @@ def main() -> None:
     y, speakers = test["y"], test["speakers"]
     p_val = predict_proba(model, val["X"])
 
-    metrics = {
-        **evaluate_split(speakers, y, proba, threshold),
-        "threshold": threshold,
-        "expected_calibration_error": expected_calibration_error(y, proba, n_bins),
-    }
-    at_half = evaluate_split(speakers, y, proba, 0.5)
-    metrics["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
-    metrics["ci95"] = bootstrap_ci(
-        speakers, y, proba, threshold, n_resamples=params.evaluate.bootstrap, seed=params.train.seed
+    metrics = evaluation_report(
+        speakers,
+        y,
+        proba,
+        threshold,
+        val=(val["speakers"], val["y"], p_val),
+        n_bins=n_bins,
+        n_resamples=params.evaluate.bootstrap,
+        seed=params.train.seed,
     )
-    v = evaluate_split(val["speakers"], val["y"], p_val, threshold)
-    metrics["val"] = {
-        k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy", "n_utterances", "n_speakers")
-    }
     write_json("metrics/evaluate.json", metrics)
 
     names = {1: "female", 0: "male"}
@@ -76,21 +65,8 @@ def main() -> None:
     live.log_sklearn_plot("precision_recall", y, p64)
     live.log_sklearn_plot("confusion_matrix", [names[int(a)] for a in y], [names[int(b)] for b in pred])
     live.log_sklearn_plot("calibration", y, p64, n_bins=n_bins)  # equal-width bins, as calibration_table
-    ids, truth, votes, mean_p, by_vote, _ = speaker_predictions(speakers, y, proba, threshold)
-    share_right = np.where(truth == 1, votes, 1 - votes)  # share of the speaker's utterances classified right
-    write_table(
-        "plots/evaluate/speakers.csv",
-        [
-            {
-                "speaker": s,
-                "sex": "F" if t == 1 else "M",
-                "accuracy": float(a),
-                "mean_proba_female": float(m),
-                "speaker_right": int(v == t),
-            }
-            for s, t, a, m, v in zip(ids, truth, share_right, mean_p, by_vote)
-        ],
-    )
+    per_speaker = speaker_table(speakers, y, proba, threshold)
+    write_table("plots/evaluate/speakers.csv", per_speaker)
     fpr, tpr, _ = roc_curve(y, proba)
     plot_evaluation_summary(
         "plots/evaluate/summary.png",
@@ -98,8 +74,7 @@ def main() -> None:
         confusion=confusion_counts(y, proba, threshold),
         fpr=fpr,
         tpr=tpr,
-        truth=truth,
-        share_right=share_right,
+        speakers=per_speaker,
         calibration=calibration_table(y, proba, n_bins),
         metrics=metrics,
     )

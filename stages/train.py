@@ -15,14 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import json
 
-import torch
 import yaml
 from dvclive import Live
 
 from voicegender.dataset import load_features, training_data_card
 from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
-from voicegender.models import build_model
+from voicegender.models import build_model, save_trained
 from voicegender.params import load_params
 from voicegender.plots import plot_training_curves
 from voicegender.reporting import significant, write_json
@@ -87,25 +86,21 @@ def main() -> None:
     live.end()
     threshold = choose_threshold(val["y"], predict_proba(model, val["X"]))
 
-    Path("models").mkdir(exist_ok=True)
-    torch.save(result.state_dict, "models/model.pt")
-    # settings as JSON (model_dump), read back by models.load_trained and `voicegender predict`
-    card = {
-        "model": model_config.model_dump(mode="json"),
-        "features": params.features.model_dump(mode="json"),
-        "input_shape": list(train["X"].shape[1:]),
-        "standardized": mean is not None,
-        "threshold": threshold,
-        "positive_class": "female",
-        # predict needs no params.yaml: speech detection as configured when this model was trained
-        "predict": params.predict.model_dump(mode="json"),
-        "data": training_data_card(
+    save_trained(
+        "models",
+        result.state_dict,
+        model=model_config,
+        features=params.features,
+        predict=params.predict,  # predict needs no params.yaml: speech detection as configured here
+        input_shape=train["X"].shape[1:],
+        standardized=mean is not None,
+        threshold=threshold,
+        data=training_data_card(
             json.loads(Path("data/raw/corpus.json").read_text()),
             "data/labels.csv",
             {"train": train, "val": val, "test": load_features("data/features", "test")},
         ),
-    }
-    Path("models/model.json").write_text(json.dumps(card, indent=2) + "\n")
+    )
 
     best = result.best
     write_json(

@@ -20,7 +20,16 @@ from voicegender.training import fit_standardizer
 from voicegender.params import load_params
 from voicegender.plots import plot_tune_curves
 from voicegender.reporting import write_json, write_table
-from voicegender.tuning import TrialSettings, resolve_address, run_search
+from voicegender.tuning import (
+    TrialSettings,
+    best_settings,
+    curves_table,
+    describe_best,
+    resolve_address,
+    run_search,
+    search_summary,
+    trials_table,
+)
 from voicegender.errors import run_command
 
 
@@ -85,84 +94,20 @@ def main() -> None:
     finally:
         if not tune.storage and not address:
             shutil.rmtree(LOCAL_STORAGE, ignore_errors=True)
-    best = result["best"]
     print(
         f"tune: {len(result['trials'])} trials, {sum(t['epochs_run'] for t in result['trials'])} epochs, "
-        f"wall {result['wall_s']:.1f} s; best {_short_best(best)}",
+        f"wall {result['wall_s']:.1f} s; best {describe_best(result['best'])}",
         flush=True,
     )
     Path("models").mkdir(exist_ok=True)
-    Path("models/tuned.yaml").write_text(
-        yaml.safe_dump(
-            {
-                **{k: _plain(v) for k, v in best["config"].items()},
-                "val_loss": float(best["val_loss"]),
-                "val_accuracy": float(best["val_accuracy"]),
-            },
-            sort_keys=True,
-        )
-    )
-
-    names = list(tune.space)
-    # sampling order, no trial ids, paths or timestamps: the table diffs across runs
-    rows = [
-        {
-            "trial": i,
-            **{k: _cell(t["config"].get(k)) for k in names},
-            "epochs_run": t["epochs_run"],
-            "val_loss": t["val_loss"],
-            "val_accuracy": t["val_accuracy"],
-            "status": "error" if t["error"] else "ok",
-            "error": t["error"] or "",
-        }
-        for i, t in enumerate(result["trials"])
-    ]
-    write_table("plots/tune/trials.csv", rows)
-    write_table(
-        "plots/tune/curves.csv",
-        [
-            {"trial": i, "epoch": h["epoch"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
-            for i, t in enumerate(result["trials"])
-            for h in t["history"]
-        ],
-    )
-    write_json(
-        "metrics/tune.json",
-        {
-            "best": {
-                "config": {k: _plain(v) for k, v in best["config"].items()},
-                "val_loss": best["val_loss"],
-                "val_accuracy": best["val_accuracy"],
-            },
-            "trials": len(result["trials"]),
-            "failed": sum(bool(t["error"]) for t in result["trials"]),
-            "epochs_total": sum(t["epochs_run"] for t in result["trials"]),
-            "search": tune.search,
-        },
-    )  # no wall time here: it changes from run to run, and this file is hashed (dvc.lock) and diffed
+    Path("models/tuned.yaml").write_text(yaml.safe_dump(best_settings(result["best"]), sort_keys=True))
+    write_table("plots/tune/trials.csv", trials_table(result["trials"], list(tune.space)))
+    write_table("plots/tune/curves.csv", curves_table(result["trials"]))
+    write_json("metrics/tune.json", search_summary(result, tune.search))
     plot_tune_curves(result["trials"], "plots/tune/curves.png")
 
 
 LOCAL_STORAGE = "data/ray"
-
-
-def _short_best(best: dict) -> str:
-    return (
-        " ".join(
-            f"{k}={_plain(v):.3g}" if isinstance(_plain(v), float) else f"{k}={_plain(v)}"
-            for k, v in best["config"].items()
-        )
-        + f" val_loss={best['val_loss']:.4f}"
-    )
-
-
-def _cell(v):
-    """A table cell: lists (e.g. channels) as 32-64-128, so the CSV stays one value per cell."""
-    return "-".join(map(str, v)) if isinstance(v, (list, tuple)) else _plain(v)
-
-
-def _plain(v):
-    return v.item() if hasattr(v, "item") else v
 
 
 if __name__ == "__main__":

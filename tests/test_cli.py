@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,8 @@ import yaml
 from voicegender.cli import main, predict_files
 from feature_settings import fs
 from voicegender.features import feature_shape
-from voicegender.models import build_model, load_trained
-from voicegender.params import ModelSettings
+from voicegender.models import build_model, load_trained, save_trained
+from voicegender.params import ModelSettings, PredictSettings
 
 FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8}
 PREDICT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["predict"]
@@ -23,21 +22,16 @@ def model_dir(tmp_path):
     shape = feature_shape(fs(FEATURES))
     model = build_model(ModelSettings(name="mlp", hidden=8), shape, np.zeros(shape), np.ones(shape), seed=0)
     d = tmp_path / "models"
-    d.mkdir()
-    torch.save(model.state_dict(), d / "model.pt")
-    (d / "model.json").write_text(
-        json.dumps(
-            {
-                "model": {"name": "mlp", "channels": [8], "hidden": 8, "dropout": 0.0},
-                "features": FEATURES,
-                "input_shape": list(shape),
-                "standardized": True,
-                "threshold": 0.5,
-                "positive_class": "female",
-                "predict": PREDICT,
-                "data": {"corpus": "folder", "generated": False},
-            }
-        )
+    save_trained(
+        d,
+        model.state_dict(),
+        model=ModelSettings(name="mlp", channels=[8], hidden=8),
+        features=fs(FEATURES),
+        predict=PredictSettings.model_validate(PREDICT),
+        input_shape=shape,
+        standardized=True,
+        threshold=0.5,
+        data={"corpus": "folder", "generated": False},
     )
     return d
 

@@ -120,3 +120,21 @@ def test_weighted_auc_equals_sklearn():
     w = rng.integers(0, 3, size=(3, 40)).astype(float)
     expected = [roc_auc_score(y, proba, sample_weight=row) for row in w]
     assert _weighted_auc(y, proba, w) == pytest.approx(expected)
+
+
+def test_the_evaluation_report_and_the_speaker_table():
+    from voicegender.evaluation import speaker_table, evaluation_report
+
+    speakers = np.array(["a", "a", "b", "b", "c"])
+    y = np.array([1, 1, 0, 0, 1])
+    proba = np.array([0.9, 0.4, 0.2, 0.7, 0.8])
+    report = evaluation_report(speakers, y, proba, 0.5, val=(speakers, y, proba), n_bins=4, n_resamples=20, seed=0)
+    assert report["threshold"] == 0.5 and report["accuracy"] == pytest.approx(3 / 5)
+    assert report["at_threshold_0.5"]["accuracy"] == report["accuracy"]
+    assert set(report["ci95"]) >= {"accuracy", "balanced_accuracy"} and report["val"]["n_speakers"] == 3
+    rows = speaker_table(speakers, y, proba, 0.5)
+    assert [(r["speaker"], r["sex"], r["accuracy"]) for r in rows] == [
+        ("a", "F", 0.5),
+        ("b", "M", 0.5),
+        ("c", "F", 1.0),
+    ]

@@ -204,3 +204,49 @@ def evaluate_split(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, 
         "n_utterances": int(len(y_true)),
         "n_speakers": int(len(set(np.asarray(speakers).tolist()))),
     }
+
+
+def evaluation_report(
+    speakers: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+    *,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_bins: int,
+    n_resamples: int,
+    seed: int,
+) -> dict:
+    """The evaluate stage's metrics: the test split at the validation-chosen ``threshold`` (with its
+    calibration error, what 0.5 would have given, and speaker-bootstrap 95 % intervals), and the
+    validation split's own figures (``val``: its speakers, labels, probabilities)."""
+    report = {
+        **evaluate_split(speakers, y_true, proba, threshold),
+        "threshold": threshold,
+        "expected_calibration_error": expected_calibration_error(y_true, proba, n_bins),
+    }
+    at_half = evaluate_split(speakers, y_true, proba, 0.5)
+    report["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "balanced_accuracy", "speaker_accuracy")}
+    report["ci95"] = bootstrap_ci(speakers, y_true, proba, threshold, n_resamples=n_resamples, seed=seed)
+    v = evaluate_split(*val, threshold)
+    report["val"] = {
+        k: v[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "speaker_accuracy", "n_utterances", "n_speakers")
+    }
+    return report
+
+
+def speaker_table(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float) -> list[dict]:
+    """One row per speaker: sex, the share of its utterances classified right, its mean P(female),
+    and whether the majority vote is right."""
+    ids, truth, votes, mean_p, by_vote, _ = speaker_predictions(speakers, y_true, proba, threshold)
+    share_right = np.where(truth == 1, votes, 1 - votes)
+    return [
+        {
+            "speaker": s,
+            "sex": "F" if t == 1 else "M",
+            "accuracy": float(a),
+            "mean_proba_female": float(m),
+            "speaker_right": int(v == t),
+        }
+        for s, t, a, m, v in zip(ids, truth, share_right, mean_p, by_vote)
+    ]

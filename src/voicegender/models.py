@@ -256,6 +256,41 @@ def _expect_vector(name: str, input_shape: tuple[int, ...]) -> None:
         )
 
 
+def save_trained(
+    model_dir,
+    state_dict: dict,
+    *,
+    model: ModelSettings,
+    features,
+    predict,
+    input_shape: tuple[int, ...],
+    standardized: bool,
+    threshold: float,
+    data: dict,
+) -> None:
+    """Write what :func:`load_trained` reads: ``model.pt`` (the state dict) and ``model.json`` (the
+    card: the ``model``, ``features`` and ``predict`` settings as JSON, the input shape, whether
+    inputs are standardised, the decision ``threshold`` on P(female), and the training ``data``'s
+    provenance), so that ``voicegender predict`` needs no params.yaml."""
+    import json
+    from pathlib import Path
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, model_dir / "model.pt")
+    card = {
+        "model": model.model_dump(mode="json"),
+        "features": features.model_dump(mode="json"),
+        "input_shape": list(input_shape),
+        "standardized": standardized,
+        "threshold": threshold,
+        "positive_class": "female",
+        "predict": predict.model_dump(mode="json"),
+        "data": data,
+    }
+    (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
 def load_trained(model_dir="models", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the trained network saved by the train stage: ``(model in eval mode, card)``.
 

@@ -95,14 +95,13 @@ def plot_evaluation_summary(
     confusion,
     fpr,
     tpr,
-    truth,
-    share_right,
+    speakers: list[dict],
     calibration: list[dict],
     metrics: dict,
 ) -> None:
     """Four panels: the 2x2 ``confusion`` counts at ``threshold`` (rows actual female, male), the
-    ROC curve, each test speaker's share of utterances classified right (``truth`` 1 = female),
-    and the reliability curve (``calibration``: rows of ``evaluation.calibration_table``).
+    ROC curve, each test speaker's share of utterances classified right (``speakers``: rows of
+    ``evaluation.speaker_table``), and the reliability curve (``calibration``: rows of ``evaluation.calibration_table``).
     ``metrics`` gives the titles' ``roc_auc``, ``speaker_accuracy``, ``expected_calibration_error``.
     """
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
@@ -122,6 +121,8 @@ def plot_evaluation_summary(
     ax.set_ylabel("true positive rate (female found)")
     ax.set_title(f"ROC (AUC {metrics['roc_auc']:.3f})")
     ax = axes[2]
+    share_right = np.array([r["accuracy"] for r in speakers])
+    truth = [1 if r["sex"] == "F" else 0 for r in speakers]
     order = np.argsort(share_right, kind="stable")
     ax.bar(range(len(order)), share_right[order], color=["C3" if truth[k] == 1 else "C0" for k in order])
     ax.axhline(0.5, color="grey", linestyle=":")

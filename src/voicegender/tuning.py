@@ -570,3 +570,72 @@ def _Recorder(total: int, metric: str, log):
 
 def _short(config: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+
+
+# -- the search's results as the tune stage writes them -------------------------------------------
+
+
+def best_settings(best: dict) -> dict:
+    """models/tuned.yaml: the best trial's sampled settings with its validation loss and accuracy."""
+    return {
+        **{k: _plain(v) for k, v in best["config"].items()},
+        "val_loss": float(best["val_loss"]),
+        "val_accuracy": float(best["val_accuracy"]),
+    }
+
+
+def search_summary(result: dict, search: str) -> dict:
+    """metrics/tune.json: the best trial, how many trials (failed) and epochs. No wall time: it
+    changes from run to run, and this file is hashed (dvc.lock) and diffed."""
+    best, trials = result["best"], result["trials"]
+    return {
+        "best": {
+            "config": {k: _plain(v) for k, v in best["config"].items()},
+            "val_loss": best["val_loss"],
+            "val_accuracy": best["val_accuracy"],
+        },
+        "trials": len(trials),
+        "failed": sum(bool(t["error"]) for t in trials),
+        "epochs_total": sum(t["epochs_run"] for t in trials),
+        "search": search,
+    }
+
+
+def trials_table(trials: list[dict], names: list[str]) -> list[dict]:
+    """One row per trial in sampling order with its ``names`` settings, epochs and validation
+    figures: no trial ids, paths or timestamps, so the table diffs across runs."""
+    return [
+        {
+            "trial": i,
+            **{k: _cell(t["config"].get(k)) for k in names},
+            "epochs_run": t["epochs_run"],
+            "val_loss": t["val_loss"],
+            "val_accuracy": t["val_accuracy"],
+            "status": "error" if t["error"] else "ok",
+            "error": t["error"] or "",
+        }
+        for i, t in enumerate(trials)
+    ]
+
+
+def curves_table(trials: list[dict]) -> list[dict]:
+    """Every trial's validation loss and accuracy per epoch (trial = sampling order)."""
+    return [
+        {"trial": i, "epoch": h["epoch"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
+        for i, t in enumerate(trials)
+        for h in t["history"]
+    ]
+
+
+def describe_best(best: dict) -> str:
+    """The best trial in one log line: its settings and validation loss."""
+    return _short({k: _plain(v) for k, v in best["config"].items()}) + f" val_loss={best['val_loss']:.4f}"
+
+
+def _cell(v):
+    """A table cell: lists (e.g. channels) as 32-64-128, so the CSV stays one value per cell."""
+    return "-".join(map(str, v)) if isinstance(v, (list, tuple)) else _plain(v)
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
