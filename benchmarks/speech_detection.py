@@ -139,7 +139,7 @@ def featurize_cost(sets: list[Path], features: FeatureSettings, speech: dict) ->
             wall[label] += time.perf_counter() - started
     extra_ms = (wall["with"] - wall["without"]) / (2 * len(items)) * 1000
     print(
-        f"featurize ({features['kind']}, one core) on these {len(items)} files: {wall['without'] / 2:.1f} s "
+        f"featurize ({features.kind}, one core) on these {len(items)} files: {wall['without'] / 2:.1f} s "
         f"without the speech check, {wall['with'] / 2:.1f} s with it (ratio {wall['with'] / wall['without']:.2f}; "
         f"+{extra_ms:.1f} ms per recording)"
     )

@@ -24,15 +24,16 @@ import torch
 import yaml
 
 from voicegender.models import ReportCNN
-from voicegender.tuning import run_search
+from voicegender.params import ModelSettings, SpaceEntry
+from voicegender.tuning import TrialSettings, run_search
 
 PARAMS = pathlib.Path(__file__).resolve().parents[1] / "params.yaml"
 
 REPORT_WALL_S = 2280.0  # the report's 20-trial search on 2 CPUs
 REPORT_SPACE = {  # the report's search, as in params.yaml's default tune.space
-    "lr": {"type": "loguniform", "low": 1.0e-5, "high": 1.0e-2},
-    "batch_size": {"type": "choice", "values": [4, 8, 12, 16]},
-    "epochs": {"type": "choice", "values": [10, 20]},
+    "lr": SpaceEntry(type="loguniform", low=1.0e-5, high=1.0e-2),
+    "batch_size": SpaceEntry(type="choice", values=[4, 8, 12, 16]),
+    "epochs": SpaceEntry(type="choice", values=[10, 20]),
 }
 FLOP_PER_SAMPLE = 1.9e6  # report_cnn forward + backward, per example
 
@@ -66,15 +67,18 @@ def main() -> None:
 
     X, y = gaussian_features(args.train + args.val, 128, args.seed)
     Xt, yt, Xv, yv = X[: args.train], y[: args.train], X[args.train :], y[args.train :]
-    fixed = {
-        "model": {"name": "report_cnn"},
-        "optimizer": "adam",
-        "weight_decay": 0.0,
-        "seed": args.seed,
-        "epochs": 20,
-        "mean": Xt.mean(0),
-        "std": Xt.std(0),
-    }
+    # the report's network and optimizer; no early stopping inside a trial (ASHA stops trials)
+    fixed = TrialSettings(
+        model=ModelSettings(name="report_cnn"),
+        optimizer="adam",
+        weight_decay=0.0,
+        seed=args.seed,
+        epochs=20,
+        patience=None,
+        device="cpu",
+        mean=Xt.mean(0),
+        std=Xt.std(0),
+    )
     # numba compiles the report CNN's step on a machine's first run (~20 s) and caches it on disk:
     # compile (or load) it here, so the wall time is the search as every later run sees it
     warm = time.perf_counter()
