@@ -119,6 +119,16 @@ def _featurize_chunk(
     speech). ge2e augments at the encoder's 16 kHz (it hears nothing above 8 kHz) and puts every
     partial of the chunk through the encoder together (the same bytes as one at a time).
     """
+    if speech is None and cfg.kind != "ge2e":
+        # nothing is batched: one recording at a time, so that its samples stay in the cache
+        # between decoding and the features (decoding the whole chunk first was 3-7 % slower)
+        return [out for item in chunk for out in _featurize_chunk_batched([item], cfg, speech)]
+    return _featurize_chunk_batched(chunk, cfg, speech)
+
+
+def _featurize_chunk_batched(
+    chunk: list[tuple], cfg: FeatureSettings, speech: dict | None
+) -> list[tuple[Any, np.ndarray | None, str | None]]:
     signals: dict[int, tuple[np.ndarray, int]] = {}
     errors: dict[tuple[int, int], str] = {}
     for i, (_, data, _, _) in enumerate(chunk):
