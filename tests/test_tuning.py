@@ -149,3 +149,23 @@ def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
     # trials start in the order they are sampled; the "start" lines end with the config
     started = [line.split(" start ")[1].split(maxsplit=1)[1] for line in logged if " start " in line]
     assert started == [_short(t["config"]) for t in trials]
+
+
+def test_a_ctrl_c_that_some_code_swallows_is_still_known():
+    # Ray can catch the KeyboardInterrupt of a Ctrl-C and go on: the search must still fail
+    import os
+    import signal
+
+    from voicegender.tuning import _remember_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    with _remember_ctrl_c() as interrupted:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # swallowed, as Ray sometimes does
+    assert interrupted.is_set()
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+    with _remember_ctrl_c() as quiet:
+        pass
+    assert not quiet.is_set()

@@ -8,12 +8,15 @@ on every run, while the trials still run concurrently. Works locally or on a Ray
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -254,13 +257,18 @@ def run_search(
         sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         try:
-            grid = tuner.fit()
+            with _remember_ctrl_c() as interrupted:
+                grid = tuner.fit()
         finally:
             tune_logger.setLevel(level)
             if sigint is None:
                 os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
             else:
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint
+        if interrupted.is_set():
+            # the KeyboardInterrupt can land inside Ray code that swallows it and goes on: the
+            # search may then even finish, but it was interrupted and records nothing
+            raise KeyboardInterrupt
     finally:
         ray.shutdown()
         for path in scratch:
@@ -446,6 +454,28 @@ def _OrderedScheduler(rule: OrderedHalving, metric: str, mode: str):
             return "OrderedHalving (ASHA's rule in trial order)"
 
     return OrderedScheduler()
+
+
+@contextlib.contextmanager
+def _remember_ctrl_c():
+    """Within the block, Ctrl-C (SIGINT) raises KeyboardInterrupt as usual and also sets the
+    yielded event, so that an interrupt is known even if some code caught the exception. A
+    SIGINT the process was told to ignore (SIG_IGN) stays ignored; off the main thread, no-op."""
+    interrupted = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def resolve_gpus_per_trial(value: float | str, cpus_per_trial: float, n_cpus: float, n_gpus: float) -> float:
