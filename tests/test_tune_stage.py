@@ -57,6 +57,9 @@ def start(cwd: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # Ctrl-C as in a terminal: a shell that starts a job in the background may have it (and
+        # so this child) ignore SIGINT, and the stage rightly keeps ignoring it then
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

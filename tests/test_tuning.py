@@ -158,6 +158,9 @@ def test_a_ctrl_c_that_some_code_swallows_is_still_known():
 
     from voicegender.tuning import _remember_ctrl_c
 
+    # Python's own Ctrl-C handler, whatever this test process inherited (a shell that starts a job
+    # in the background may have it ignore SIGINT)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGINT)
     with _remember_ctrl_c() as interrupted:
         try:
@@ -169,3 +172,4 @@ def test_a_ctrl_c_that_some_code_swallows_is_still_known():
     with _remember_ctrl_c() as quiet:
         pass
     assert not quiet.is_set()
+    signal.signal(signal.SIGINT, outer)
