@@ -8,23 +8,9 @@ import soundfile as sf
 
 from libritts_fixture import make_wav
 from voicegender.audio import AudioError, decode_audio
+from signals import SR, tone, wav_bytes
 
-SR = 24000  # LibriTTS's rate
 WAV = make_wav("F", "1", 0, seconds=0.05)
-
-
-def tone(f0, seconds=1.0, sr=SR, amp=0.5, noise=0.0, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    y = amp * np.sin(2 * np.pi * f0 * t)
-    if noise:
-        y = y + noise * np.random.default_rng(seed).standard_normal(t.size)
-    return y.astype(np.float32)
-
-
-def wav_bytes(y, sr=SR, subtype="PCM_16"):
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3])

@@ -1,29 +1,11 @@
 """voicegender.extraction: the parallel pool (order, errors, byte-identical for any n_jobs, laziness)."""
 
-import io
-
 import numpy as np
 import pytest
-import soundfile as sf
 
 from feature_settings import fs
 from voicegender import extraction as X
-
-SR = 24000  # LibriTTS's rate
-
-
-def tone(f0, seconds=1.0, sr=SR, amp=0.5, noise=0.0, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    y = amp * np.sin(2 * np.pi * f0 * t)
-    if noise:
-        y = y + noise * np.random.default_rng(seed).standard_normal(t.size)
-    return y.astype(np.float32)
-
-
-def wav_bytes(y, sr=SR, subtype="PCM_16"):
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
+from signals import tone, wav_bytes
 
 
 def _items():

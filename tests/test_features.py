@@ -1,16 +1,15 @@
 """voicegender.features: every kind's shape, config checks, and agreement with librosa (a few seconds of audio each)."""
 
-import io
 import pathlib
 import warnings
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from feature_settings import check, fs
 from voicegender import features as F
 from voicegender import spectral as S
+from signals import SR, tone, voice, wav_bytes
 
 SAMPLE = (
     pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
@@ -18,29 +17,6 @@ SAMPLE = (
 if not SAMPLE.is_dir():  # worktrees live beside /work/shared
     SAMPLE = pathlib.Path("/work/shared/data/librispeech-clean100-sample/audio")
 REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3] if SAMPLE.is_dir() else []
-
-SR = 24000  # LibriTTS's rate
-
-
-def tone(f0, seconds=1.0, sr=SR, amp=0.5, noise=0.0, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    y = amp * np.sin(2 * np.pi * f0 * t)
-    if noise:
-        y = y + noise * np.random.default_rng(seed).standard_normal(t.size)
-    return y.astype(np.float32)
-
-
-def voice(f0, seconds=1.0, sr=SR):
-    """Harmonic-rich periodic signal (glottal-pulse-like) at f0 Hz."""
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 15))
-    return (0.2 * y).astype(np.float32)
-
-
-def wav_bytes(y, sr=SR, subtype="PCM_16"):
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
 
 
 def max_rel(a, b):

@@ -93,5 +93,8 @@ def recordings_to_augment(rows: Iterable[dict], max_per_speaker: int | None, see
     by_speaker: dict[str, list[str]] = {}
     for r in rows:
         by_speaker.setdefault(r["speaker"], []).append(r["id"])
-    order = lambda uid: hashlib.sha256(f"{seed}:{uid}".encode()).digest()  # noqa: E731
+
+    def order(uid: str) -> bytes:
+        return hashlib.sha256(f"{seed}:{uid}".encode()).digest()
+
     return {uid for ids in by_speaker.values() for uid in sorted(ids, key=order)[:max_per_speaker]}
