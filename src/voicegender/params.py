@@ -435,6 +435,87 @@ class EvaluateSettings(Section):
     )
 
 
+# -- robustness: the test split under degraded conditions -----------------------------------------
+
+
+class CleanCondition(Section):
+    """The recording as it is (the reference row of the robustness table)."""
+
+    kind: Literal["clean"]
+
+
+class TelephoneCondition(Section):
+    kind: Literal["telephone"]
+    low_hz: float = key(300.0, "band-pass low edge, Hz", "must be a positive number (Hz)", gt=0)
+    high_hz: float = key(3400.0, "band-pass high edge, Hz", "must be a positive number (Hz)", gt=0)
+    codec: Literal["mulaw", "gsm"] = key("mulaw", "mulaw (G.711) | gsm (GSM 06.10)", "must be mulaw or gsm")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.low_hz >= self.high_hz:
+            raise ValueError(f"high_hz: must exceed low_hz ({self.low_hz}), got {self.high_hz!r}")
+        return self
+
+
+class NoiseCondition(Section):
+    kind: Literal["noise"]
+    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB", "must be a number (dB)")
+
+
+class BabbleCondition(Section):
+    kind: Literal["babble"]
+    talkers: PositiveInt = key(3, "other test speakers talking at once", "must be a positive integer")
+    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB", "must be a number (dB)")
+
+
+class RoomCondition(Section):
+    kind: Literal["room"]
+    rt60_s: float = key(0.9, "reverberation time (Sabine), s", "must be a positive number (s)", gt=0, le=3)
+    rooms: PositiveInt = key(8, "rooms drawn (each recording heard in one of them)", "must be a positive integer")
+
+
+class Mp3Condition(Section):
+    kind: Literal["mp3"]
+    bitrate_kbps: int = key(32, "MP3 bitrate, kbit/s", "must be an MP3 bitrate from 8 to 320", ge=8, le=320)
+
+
+class LevelCondition(Section):
+    kind: Literal["level"]
+    dbfs: float = key(-45.0, "RMS level, dBFS, stored as 16-bit PCM", "must be a number <= 0 (dBFS)", le=0)
+
+
+Condition = Annotated[
+    Union[
+        CleanCondition,
+        TelephoneCondition,
+        NoiseCondition,
+        BabbleCondition,
+        RoomCondition,
+        Mp3Condition,
+        LevelCondition,
+    ],
+    Field(discriminator="kind"),
+]
+CONDITION_KINDS = ("clean", "telephone", "noise", "babble", "room", "mp3", "level")
+
+
+class RobustnessSettings(Section):
+    """robustness: the test split scored under degraded conditions (voicegender.degrade)."""
+
+    seed: int = key(0, "every condition's draws, seeded per recording", "must be an int >= 0", ge=0)
+    max_per_speaker: Optional[PositiveInt] = key(
+        20,
+        "test recordings per speaker scored (a seeded choice; null = all): bounds the cost on big corpora",
+        "must be a positive int or null (every recording)",
+    )
+    conditions: dict[str, Condition] = key(
+        {"clean": CleanCondition(kind="clean")},
+        "name -> {kind: clean | telephone | noise | babble | room | mp3 | level, its settings}",
+        "must map names to conditions, each with a kind among " + ", ".join(CONDITION_KINDS),
+        min_length=1,
+    )
+
+
 # -- the search -----------------------------------------------------------------------------------
 
 
@@ -638,6 +719,7 @@ class Params(TopLevel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    robustness: RobustnessSettings = Field(default_factory=RobustnessSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
 
