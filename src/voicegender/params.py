@@ -509,7 +509,16 @@ class RobustnessSettings(Section):
         "must be a positive int or null (every recording)",
     )
     conditions: dict[str, Condition] = key(
-        {"clean": CleanCondition(kind="clean")},
+        {
+            "clean": CleanCondition(kind="clean"),
+            "telephone": TelephoneCondition(kind="telephone"),
+            "noise_10db": NoiseCondition(kind="noise", snr_db=10.0),
+            "noise_0db": NoiseCondition(kind="noise", snr_db=0.0),
+            "babble_5db": BabbleCondition(kind="babble"),
+            "room": RoomCondition(kind="room"),
+            "mp3_32k": Mp3Condition(kind="mp3"),
+            "quiet": LevelCondition(kind="level"),
+        },
         "name -> {kind: clean | telephone | noise | babble | room | mp3 | level, its settings}",
         "must map names to conditions, each with a kind among " + ", ".join(CONDITION_KINDS),
         min_length=1,

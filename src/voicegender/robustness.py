@@ -53,7 +53,7 @@ def babble_talkers(
     picked = rng.choice(len(names), size=min(talkers, len(names)), replace=False) if names else []
     out = []
     for i in sorted(int(i) for i in picked):
-        candidates = by_speaker[names[i]]
+        candidates = sorted(by_speaker[names[i]], key=lambda rec: rec[0])  # whatever the pool's order
         _, _, y, rate = candidates[int(rng.integers(len(candidates)))]
         out.append(y if rate == sr else resample(y, rate, sr))
     return out
