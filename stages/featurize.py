@@ -21,7 +21,7 @@ from voicegender.dataset import build_features, read_labels
 from voicegender.features import feature_shape
 from voicegender.params import load_params
 from voicegender.reporting import write_json
-from voicegender.speech import vad_settings
+from voicegender.speech import check_settings
 from voicegender.errors import run_command
 
 OUT = Path("data/features")
@@ -37,7 +37,7 @@ def main() -> None:
     # 4-7x faster than two (measured); worker processes are set to one thread anyway.
     torch.set_num_threads(1)
     config = params.features
-    speech = {"min_speech_s": params.predict.min_speech_s, **vad_settings(params.predict)}
+    speech = check_settings(params.predict)
     check = speech if speech["min_speech_s"] > 0 else None  # 0: no speech check (the VAD is not run)
     rows = read_labels("data/labels.csv")
     if OUT.exists():

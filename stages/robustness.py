@@ -26,7 +26,7 @@ from voicegender.models import load_trained
 from voicegender.params import FeatureSettings, load_params, validate_predict
 from voicegender.reporting import write_json, write_table
 from voicegender.robustness import choose_recordings, score_conditions
-from voicegender.speech import vad_settings
+from voicegender.speech import check_settings
 from voicegender.training import predict_proba
 
 # what this stage writes (dvc.yaml's metrics, plots): removed if it fails or is interrupted
@@ -40,7 +40,7 @@ def main() -> None:
     model, card = load_trained("models")
     features = FeatureSettings.model_validate(card["features"])
     predict = validate_predict(card["predict"])
-    speech = {"min_speech_s": predict.min_speech_s, **vad_settings(predict)} if predict.min_speech_s > 0 else None
+    speech = check_settings(predict) if predict.min_speech_s > 0 else None
     rows = choose_recordings(
         [r for r in read_labels("data/labels.csv") if r["split"] == "test"], settings.max_per_speaker, settings.seed
     )

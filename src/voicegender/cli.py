@@ -55,6 +55,8 @@ class Predictor:
         if (overrides or {}).get("vad_threshold") is not None and (overrides or {}).get("vad_neg_threshold") is None:
             # a lower threshold alone must not leave the pause threshold above it
             settings["vad_neg_threshold"] = min(self.card["predict"]["vad_neg_threshold"], settings["vad_threshold"])
+            if "check_threshold" in settings:
+                settings["check_threshold"] = min(settings["check_threshold"], settings["vad_threshold"])
         from voicegender.params import FeatureSettings, ParamError, validate_predict
 
         try:
@@ -62,9 +64,10 @@ class Predictor:
         except ParamError as e:
             raise ValueError(str(e)) from None
         self.features = FeatureSettings.model_validate(self.card["features"])
-        from voicegender.speech import vad_settings
+        from voicegender.speech import check_settings, vad_settings
 
         self.vad = vad_settings(self.settings)
+        self.check = {k: v for k, v in check_settings(self.settings).items() if k != "min_speech_s"}
         self.min_speech_s = float(self.settings.min_speech_s)
         self.max_whole_s = float(self.settings.max_whole_s)
 
@@ -98,7 +101,7 @@ class Predictor:
         y, sr = decode_audio(p.read_bytes(), name="audio")
         duration = y.size / sr
         row = {"file": path, "start_s": 0.0, "end_s": round(duration, 3)}
-        speech_s = speech_seconds(y, sr, **self.vad) if duration >= self.min_speech_s else 0.0
+        speech_s = speech_seconds(y, sr, **self.check) if duration >= self.min_speech_s else 0.0
         if speech_s < self.min_speech_s:
             return {**row, "answer": NO_SPEECH, "p_female": None, "speech_s": round(speech_s, 3)}
         answer, p_female = self._answer(y, sr)

@@ -375,6 +375,13 @@ class PredictSettings(Section):
         gt=0,
         lt=1,
     )
+    check_threshold: float = key(
+        0.1,
+        "the speech check (`no speech` / skipped): a window counts as speech from this probability",
+        "must be a probability strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
     vad_neg_threshold: float = key(
         0.35,
         "once in speech, only a window below this is a pause",
@@ -395,6 +402,11 @@ class PredictSettings(Section):
             raise ValueError(
                 f"vad_neg_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
                 f"got {self.vad_neg_threshold!r}"
+            )
+        if self.check_threshold > self.vad_threshold:
+            raise ValueError(
+                f"check_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
+                f"got {self.check_threshold!r}"
             )
         return self
 
