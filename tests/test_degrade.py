@@ -115,3 +115,10 @@ def test_a_bad_condition_is_named():
         validate_params({"robustness": {"conditions": {"loud": {"kind": "level", "dbfs": 6.0}}}})
     with pytest.raises(ParamError, match="robustness.conditions.x"):
         validate_params({"robustness": {"conditions": {"x": {"kind": "thunder"}}}})
+
+
+def test_snr_is_against_the_active_speech_not_the_padding():
+    y = np.concatenate([voice(150, 1.0, SR), np.zeros(SR, np.float32)])  # half digital silence
+    out, _ = dg.add_noise(y, SR, 10.0, np.random.default_rng(0))
+    active = slice(0, SR)
+    assert dg.snr_db(y[active], out[active]) == pytest.approx(10.0, abs=0.3)

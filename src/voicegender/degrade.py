@@ -30,14 +30,28 @@ def _rms(y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
 
 
+def active_rms(y: np.ndarray, sr: int, frame_s: float = 0.01, floor_db: float = 40.0) -> float:
+    """RMS over the recording's active part: its ``frame_s`` frames within ``floor_db`` of the
+    loudest (a simplified ITU-T P.56 active level). Why: an SNR against the whole recording's
+    power would count pauses and padding as signal, and a clip that is half digital silence
+    would get its noise 3 dB louder than asked."""
+    x = np.asarray(y, dtype=np.float64)
+    n = max(1, int(frame_s * sr))
+    frames = x[: x.size // n * n].reshape(-1, n) if x.size >= n else x[None]
+    power = np.mean(frames**2, axis=1)
+    if power.size == 0 or power.max() == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(power[power >= power.max() * 10.0 ** (-floor_db / 10.0)])))
+
+
 def _finish(y: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     return np.clip(np.asarray(y, dtype=np.float64), -1.0, 1.0).astype(np.float32), int(sr)
 
 
 def add_noise(y: np.ndarray, sr: int, snr_db: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """White Gaussian noise at ``snr_db`` below the recording's mean power."""
+    """White Gaussian noise at ``snr_db`` below the recording's active level (:func:`active_rms`)."""
     x = np.asarray(y, dtype=np.float64)
-    noise = rng.standard_normal(x.size) * _rms(x) / 10.0 ** (snr_db / 20.0)
+    noise = rng.standard_normal(x.size) * active_rms(x, sr) / 10.0 ** (snr_db / 20.0)
     return _finish(x + noise, sr)
 
 
@@ -45,21 +59,23 @@ def mix_babble(
     y: np.ndarray, sr: int, others: list[np.ndarray], snr_db: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, int]:
     """Other talkers over the recording: each of ``others`` (mono, at ``sr``) starts at a random
-    point, is looped to the recording's length and brought to equal loudness; their sum sits
-    ``snr_db`` below the recording (the target speaker stays the loudest voice when snr_db > 0)."""
+    point, is looped to the recording's length and brought to equal active level; their sum sits
+    ``snr_db`` below the recording's active level (the target speaker stays the loudest voice when snr_db > 0)."""
     x = np.asarray(y, dtype=np.float64)
     babble = np.zeros_like(x)
     for other in others:
         o = np.asarray(other, dtype=np.float64)
-        if o.size == 0 or _rms(o) == 0:
+        if o.size == 0:
             continue
         start = int(rng.integers(o.size))
         looped = np.resize(np.roll(o, -start), x.size)
-        babble += looped / _rms(looped) if _rms(looped) > 0 else 0.0
-    level = _rms(babble)
+        level = active_rms(looped, sr)
+        if level > 0:
+            babble += looped / level
+    level = active_rms(babble, sr)
     if level == 0:
         return _finish(x, sr)
-    return _finish(x + babble * (_rms(x) / level) / 10.0 ** (snr_db / 20.0), sr)
+    return _finish(x + babble * (active_rms(x, sr) / level) / 10.0 ** (snr_db / 20.0), sr)
 
 
 @functools.lru_cache(maxsize=64)
