@@ -3,7 +3,7 @@
 DVC's own page loads Vega, Vega-Lite and vega-embed from a CDN, so without a network only the
 PNG figures draw. This page carries the three libraries inline (the same versions DVC's page
 asks the CDN for), from their npm packages, so the HTML `dvc plots show` writes works offline and
-anywhere it is copied. It also lists any Vega error or warning at the top of the page (and for
+anywhere it is copied. It also lists any Vega error at the top of the page (and for
 tests/test_plots_html.py, which opens it in headless Chromium).
 
     cd /tmp && npm pack vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
@@ -28,25 +28,23 @@ PACKAGES = {
 }
 PLACEHOLDERS = ("{plot_divs}", "{scripts}", "{refresh_tag}")  # what dvc-render replaces in the page
 
-# Vega reports a failed spec as a rejected promise, and warnings on the console: both are shown
-# on the page (a user sees why a chart is missing) and counted in `window.plotErrors`.
+# Vega reports a failed spec as a rejected promise or a console error: shown at the top of the page
+# (a user sees why a chart is missing) and kept in `window.plotErrors`; console warnings (Vega-Lite's
+# notes on DVC's templates, vega-embed's version note) only in `window.plotWarnings`.
 CATCH = """
 window.plotErrors = [];
-function plotError(kind, what) {
-  var text = kind + ": " + (what && what.message ? what.message : String(what));
+window.plotWarnings = [];
+function plotError(what) {
+  var text = what && what.message ? what.message : String(what);
   window.plotErrors.push(text);
   var box = document.getElementById("plot-errors");
-  if (box) { var line = document.createElement("pre"); line.textContent = text; box.appendChild(line); }
+  if (box) { var line = document.createElement("pre"); line.textContent = "error: " + text; box.appendChild(line); }
 }
-window.addEventListener("error", function (e) { plotError("error", e.error || e.message); });
-window.addEventListener("unhandledrejection", function (e) { plotError("error", e.reason); });
-["error", "warn"].forEach(function (level) {
-  var original = console[level];
-  console[level] = function () {
-    plotError(level === "warn" ? "warning" : "error", Array.prototype.join.call(arguments, " "));
-    original.apply(console, arguments);
-  };
-});
+window.addEventListener("error", function (e) { plotError(e.error || e.message); });
+window.addEventListener("unhandledrejection", function (e) { plotError(e.reason); });
+var consoleError = console.error, consoleWarn = console.warn;
+console.error = function () { plotError(Array.prototype.join.call(arguments, " ")); consoleError.apply(console, arguments); };
+console.warn = function () { window.plotWarnings.push(Array.prototype.join.call(arguments, " ")); consoleWarn.apply(console, arguments); };
 """
 
 PAGE = """<!DOCTYPE html>
