@@ -77,7 +77,8 @@ def plot_evaluation_summary(
     ax = axes[0]
     ax.imshow(confusion, cmap="Blues")
     for (i, j), count in np.ndenumerate(confusion):
-        ax.text(j, i, f"{count}\n{count / max(confusion[i].sum(), 1):.1%}", ha="center", va="center")
+        share = count / max(confusion[i].sum(), 1)
+        ax.text(j, i, f"{count}\n{share:.1%}", ha="center", va="center", color="white" if share > 0.5 else "black")
     ax.set_xticks([0, 1], ["female", "male"])
     ax.set_yticks([0, 1], ["female", "male"])
     ax.set_xlabel("predicted")
