@@ -75,7 +75,7 @@ def test_every_plot_draws_offline_in_a_browser(tiny_repo, tmp_path):
     body = page.split("<body>", 1)[1]  # the plots (the head's inline libraries hold `<img` strings too)
     vega = body.count("vegaEmbed(")
     images = re.findall(r'<img src="([^"]+)"', body)
-    declared = json.loads(run(["dvc", "plots", "show", "--json"], tiny_repo).stdout)
+    declared = json.loads(run(["dvc", "plots", "show", "--json"], tiny_repo).stdout)["data"]
     assert vega + len(images) == len(declared) >= 10, sorted(declared)
     titles = re.findall(r'"title": \{"text": "([^"]*)"', body) + re.findall(r'"title": "([^"]+)"', body)
     assert sum("per epoch" in t for t in set(titles)) == 2  # loss and accuracy, once each
