@@ -1,6 +1,6 @@
 """Write the README's results section from the committed metrics (never by hand).
 
-Reads metrics/{data,tune,train,evaluate,baselines}.json and their *_details.json (intervals, totals,
+Reads metrics/{data,tune,train,evaluate,baselines,robustness}.json and their *_details.json (intervals, totals,
 per-model detail: what `dvc exp show` does not list; any may be missing) and params.yaml,
 renders markdown tables, and replaces the text between ``<!-- results:start -->`` and
 ``<!-- results:end -->`` in the README.
@@ -152,7 +152,45 @@ def render(metrics_dir: Path, params: dict | None = None) -> str:
                 f"| tuning: best val accuracy | {_pct(acc)} |",
             ]
         out.append("")
+
+    robust = _load(metrics_dir / "robustness.json")
+    if robust:
+        conditions = (params.get("robustness") or {}).get("conditions") or {}
+        out += [
+            "**Robustness** (the test split under each condition of `robustness.conditions`; "
+            "`no speech` counts as wrong)",
+            "",
+            "| condition | what | accuracy | balanced acc. | answered `no speech` |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in robust.items():
+            out.append(
+                f"| {name} | {describe_condition(conditions.get(name) or {})} | {_pct(r.get('accuracy'))} | "
+                f"{_pct(r.get('balanced_accuracy'))} | {r.get('no_speech')} of {r.get('recordings', '?')} |"
+            )
+        out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def describe_condition(c: dict) -> str:
+    """One condition of params.yaml's ``robustness.conditions`` in words."""
+    kind = c.get("kind")
+    if kind == "clean":
+        return "as recorded"
+    if kind == "telephone":
+        codec = {"mulaw": "G.711 mu-law", "gsm": "GSM 06.10"}.get(c.get("codec", "mulaw"), c.get("codec"))
+        return f"telephone: {c.get('low_hz', 300):g}-{c.get('high_hz', 3400):g} Hz, 8 kHz, {codec}"
+    if kind == "noise":
+        return f"white noise at {c.get('snr_db'):g} dB SNR"
+    if kind == "babble":
+        return f"{c.get('talkers', 3)} other test speakers at {c.get('snr_db', 5):g} dB SNR"
+    if kind == "room":
+        return f"a room of RT60 {c.get('rt60_s', 0.9):g} s (image method, talker 1-4 m away)"
+    if kind == "mp3":
+        return f"MP3 at {c.get('bitrate_kbps', 32)} kbit/s"
+    if kind == "level":
+        return f"{c.get('dbfs', -45):g} dBFS, 16-bit"
+    return str(kind)
 
 
 def replace_between(text: str, block: str) -> str:
