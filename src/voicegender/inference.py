@@ -17,7 +17,8 @@ How a recording is read:
 3. **Smoothing**: a two-state (female / male) Viterbi pass over the frames of each stretch; a
    change of sex costs ``predict.switch_penalty`` (log-odds). So a stretch splits where the voice's
    sex changes, even without a pause, and not at every odd window.
-4. **Answers**: each run of one sex is featurized whole (as in training) for its ``p_female``;
+4. **Answers**: each run of one sex gets its ``p_female`` from its feature made as in training
+   (ge2e: the normalised mean of the partial embeddings inside it; other kinds: featurized whole);
    neighbours that get the same answer are joined (``p_female`` their length-weighted mean).
    A segment is thus a stretch of speech of one sex: it ends at a pause or where the sex changes.
 
@@ -228,11 +229,11 @@ class Predictor:
         t = min(max(self.threshold, eps), 1 - eps)
         return np.log(p / (1 - p)) - math.log(t / (1 - t))
 
-    def window_decisions(self, y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-        """(centres in s, p_female) of the windowed decisions over mono samples ``y`` at ``sr``:
+    def window_decisions(self, y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+        """(centres in s, p_female, windows) of the windowed decisions over mono samples ``y`` at ``sr``:
         one every ``hop_s``. ge2e: the encoder's 1.6 s partials, each embedding scored as an
         utterance's (unit norm, as combine_partials makes them); other kinds: ``window_s`` of
-        audio featurized as in training."""
+        audio featurized as in training. ``windows``: ge2e's (starts s, ends s, embeddings), else None."""
         hop = float(self.settings.hop_s)
         f = self.features
         if f.kind == "ge2e":
@@ -253,8 +254,9 @@ class Predictor:
             starts = partial_starts(n16, 1.0 / hop, f.ge2e_min_coverage)
             emb = embed_partials(mels, encoder_device(f.encoder_device), f.ge2e_precision)
             frame_s = HOP_LENGTH / SAMPLE_RATE
-            centres = starts * frame_s + min(PARTIAL_FRAMES * frame_s, n16 / SAMPLE_RATE) / 2
-            return centres, self._proba(emb)
+            width = min(PARTIAL_FRAMES * frame_s, n16 / SAMPLE_RATE)
+            windows = (starts * frame_s, starts * frame_s + width, emb)
+            return starts * frame_s + width / 2, self._proba(emb), windows
         from voicegender.features import compute_features
 
         duration = len(y) / sr
@@ -262,21 +264,20 @@ class Predictor:
         n = int(math.floor((duration - win) / hop + 1e-9)) + 1
         starts_s = np.arange(n) * hop
         X = np.stack([compute_features(y[int(round(s * sr)) : int(round((s + win) * sr))], sr, f) for s in starts_s])
-        return starts_s + win / 2, self._proba(X)
+        return starts_s + win / 2, self._proba(X), None
 
     def label_piece(self, y: np.ndarray, sr: int, offset_s: float = 0.0) -> list[Segment]:
         """Segments of one sex within a stretch of speech (samples ``y`` at ``sr``, starting at
         ``offset_s`` in the recording): windowed decisions, Viterbi smoothing, then each run
         answered whole; neighbours with the same answer joined."""
         duration = len(y) / sr
-        centres, p = self.window_decisions(y, sr)
+        centres, p, windows = self.window_decisions(y, sr)
         lo = frame_log_odds(centres, self._log_odds(p), duration, self.settings.max_log_odds)
         labels = viterbi_two_state(lo, self.settings.switch_penalty)
         out: list[Segment] = []
         for a, b, _ in runs(labels):
             start, end = a * FRAME_S, min(b * FRAME_S, duration)
-            part = y[int(round(start * sr)) : int(round(end * sr))]
-            answer, p_female = self.answer(part, sr)
+            answer, p_female = self._run_answer(y, sr, start, end, windows)
             seg = Segment(round(offset_s + start, 3), round(offset_s + end, 3), answer, p_female)
             if out and out[-1].answer == seg.answer and abs(out[-1].end_s - seg.start_s) < 1e-6:
                 prev = out[-1]
@@ -287,6 +288,25 @@ class Predictor:
             else:
                 out.append(seg)
         return out
+
+    def _run_answer(self, y: np.ndarray, sr: int, start: float, end: float, windows) -> tuple[str, float]:
+        """(answer, p_female) of a run of one sex from ``start`` to ``end`` s of ``y``. ge2e: the
+        utterance embedding made as in training, the normalised mean of partial embeddings, from
+        the windows already embedded (those inside the run, else those centred in it): saves an
+        encoder pass (~25 % of the time). Other kinds: the run featurized whole."""
+        if windows is not None:
+            from voicegender.speaker_encoder import combine_partials
+
+            w_start, w_end, emb = windows
+            tol = FRAME_S / 2
+            inside = (w_start >= start - tol) & (w_end <= end + tol)
+            if not inside.any():
+                centre = (w_start + w_end) / 2
+                inside = (centre >= start - tol) & (centre <= end + tol)
+            if inside.any():
+                p_female = float(self._proba(combine_partials(emb[inside])[None])[0])
+                return self._label(p_female), p_female
+        return self.answer(y[int(round(start * sr)) : int(round(end * sr))], sr)
 
     # -- files --------------------------------------------------------------------------------
 
