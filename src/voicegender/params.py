@@ -395,6 +395,38 @@ class PredictSettings(Section):
     max_whole_s: float = key(
         120.0, "longer recordings are answered from their segments", "must be a positive number", gt=0
     )
+    hop_s: float = key(
+        0.1,
+        "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)",
+        "must be a number in [0.01, 1.0] s",
+        ge=0.01,
+        le=1.0,
+    )
+    window_s: float = key(
+        1.0,
+        "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)",
+        "must be a number in [0.1, 10] s",
+        ge=0.1,
+        le=10.0,
+    )
+    max_log_odds: float = key(
+        4.0,
+        "predict: a window's log-odds of female vs male are clipped to +- this (one odd window cannot force a turn)",
+        "must be a positive number",
+        gt=0,
+    )
+    switch_penalty: float = key(
+        30.0,
+        "predict: log-odds (summed over 10 ms frames) a change of sex inside a stretch of speech must earn",
+        "must be a number >= 0",
+        ge=0,
+    )
+    mixed_min_s: float = key(
+        2.0,
+        "predict: a whole-file answer is flagged `mixed` when the other sex holds at least this much speech, s",
+        "must be a positive number",
+        gt=0,
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self):

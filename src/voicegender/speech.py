@@ -237,7 +237,8 @@ def check_settings(predict: PredictSettings) -> dict:
         "min_speech_s": predict.min_speech_s,
         **vad,
         "threshold": threshold,
-        "neg_threshold": min(vad["neg_threshold"], threshold),
+        # the segmenting thresholds' hysteresis, scaled to the check's threshold
+        "neg_threshold": min(vad["neg_threshold"], threshold * predict.vad_neg_threshold / predict.vad_threshold),
     }
 
 
