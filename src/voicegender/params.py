@@ -461,7 +461,7 @@ class TrainSettings(Section):
     seed: int = key(42, "initialisation, shuffling, the search's sampling", "must be an integer")
     optimizer: Optimizer = key("adam", "adam | adamw | sgd", "must be one of " + ", ".join(Optimizer.__args__))
     weight_decay: float = key(0.1, "L2 penalty", "must be a number >= 0", ge=0)
-    standardize: bool = key(True, "z-score inputs with train-split statistics", "must be true or false")
+    standardize: bool = key(False, "z-score inputs with train-split statistics", "must be true or false")
     patience: int | None = key(
         10,
         "stop after this many epochs without a lower validation loss (null: never)",
