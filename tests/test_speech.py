@@ -44,6 +44,18 @@ def non_speech(name: str, sr: int = 16000, seconds: float = 3.0) -> np.ndarray:
         y = 0.3 * np.sin(2 * np.pi * (100 * t + (4000 - 100) * t**2 / (2 * seconds)))
     elif name == "mains hum in noise":
         y = 0.3 * np.sin(2 * np.pi * 50 * t) + 0.1 * rng.standard_normal(n)
+    elif name == "notes and drums":  # music-like: decaying harmonic notes over noise-burst beats
+        y = np.zeros(n)
+        for i, start in enumerate(range(0, n, sr // 2)):
+            m = np.arange(min(sr // 2, n - start)) / sr
+            f = (262, 330, 392, 523, 440, 349)[i % 6]
+            y[start : start + m.size] += sum(np.sin(2 * np.pi * k * f * m) / k**1.5 for k in range(1, 8)) * np.exp(
+                -4 * m
+            )
+        for start in range(0, n, sr // 4):
+            m = min(2000, n - start)
+            y[start : start + m] += 1.5 * rng.standard_normal(m) * np.exp(-np.arange(m) / 300)
+        y *= 0.2
     elif name == "under 0.1 s":
         y = 0.2 * rng.standard_normal(int(0.09 * sr))
     else:
@@ -60,6 +72,7 @@ NON_SPEECH = (
     "chord",
     "chirp",
     "mains hum in noise",
+    "notes and drums",
     "under 0.1 s",
 )
 

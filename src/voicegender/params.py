@@ -376,7 +376,7 @@ class PredictSettings(Section):
         lt=1,
     )
     check_threshold: float = key(
-        0.1,
+        0.07,
         "the speech check (`no speech` / skipped): a window counts as speech from this probability",
         "must be a probability strictly between 0 and 1",
         gt=0,

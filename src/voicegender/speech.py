@@ -227,10 +227,12 @@ def check_settings(predict: PredictSettings) -> dict:
     ``predict:`` settings: ``min_speech_s``, and the VAD settings with ``check_threshold``.
 
     Why a threshold of its own: the check asks *whether* there is speech, segmenting asks
-    *where*. In an echoing room silero's scores of real speech fall to 0.1-0.5 (measured on
-    cross-corpus-dev's EmoDB clips at RT60 0.9 s: 15 of 120 had no 0.5 s at or above 0.5),
-    while noise, tones, chords and chirps stay under 0.05 (clicks reach 0.28 for under 0.4 s):
-    a low threshold keeps reverberant speech and still refuses them (README, Robustness)."""
+    *where*. In an echoing room silero's scores of real speech fall to 0.1-0.4 (measured on
+    cross-corpus-dev's 2 s EmoDB clips at RT60 0.9 s: 15 of 120 had no 0.5 s at or above 0.5,
+    one none at or above 0.1), while white, pink and brown noise, tones, chords, chirps, note
+    sequences and drums stay under 0.05 but for single windows (a tone or chirp: up to 0.12;
+    a run must last ``min_segment_s``): a low threshold keeps reverberant speech and still
+    refuses them (docs/robustness.md)."""
     vad = vad_settings(predict)
     threshold = predict.check_threshold
     return {
