@@ -340,6 +340,12 @@ class FeatureSettings(Section):
     )
     patch_frames: int = key(128, "log_mel_patch: frames per patch", "must be a positive int", gt=0)
     n_jobs: int = key(-1, "worker processes; -1 = all cores", "must be a non-zero int (-1 = all cores)")
+    max_retries: int = key(
+        1,
+        "times the chunks of a lost worker process (killed, e.g. out of memory) are redone before the stage fails",
+        "must be an integer >= 0",
+        ge=0,
+    )
     augment: AugmentSettings = Field(default_factory=AugmentSettings)
 
     @model_validator(mode="after")
