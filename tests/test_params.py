@@ -200,3 +200,15 @@ def test_settings_round_trip_through_a_model_card(params):
     features = load_params(ROOT / "params.yaml").features
     assert FeatureSettings.model_validate(features.model_dump(mode="json")) == features
     assert features.model_dump(mode="json") == params["features"]  # the card's JSON layout is params.yaml's
+
+
+def test_the_tune_cluster_keys_moved_to_ray():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(params["ray"]) == {"address", "storage", "connect_timeout_s"}
+    assert validate_params(params).ray.connect_timeout_s > 0
+    params["tune"].update(address="10.0.0.5:6379", storage="s3://b/v")
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    message = str(err.value)
+    assert "tune.address: moved to ray.address" in message and "tune.storage: moved to ray.storage" in message
+    assert "Traceback" not in message and len(message.splitlines()) <= 3

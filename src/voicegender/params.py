@@ -463,25 +463,34 @@ class AshaSettings(Section):
     reduction_factor: float = key(2.0, "keep the best 1/this at each milestone", "must be a number > 1.0", gt=1)
 
 
-class TuneSettings(Section):
-    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
-    search: Literal["random", "tpe"] = key(
-        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
-    )
+class RaySettings(Section):
+    """ray: the Ray cluster that tune and featurize run on (none: a local Ray / process pool)."""
+
     address: str | None = key(
         None,
-        "null = local Ray (or $RAY_ADDRESS); else an existing cluster",
+        "null = no cluster (or $RAY_ADDRESS); else an existing cluster's address, e.g. 10.0.0.5:6379",
         "must be a non-empty string",
         pattern=r"\S",
     )
     storage: str | None = key(
         None,
-        "trial results: null = data/ray under the repository; on a cluster, shared storage",
+        "tune's trial results: null = data/ray under the repository; on a cluster, shared storage",
         "must be a non-empty string",
         pattern=r"\S",
     )
     connect_timeout_s: float = key(
-        10.0, "give up on an unreachable tune.address after this long", "must be a positive number", gt=0
+        10.0, "give up on an unreachable ray.address after this long, s", "must be a positive number", gt=0
+    )
+
+
+#: tune keys that moved to the ray section (a params.yaml that still has them gets told so)
+MOVED_TO_RAY = ("address", "storage", "connect_timeout_s")
+
+
+class TuneSettings(Section):
+    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
+    search: Literal["random", "tpe"] = key(
+        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
     )
     cpus_per_trial: float = key(
         1.0, "CPUs per trial; torch threads per trial = max(1, int(this))", "must be a positive number", gt=0
@@ -645,6 +654,7 @@ class Params(TopLevel):
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
 
     @model_validator(mode="before")
@@ -654,6 +664,18 @@ class Params(TopLevel):
             raise ValueError(
                 "seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
                 "(initialisation, shuffling, the search's sampling)"
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_ray(cls, data: Any) -> Any:
+        tune = data.get("tune") if isinstance(data, dict) else None
+        moved = [k for k in MOVED_TO_RAY if isinstance(tune, dict) and k in tune]
+        if moved:
+            raise ValueError(
+                "; ".join(f"tune.{k}: moved to ray.{k} (tune and featurize share it)" for k in moved)
+                + ": move the key(s) into a `ray:` section"
             )
         return data
 

@@ -57,7 +57,7 @@ class TrialSettings:
 
 
 def resolve_address(address: str | None) -> str | None:
-    """tune.address, else the ``RAY_ADDRESS`` environment variable, else None (a local Ray)."""
+    """ray.address, else the ``RAY_ADDRESS`` environment variable, else None (a local Ray)."""
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
@@ -198,7 +198,7 @@ def run_search(
     if storage_path is None:
         if address:
             raise SearchSetupError(
-                "on a cluster, trial results need shared storage: set tune.storage "
+                "on a cluster, trial results need shared storage: set ray.storage "
                 "to a URI (s3://…, gs://…) or a path every node mounts"
             )
         scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
@@ -317,11 +317,11 @@ def run_search(
 
 
 class ClusterUnreachable(UserError, ConnectionError):
-    """No Ray cluster answers at tune.address."""
+    """No Ray cluster answers at ray.address."""
 
 
 class SearchSetupError(UserError, ValueError):
-    """The search cannot start as configured (tune.* params)."""
+    """The search cannot start as configured (tune.* / ray.* params)."""
 
 
 class SearchFailed(UserError, RuntimeError):
@@ -522,7 +522,7 @@ def check_reachable(address: str, timeout_s: float) -> None:
             pass
     except (OSError, ValueError) as e:
         raise ClusterUnreachable(
-            f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
+            f"no Ray cluster reachable at {address!r} (ray.address / RAY_ADDRESS): "
             f"{e}. Start one with `ray start --head` or fix the address."
         ) from None
 
