@@ -23,7 +23,7 @@ import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -31,7 +31,7 @@ from threadpoolctl import ThreadpoolController
 from voicegender.audio import decode_audio
 from voicegender.errors import UserError
 from voicegender.features import _compute, encoder_device
-from voicegender.params import FeatureSettings
+from voicegender.params import FeatureSettings, RaySettings
 from voicegender.spectral import _mel_segments, resample
 
 
@@ -233,6 +233,8 @@ def extract_many(
     chunksize: int | None = None,
     max_pending: int | None = None,
     speech: dict | None = None,
+    cluster: RaySettings | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[Any, np.ndarray | None, str | None]]:
     """Featurize (id, audio bytes) items in parallel; yield (id, feature, None) or (id, None, error).
 
@@ -252,13 +254,37 @@ def extract_many(
     workers that receive the audio through shared memory (see below) and return the features.
     A lost worker's chunks are redone at most ``config.max_retries`` times (:class:`_Workers`),
     then :class:`WorkerLost` is raised.
+
+    ``cluster`` (params.yaml's ``ray:``): with an address (``cluster.address``, else
+    ``RAY_ADDRESS``), the chunks (the same as locally) are Ray tasks on that cluster instead
+    (:func:`voicegender.cluster.extract_on_ray`; ``n_jobs`` does not apply; ``log`` gets which
+    nodes ran them): the same bytes on the same kind of CPU.
     """
     cfg = config
+    if chunksize is None:
+        chunksize = GE2E_CHUNK if cfg.kind == "ge2e" else 8
+    address = None
+    if cluster is not None:
+        from voicegender.cluster import resolve_address
+
+        address = resolve_address(cluster.address)
+    if address:
+        from voicegender.cluster import extract_on_ray
+
+        yield from extract_on_ray(
+            _chunks(items, chunksize),
+            cfg,
+            None if speech is None else dict(speech),
+            address=address,
+            timeout_s=cluster.connect_timeout_s,
+            max_pending=max_pending,
+            num_cpus=resolve_n_jobs(n_jobs),
+            log=log,
+        )
+        return
     if speech is not None:
         speech = dict(speech)  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
-    if chunksize is None:
-        chunksize = GE2E_CHUNK if cfg.kind == "ge2e" else 8
     if cfg.kind == "ge2e" and encoder_device(cfg.encoder_device) != "cpu":
         n_workers = 1  # the GPU is the parallelism; CUDA does not survive a fork either
     _warm_up(cfg)  # forked workers inherit imports and caches instead of each paying ~1 s
