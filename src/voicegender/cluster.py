@@ -55,9 +55,13 @@ def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> 
     """Ray connected to the cluster at ``address`` (checked for within ``timeout_s`` seconds) for
     the ``with`` block, quietly (no dashboard, workers' output not forwarded). ``address="local"``
     starts a Ray of our own on this machine with ``num_cpus`` CPUs instead, its session folder
-    under /tmp (Unix socket paths are capped at 107 bytes), removed afterwards."""
+    under /tmp (Unix socket paths are capped at 107 bytes), removed afterwards. A Ray this process
+    already joined is used as it is (and left joined)."""
     import ray
 
+    if ray.is_initialized():
+        yield
+        return
     check_reachable(address, timeout_s)
     kwargs: dict[str, Any] = dict(
         address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True
