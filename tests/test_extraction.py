@@ -127,7 +127,7 @@ def test_a_worker_that_keeps_dying_fails_with_its_end_and_the_likely_cause(monke
     with pytest.raises(X.WorkerLost) as lost:
         _run_guarded(lambda: list(X.extract_many(iter(_many()), cfg, n_jobs=2, chunksize=2)))
     message = str(lost.value)
-    assert "killed by signal SIGKILL" in message and "3 time(s)" in message
+    assert "lost 3 time(s)" in message and "killed by signal SIGKILL (exit code -9)" in message
     assert "out-of-memory" in message and "features.n_jobs" in message
 
 

@@ -282,6 +282,10 @@ def extract_many(
             log=log,
         )
         return
+    # Local runs keep this process pool rather than a local Ray (one code path would be simpler):
+    # measured with benchmarks/featurize_cluster.py (mean_mel, 52 min of real speech, 2-core Xeon,
+    # 2026-12-06), a Ray task costs more CPU per chunk (2,400 vs 2,974 audio s per CPU s: 0.81x,
+    # beyond the 10 % allowed) and starting Ray costs seconds per run (7.8 vs 1.8 CPU s cold).
     if speech is not None:
         speech = dict(speech)  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
@@ -315,7 +319,7 @@ def extract_many(
     with contextlib.ExitStack() as cleanup:
         if shared is not None:
             cleanup.callback(shared.close)
-        pool = cleanup.enter_context(_Workers(n_workers, method, (uses_blas, shared), cfg.max_retries))
+        pool = cleanup.enter_context(_Workers(n_workers, method, (uses_blas, shared), cfg.max_retries, log))
         pending: collections.deque = collections.deque()  # (task, slot or None)
 
         def submit(chunk: list[tuple]) -> None:
@@ -351,6 +355,13 @@ class WorkerLost(UserError, RuntimeError):
     ``features.max_retries`` allows."""
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 class _Task:
     """One chunk handed to the workers: the call, kept so that it can be submitted again."""
 
@@ -369,10 +380,11 @@ class _Workers:
     so a redone chunk gives the same bytes.
     """
 
-    def __init__(self, n_workers: int, method: str, initargs: tuple, max_retries: int):
+    def __init__(self, n_workers: int, method: str, initargs: tuple, max_retries: int, log=None):
         self.n_workers, self.ctx, self.initargs = n_workers, multiprocessing.get_context(method), initargs
         self.retries_left = max_retries
         self.max_retries = max_retries
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._start()
 
     def _start(self) -> None:
@@ -408,35 +420,34 @@ class _Workers:
                 self.executor.shutdown(wait=True, cancel_futures=True)
                 if self.retries_left <= 0:
                     raise WorkerLost(
-                        f"a feature worker process {ends}, {self.max_retries + 1} time(s); this is most "
-                        "often the kernel's out-of-memory killer (see `dmesg`): lower features.n_jobs, "
-                        "free or add memory, or raise features.max_retries if the machine is only "
-                        "briefly short of it"
+                        f"a feature worker process was lost {self.max_retries + 1} time(s), the last: {ends}; "
+                        "this is most often the kernel's out-of-memory killer (see `dmesg`): lower "
+                        "features.n_jobs, free or add memory, or raise features.max_retries if the "
+                        "machine is only briefly short of it"
                     ) from None
                 self.retries_left -= 1
-                print(
-                    f"featurize: a worker process {ends}; redoing its {len(unfinished)} unfinished chunk(s) "
-                    f"in a new pool ({self.retries_left} more retr{'y' if self.retries_left == 1 else 'ies'} allowed)",
-                    file=sys.stderr,
-                    flush=True,
+                self.log(
+                    f"featurize: a worker process was lost ({ends}); redoing the {len(unfinished)} unfinished "
+                    f"chunk(s) in a new pool ({self.retries_left} more retr{'y' if self.retries_left == 1 else 'ies'} "
+                    "allowed)"
                 )
                 self._start()
                 for t in unfinished:
                     self._send(t)
 
     def _ends(self) -> str:
-        """How the lost worker(s) ended: "(pid 12) was killed by signal SIGKILL" or "... exited
-        with code 3". The executor terminates the others (SIGTERM) once one is lost."""
+        """How the lost worker(s) ended: "pid 12 killed by signal SIGKILL (exit code -9)" or "pid 12
+        exited with code 3". The executor terminates the others (SIGTERM) once one is lost."""
         for p in self.processes:
             p.join(timeout=1)
         codes = [(p.pid, p.exitcode) for p in self.processes if p.exitcode not in (None, 0)]
         lost = [(pid, c) for pid, c in codes if c != -signal.SIGTERM] or codes
         if not lost:
-            return "ended abruptly"
+            return "it ended abruptly"
         return "; ".join(
-            f"(pid {pid}) was killed by signal {signal.Signals(-c).name}"
+            f"pid {pid} killed by signal {_signal_name(-c)} (exit code {c})"
             if c < 0
-            else f"(pid {pid}) exited with code {c}"
+            else f"pid {pid} exited with code {c}"
             for pid, c in lost
         )
 
