@@ -208,8 +208,9 @@ def main() -> None:
     base = best.get("pool")
     print(f"\n{args.kind}, {seconds / 60:.1f} min of audio, {args.cpus} CPUs; best of {args.repeat} interleaved rounds")
     print("x RT = audio seconds per wall second; per CPU s: audio seconds per CPU second (all processes)")
-    print(f"{'configuration':<14} {'cold':>8} {'warm':>8} {'warm':>9} {'warm/pool':>10} {'warm/pool':>10}")
-    print(f"{'':<14} {'x RT':>8} {'x RT':>8} {'per CPU s':>9} {'wall':>10} {'CPU':>10}")
+    print("ratio = pool's time / this one's (above 1: faster than the pool)")
+    print(f"{'configuration':<14} {'cold':>8} {'warm':>8} {'warm':>9} {'ratio':>10} {'ratio':>10}")
+    print(f"{'':<14} {'x RT':>8} {'x RT':>8} {'per CPU s':>9} {'warm wall':>10} {'warm CPU':>10}")
     for name, b in best.items():
         rel = f"{base['warm'] / b['warm']:10.2f} {base['warm_cpu'] / b['warm_cpu']:10.2f}" if base else ""
         print(f"{name:<14} {seconds / b['cold']:8.0f} {seconds / b['warm']:8.0f} {seconds / b['warm_cpu']:9.0f} {rel}")

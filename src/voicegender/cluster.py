@@ -22,6 +22,8 @@ from voicegender.errors import UserError
 # Ray reads these at import time: no usage stats, the classic quiet output.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# a Ray started here (address "local") would run its workers at niceness 15: they are the job
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 class ClusterUnreachable(UserError, ConnectionError):

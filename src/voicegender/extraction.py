@@ -285,7 +285,8 @@ def extract_many(
     # Local runs keep this process pool rather than a local Ray (one code path would be simpler):
     # measured with benchmarks/featurize_cluster.py (mean_mel, 52 min of real speech, 2-core Xeon,
     # 2026-12-06), a Ray task costs more CPU per chunk (2,400 vs 2,974 audio s per CPU s: 0.81x,
-    # beyond the 10 % allowed) and starting Ray costs seconds per run (7.8 vs 1.8 CPU s cold).
+    # more than 10 % behind) and starting Ray costs seconds per run (7.8 vs 1.8 CPU s cold); on
+    # ge2e's heavier chunks it is about even warm (714 vs 650) but still ~7 CPU s more per run.
     if speech is not None:
         speech = dict(speech)  # travels with cfg to the workers (_featurize_chunk)
     n_workers = resolve_n_jobs(n_jobs)
