@@ -64,3 +64,58 @@ def test_a_killed_ray_worker_without_retries_fails_naming_the_likely_cause():
     cfg = fs({"kind": "mean_mel", "sample_rate": "native", "max_retries": 0})
     with pytest.raises(X.WorkerLost, match=r"lost 1 time\(s\) \(WorkerCrashedError.*memory"):
         _run_with_a_kill(cfg, _items())
+
+
+def test_featurize_stage_with_a_killed_worker_fails_in_seconds_and_records_nothing(tmp_path):
+    """The issue's case: SIGKILL to one worker of the featurize stage's pool (what the OOM killer
+    does). With features.max_retries 0 the stage fails with one message (the signal, the likely
+    cause) and leaves no features; it used to hang forever."""
+    import subprocess
+    import sys
+
+    from conftest import TINY, copy_repo, set_params
+
+    repo = copy_repo(tmp_path / "repo")
+    set_params(
+        repo,
+        {
+            **TINY,
+            "data.synthetic.utterances_per_speaker": 8,  # 80 recordings: 3 ge2e chunks, 2 of them in workers
+            "data.libritts.cache_dir": str(tmp_path / "cache"),
+            "features.n_jobs": 2,
+            "features.max_retries": 0,
+        },
+    )
+    for name in ("download", "label"):
+        subprocess.run([sys.executable, f"stages/{name}.py"], cwd=repo, check=True, capture_output=True)
+    stage = subprocess.Popen(
+        [sys.executable, "stages/featurize.py"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    me = psutil.Process(stage.pid)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and stage.poll() is None and time.monotonic() < deadline:
+        with_parent_cmdline = []
+        for p in me.children():
+            try:
+                if p.cmdline() == me.cmdline():  # a forked worker (not the resource tracker)
+                    with_parent_cmdline.append(p)
+            except psutil.Error:
+                continue
+        if with_parent_cmdline:
+            killed = with_parent_cmdline[0].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    assert killed is not None, "no worker process was seen"
+    try:
+        out, err = stage.communicate(timeout=120)  # used to hang forever here
+    except subprocess.TimeoutExpired:
+        stage.kill()
+        pytest.fail("featurize hung after a worker was killed")
+    assert stage.returncode == 1, err[-2000:]
+    assert (
+        f"featurize: error: a feature worker process was lost 1 time(s), the last: pid {killed} killed by signal SIGKILL"
+        in err
+    )
+    assert "out-of-memory" in err and "Traceback" not in err
+    assert not (repo / "data/features").exists() and not (repo / "metrics/featurize.json").exists()
