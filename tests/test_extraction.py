@@ -155,3 +155,50 @@ def test_sigkill_of_a_worker_mid_run(max_retries):
         two = _run_guarded(run)
         assert [i for i, _, _ in two] == [i for i, _, _ in one]
         assert all(x1.tobytes() == x2.tobytes() for (_, x1, _), (_, x2, _) in zip(one, two))
+
+
+CTRL_C = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever launched us
+sys.path.insert(0, sys.argv[1])
+from feature_settings import fs
+from signals import tone, wav_bytes
+from voicegender import extraction as X
+items = ((f"u{i}", wav_bytes(tone(100 + i % 50, 3.0, noise=0.01, seed=i))) for i in range(100000))
+try:
+    for n, _ in enumerate(X.extract_many(items, fs({"kind": "mean_mel", "sample_rate": "native"}), n_jobs=2)):
+        if n == 20:
+            print("running", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_pool_and_its_workers():
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        restore_signals=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        workers = psutil.Process(proc.pid).children()
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in out
+    time.sleep(0.5)
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
