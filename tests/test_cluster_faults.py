@@ -119,3 +119,50 @@ def test_featurize_stage_with_a_killed_worker_fails_in_seconds_and_records_nothi
     )
     assert "out-of-memory" in err and "Traceback" not in err
     assert not (repo / "data/features").exists() and not (repo / "metrics/featurize.json").exists()
+
+
+CTRL_C = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever launched us
+sys.path.insert(0, sys.argv[1])
+from feature_settings import fs
+from signals import tone, wav_bytes
+from voicegender import extraction as X
+from voicegender.params import RaySettings
+items = ((f"u{i}", wav_bytes(tone(100 + i % 50, 3.0, noise=0.01, seed=i))) for i in range(100000))
+cfg = fs({"kind": "mean_mel", "sample_rate": "native"})
+try:
+    for n, _ in enumerate(X.extract_many(items, cfg, n_jobs=2, cluster=RaySettings(address="local"))):
+        if n == 20:
+            print("running", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_ray_tasks():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        ray_processes = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in out
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.is_running() for p in ray_processes):
+        time.sleep(0.5)
+    assert not [p for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
