@@ -1,4 +1,4 @@
-"""The whole default run at LibriTTS scale: label -> featurize -> tune -> train -> evaluate.
+"""The whole default run at LibriTTS scale: label -> featurize -> tune -> train -> evaluate -> robustness.
 
 Measures the configuration in params.yaml (whatever it says) on this machine, projected to
 LibriTTS train-clean-100 + test-clean (8.9 GB of .tar.gz, 62.3 h of 24 kHz audio), from one run:
@@ -24,6 +24,8 @@ LibriTTS train-clean-100 + test-clean (8.9 GB of .tar.gz, 62.3 h of 24 kHz audio
   trivially separable, so early stopping behaves as on real data). The search
   is the configured one, run for real (no per-epoch extrapolation); training runs until early
   stopping.
+* robustness: the stage run for real on the test archive here, projected by the test hours it
+  scores (``robustness.max_per_speaker`` of each of test-clean's 39 speakers).
 * start-up: each stage is a fresh Python process under ``dvc repro``: its imports are timed in
   a subprocess per stage and added (in-process runs above share one set of imports).
 
@@ -72,7 +74,8 @@ LIBRITTS_MEAN_S = LIBRITTS_HOURS * 3600 / LIBRITTS_UTTERANCES  # ~5.9 s an utter
 TRAIN_ROWS, VAL_ROWS, TEST_ROWS = 33_000, 6_000, 4_837
 NOISE = 1.0  # noise added to resampled rows, x each dimension's spread: keeps validation from being trivial
 TEST_SHARE = 8.56 / LIBRITTS_HOURS  # share of speakers put in the test archive, as LibriTTS's hours
-STAGES = ("label", "featurize", "tune", "train", "evaluate")
+STAGES = ("label", "featurize", "tune", "train", "evaluate", "robustness")
+LIBRITTS_TEST_SPEAKERS = 39  # test-clean's speakers with audio
 
 
 def build_archives(sample: Path, out: Path, recordings_per_subset: int | None = None) -> dict:
@@ -222,6 +225,24 @@ def copy_hours(params) -> dict:
     return {"sample_h": sample_h, "libritts_h": libritts_h, "how": how}
 
 
+def robustness_scale(params) -> dict:
+    """How the robustness stage scales to LibriTTS: by the test hours it scores (every condition
+    scores the same recordings), at most ``robustness.max_per_speaker`` of each of test-clean's
+    39 speakers (~124 recordings each) against this run's test split."""
+    import csv
+
+    with open("data/labels.csv", newline="", encoding="utf-8") as f:
+        test = [r for r in csv.DictReader(f) if r["split"] == "test"]
+    cap = params.robustness.max_per_speaker
+    per_speaker = TEST_ROWS / LIBRITTS_TEST_SPEAKERS if cap is None else min(cap, TEST_ROWS / LIBRITTS_TEST_SPEAKERS)
+    libritts_s = LIBRITTS_TEST_SPEAKERS * per_speaker * LIBRITTS_MEAN_S
+    here_s = sum(float(r["seconds"]) for r in test)
+    return {
+        "scale": libritts_s / here_s,
+        "how": f"{libritts_s / 3600:.2f} h x {len(params.robustness.conditions)} conditions on LibriTTS",
+    }
+
+
 def startup_s(name: str) -> float:
     """A fresh interpreter importing what stages/<name>.py imports (its main() not run)."""
     code = f"import runpy; runpy.run_path({str(ROOT / 'stages' / (name + '.py'))!r}, run_name='imports_only')"
@@ -313,14 +334,16 @@ def main(argv=None) -> None:
         run_stage("featurize")  # the full features again, for the stages below
         sizes = enlarge_features(work / "data" / "features", params.data.seed)
         print(f"features enlarged to {sizes} rows", flush=True)
-        for name in ("tune", "train", "evaluate"):
+        for name in ("tune", "train", "evaluate", "robustness"):
             wall[name], cpu[name] = run_stage(name)
+        scored = robustness_scale(params)
         scale = {
             "label": LIBRITTS_BYTES / archive["bytes"],
             "featurize": LIBRITTS_HOURS / hours,
             "tune": 1.0,
             "train": 1.0,
             "evaluate": 1.0,
+            "robustness": scored["scale"],
         }
         start = {name: startup_s(name) for name in STAGES}
     finally:
@@ -350,6 +373,7 @@ def main(argv=None) -> None:
         "tune": "full size, run for real",
         "train": "full size, until early stopping",
         "evaluate": "full size",
+        "robustness": f"x{scale['robustness']:.0f} by the test hours scored ({scored['how']})",
     }
     print(
         f"\n{'part':<10} {'measured s':>10} {'projected s':>12} {'CPU s':>8} {'proj. CPU s':>11}"
@@ -374,6 +398,7 @@ def main(argv=None) -> None:
         "tune": wall["tune"],
         "train": cpu_projected["train"],
         "evaluate": cpu_projected["evaluate"],
+        "robustness": cpu_projected["robustness"] / cores,
     }
     idle_total = sum(idle.values()) + sum(start.values())
     print(

@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import copy_repo, set_params  # noqa: E402  (the end-to-end tests' repository copy)
 
-SAMPLE = "/work/shared/data/librispeech-clean100-sample"
-CROSS = "/work/shared/data/cross-corpus-dev"
+SHARED = ROOT.parent / "shared" / "data"  # the real speech at hand, read in place
+SAMPLE = str(SHARED / "librispeech-clean100-sample")
+CROSS = str(SHARED / "cross-corpus-dev")
 
 
 def combined_manifest(train_dir: Path, test_dir: Path, rec: Path) -> None:
@@ -131,6 +132,14 @@ def main(argv=None) -> int:
     )
     for corpus, d in sorted(per_corpus(repo).items()):
         print(f"  {corpus:<12} speakers right by majority vote: {d['speakers_right']}/{d['speakers']}")
+    robustness = repo / "metrics/robustness.json"
+    if robustness.is_file():
+        print("robustness (test recordings under each condition; no speech counts as wrong):")
+        for name, s in json.loads(robustness.read_text()).items():
+            print(
+                f"  {name:<12} accuracy {s['accuracy']:.4f}  balanced {s['balanced_accuracy']:.4f}  "
+                f"no speech {s['no_speech']}/{s['recordings']}"
+            )
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     else:

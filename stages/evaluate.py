@@ -1,7 +1,8 @@
 """evaluate stage: score the trained model on the test split (never used for any choice).
 
-Reads models/ and data/features/; writes metrics/evaluate.json, plots/evaluate/ (per-speaker
-table, summary figure) and, through dvclive's sklearn plots, dvclive/evaluate/plots/sklearn/
+Reads models/ and data/features/; writes metrics/evaluate.json (the numbers one compares across
+experiments), metrics/evaluate_details.json (intervals, per class, at 0.5, calibration, validation),
+plots/evaluate/ (per-speaker table, summary figure) and, through dvclive's sklearn plots, dvclive/evaluate/plots/sklearn/
 (ROC, precision-recall, confusion matrix, calibration: drawn by `dvc plots show`).
 The decision threshold is the one the train stage chose on validation; metrics at 0.5 are
 reported too, so that the effect of that choice is visible. Validation metrics are included
@@ -20,7 +21,13 @@ from dvclive import Live
 from sklearn.metrics import roc_curve
 
 from voicegender.dataset import load_features
-from voicegender.evaluation import calibration_table, confusion_counts, speaker_table, evaluation_report
+from voicegender.evaluation import (
+    calibration_table,
+    confusion_counts,
+    evaluation_report,
+    speaker_table,
+    split_report,
+)
 from voicegender.models import load_trained
 from voicegender.params import load_params
 from voicegender.plots import plot_evaluation_summary
@@ -30,7 +37,7 @@ from voicegender.errors import run_command
 
 
 # what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("metrics/evaluate.json", "plots/evaluate", "dvclive/evaluate")
+OUTPUTS = ("metrics/evaluate.json", "metrics/evaluate_details.json", "plots/evaluate", "dvclive/evaluate")
 
 
 def main() -> None:
@@ -53,7 +60,9 @@ def main() -> None:
         n_resamples=params.evaluate.bootstrap,
         seed=params.train.seed,
     )
-    write_json("metrics/evaluate.json", metrics)
+    compared, details = split_report(metrics)
+    write_json("metrics/evaluate.json", compared)  # what `dvc exp show` lists
+    write_json("metrics/evaluate_details.json", details)
 
     names = {1: "female", 0: "male"}
     pred = (proba >= threshold).astype(int)

@@ -1,6 +1,7 @@
 """label stage: one row per utterance with its speaker, sex, split and where its audio is.
 
-Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json and plots/data/.
+Reads data/raw/corpus.json; writes data/labels.csv, metrics/data.json (speakers, utterances, hours
+per split and sex), metrics/data_details.json (totals, exclusions) and plots/data/summary.png.
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
@@ -17,12 +18,12 @@ from voicegender import corpus
 from voicegender.dataset import SEXES, SPLITS, assign_splits, data_summary, write_labels
 from voicegender.params import load_params
 from voicegender.plots import plot_data_summary
-from voicegender.reporting import write_json, write_table
+from voicegender.reporting import write_json
 from voicegender.errors import run_command
 
 
 # what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("data/labels.csv", "metrics/data.json", "plots/data")
+OUTPUTS = ("data/labels.csv", "metrics/data.json", "metrics/data_details.json", "plots/data")
 
 
 def main() -> None:
@@ -34,14 +35,20 @@ def main() -> None:
     write_labels(rows, "data/labels.csv")
 
     summary = data_summary(rows)
-    summary["excluded"] = {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]}
-    write_json("metrics/data.json", summary)
+    # metrics/data.json (DESIGN's contract): per split and sex; totals and exclusions are details
+    write_json("metrics/data.json", {split: {sex: summary[split][sex] for sex in SEXES} for split in SPLITS})
+    write_json(
+        "metrics/data_details.json",
+        {
+            "total": {split: summary[split]["total"] for split in SPLITS},
+            "excluded": {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]},
+        },
+    )
     table = [
         {"group": f"{split} {sex}", "split": split, "sex": sex, **summary[split][sex]}
         for split in SPLITS
         for sex in SEXES
     ]
-    write_table("plots/data/summary.csv", table)
     plot_data_summary(table, "plots/data/summary.png")
     print(
         "label: "

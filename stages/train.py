@@ -2,8 +2,9 @@
 
 Reads data/features/ and models/tuned.yaml; writes models/model.pt (a state dict),
 models/model.json (how to rebuild and use it: model and features configs, the predict
-settings, and what data it was trained on), metrics/train.json, plots/train/curves.png and,
-epoch by epoch through dvclive, dvclive/train/ (so `dvc exp show` follows a running experiment).
+settings, and what data it was trained on), metrics/train.json (what one compares),
+metrics/train_details.json (epochs run, the decision threshold) and, epoch by epoch through
+dvclive, dvclive/train/ (the curves; its metrics.json lets `dvc exp show` follow a running experiment).
 """
 
 import sys
@@ -23,14 +24,13 @@ from voicegender.evaluation import choose_threshold
 from voicegender.training import fit_standardizer
 from voicegender.models import build_model, save_trained
 from voicegender.params import load_params
-from voicegender.plots import plot_training_curves
 from voicegender.reporting import significant, write_json
 from voicegender.training import fit, predict_proba, resolve_device
 from voicegender.errors import run_command
 
 
 # what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("models/model.pt", "models/model.json", "metrics/train.json", "plots/train", "dvclive/train")
+OUTPUTS = ("models/model.pt", "models/model.json", "metrics/train.json", "metrics/train_details.json", "dvclive/train")
 
 
 def main() -> None:
@@ -65,7 +65,10 @@ def main() -> None:
         for part in ("train", "val"):
             for key in ("loss", "accuracy"):
                 live.log_metric(f"{part}/{key}", significant(r[f"{part}_{key}"]))
-        live.next_step()  # writes dvclive/train/metrics.json: the latest epoch, for `dvc exp show`
+        # dvclive/train/metrics.json, which `dvc exp show` lists, keeps how far (step) and how well
+        # (validation loss) training is: the rest is in the curves and in metrics/train.json
+        live.summary = {"val": {"loss": live.summary["val"]["loss"]}}
+        live.next_step()
 
     result = fit(
         model,
@@ -109,14 +112,12 @@ def main() -> None:
             "lr": lr,
             "batch_size": batch_size,
             "epochs": epochs,
-            "epochs_run": len(result.history),
             "best_epoch": result.best_epoch,
             "loss": best["val_loss"],
             "accuracy": best["val_accuracy"],
-            "threshold": threshold,
         },
     )
-    plot_training_curves(result.history, result.best_epoch, "plots/train/curves.png")
+    write_json("metrics/train_details.json", {"epochs_run": len(result.history), "threshold": threshold})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from voicegender.reporting import write_json, write_table
 from voicegender.tuning import (
     TrialSettings,
     best_settings,
-    curves_table,
     describe_best,
     resolve_address,
     run_search,
@@ -34,7 +33,7 @@ from voicegender.errors import run_command
 
 
 # what this stage writes (dvc.yaml's outs, metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("models/tuned.yaml", "metrics/tune.json", "plots/tune")
+OUTPUTS = ("models/tuned.yaml", "metrics/tune.json", "metrics/tune_details.json", "plots/tune")
 
 
 def main() -> None:
@@ -102,8 +101,9 @@ def main() -> None:
     Path("models").mkdir(exist_ok=True)
     Path("models/tuned.yaml").write_text(yaml.safe_dump(best_settings(result["best"]), sort_keys=True))
     write_table("plots/tune/trials.csv", trials_table(result["trials"], list(tune.space)))
-    write_table("plots/tune/curves.csv", curves_table(result["trials"]))
-    write_json("metrics/tune.json", search_summary(result, tune.search))
+    summary = search_summary(result, tune.search)
+    write_json("metrics/tune.json", {k: summary[k] for k in ("best", "trials")})  # what one compares
+    write_json("metrics/tune_details.json", {k: v for k, v in summary.items() if k not in ("best", "trials")})
     plot_tune_curves(result["trials"], "plots/tune/curves.png")
 
 

@@ -56,15 +56,17 @@ def test_predicts_wav_and_flac_at_any_rate_and_reports_bad_files(tmp_path, model
     flac = _speech(tmp_path / "b.flac", utterance, 44100, "FLAC")
     text = tmp_path / "notes.wav"
     text.write_text("not audio")
-    code = main(["predict", wav, flac, str(tmp_path / "missing.wav"), str(text), "--model-dir", str(model_dir)])
+    missing = str(tmp_path / "missing.wav")
+    code = main(["predict", wav, flac, missing, str(text), "--model-dir", str(model_dir), "--jobs", "1"])
     out, err = capsys.readouterr()
     assert code == 1  # some files failed ...
-    lines = out.strip().splitlines()
-    assert [line.split("\t")[0] for line in lines] == [wav, flac]  # ... and the others were still answered
-    for line in lines:
-        _, sex, p = line.split("\t")
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert [line[0] for line in lines] == [wav, flac, missing, str(text)]  # ... one row per input, in order
+    for _, sex, p in lines[:2]:  # ... and the others were still answered
         assert sex in ("female", "male") and 0 <= float(p.removeprefix("p_female=")) <= 1
-    assert "missing.wav\terror: no such file" in err
+    assert lines[2][1:] == ["error", "no such file"] and lines[3][1] == "error"
+    assert lines[3][2].startswith("audio: not readable audio")
+    assert "missing.wav\terror: no such file" in err  # and on stderr, for whoever reads the terminal
     assert "notes.wav\terror: audio: not readable audio" in err
 
 
@@ -72,7 +74,7 @@ def test_all_good_files_exit_zero_and_match_the_library(tmp_path, model_dir, utt
     wav = _speech(tmp_path / "a.wav", utterance, 16000)
     assert main(["predict", wav, "--model-dir", str(model_dir)]) == 0
     [r] = predict_files([wav], str(model_dir))
-    assert f"p_female={r['p_female']:.3f}" in capsys.readouterr().out
+    assert f"p_female={r['p_female']:.4f}" in capsys.readouterr().out
 
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):

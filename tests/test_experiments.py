@@ -2,9 +2,15 @@
 the repository, not from wherever the package was installed (nor from the workspace)."""
 
 import json
+import shlex
 import time
+from pathlib import Path
+
+import pytest
 
 from conftest import run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WRITE = 'Path(path).write_text(json.dumps(_clean(obj), indent=2) + "\\n", encoding="utf-8")'
 
@@ -35,3 +41,38 @@ def test_a_queued_experiment_records_the_results_of_its_own_src(tiny_repo):
     ref = next(r for r in refs if r.endswith("/own-src"))
     data = json.loads(run(["git", "show", f"{ref}:metrics/data.json"], repo).stdout)
     assert data.get("src") == "queued", "the queued experiment ran another copy of the library"
+
+
+def readme_compare_commands() -> list[str]:
+    """The commands of README's `<!-- compare:start -->` block, comments stripped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- compare:start -->", 1)[1].split("<!-- compare:end -->", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith(("dvc ", "git "))]
+    return [shlex.split(line, comments=True) for line in lines]
+
+
+@pytest.mark.slow
+def test_readme_comparison_commands_run_and_fit_200_columns(tiny_repo):
+    """README's experiment comparison, as written: two named experiments with the committed params
+    restored between them; `dvc exp diff` and README's `dvc exp show` fit a 200-column terminal
+    and show the params that changed and the metrics one compares."""
+    repo = tiny_repo
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    commands = readme_compare_commands()
+    assert [c[:3] for c in commands].count(["dvc", "exp", "run"]) == 2
+    outputs = {}
+    for cmd in commands:
+        if cmd[:3] == ["dvc", "plots", "diff"]:
+            cmd = [*cmd, "-o", "plots_diff"]
+        proc = run(cmd, repo)
+        outputs[" ".join(cmd[:3])] = proc.stdout
+        if cmd[:3] == ["git", "checkout", "HEAD"]:
+            assert "lr: tuned" in (repo / "params.yaml").read_text()  # the committed params are back
+    for name in ("dvc exp diff", "dvc exp show"):
+        out = outputs[name]
+        width = max(len(line) for line in out.splitlines())
+        assert width <= 200, f"`{name}` is {width} columns wide:\n{out}"
+        assert "lr" in out and "weight_decay" in out and "balanced_accuracy" in out, out
+    assert (repo / "plots_diff/index.html").is_file()

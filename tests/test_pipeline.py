@@ -17,8 +17,10 @@ def test_repro_then_experiment(tiny_repo):
     for name in ("data", "featurize", "tune", "train", "evaluate"):
         assert (repo / "metrics" / f"{name}.json").is_file(), name
     data = json.loads((repo / "metrics/data.json").read_text())
-    assert data["train"]["total"]["speakers"] + data["val"]["total"]["speakers"] == 6
-    assert data["test"]["total"]["speakers"] == 4
+    assert set(data) == {"train", "val", "test"} and all(set(data[s]) == {"F", "M"} for s in data)  # the contract
+    total = json.loads((repo / "metrics/data_details.json").read_text())["total"]
+    assert total["train"]["speakers"] + total["val"]["speakers"] == 6
+    assert total["test"]["speakers"] == 4
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "n_utterances", "n_speakers"):
         assert key in evaluate
@@ -26,17 +28,18 @@ def test_repro_then_experiment(tiny_repo):
     tune = json.loads((repo / "metrics/tune.json").read_text())
     assert tune["trials"] == 2 and "config" in tune["best"]
     trials = (repo / "plots/tune/trials.csv").read_text().splitlines()
-    assert len(trials) == 3 and "val_accuracy" in trials[0]
+    assert len(trials) == 3 and "val_loss" in trials[0].split(",")
     for part in ("train", "val"):  # dvclive's per-epoch files: one row per epoch run, no timestamps
         rows = (repo / f"dvclive/train/plots/metrics/{part}/loss.tsv").read_text().splitlines()
         assert rows[0] == "step\tloss" and len(rows) == 1 + train_epochs_run(repo)
     live = json.loads((repo / "dvclive/train/metrics.json").read_text())
-    assert live["step"] == train_epochs_run(repo) and set(live) == {"train", "val", "step"}
+    assert live == {"val": {"loss": live["val"]["loss"]}, "step": train_epochs_run(repo)}  # `dvc exp show` lists it
     assert (repo / "dvclive/evaluate/plots/sklearn/confusion_matrix.json").is_file()
     state = torch.load(repo / "models/model.pt", weights_only=True)
     assert isinstance(state, dict) and state
     featurize = json.loads((repo / "metrics/featurize.json").read_text())
-    assert featurize["skipped"] == 0 and featurize["min_speech_s"] > 0  # generated speech passes the speech check
+    assert featurize["skipped"] == 0  # generated speech passes the speech check
+    assert json.loads((repo / "metrics/featurize_details.json").read_text())["min_speech_s"] > 0
     card = json.loads((repo / "models/model.json").read_text())
     assert card["data"]["corpus"] == "synthetic" and card["data"]["generated"] is True
     assert card["data"]["splits"]["test"] == {
@@ -89,7 +92,7 @@ def test_repro_then_experiment(tiny_repo):
 
 
 def train_epochs_run(repo):
-    return json.loads((repo / "metrics/train.json").read_text())["epochs_run"]
+    return json.loads((repo / "metrics/train_details.json").read_text())["epochs_run"]
 
 
 def stages_run(stdout: str) -> set[str]:

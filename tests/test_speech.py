@@ -11,7 +11,9 @@ from voicegender.speech import (
     speech_probabilities,
     speech_segments,
     speech_seconds,
+    check_settings,
 )
+from voicegender.params import validate_params
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,6 +38,24 @@ def non_speech(name: str, sr: int = 16000, seconds: float = 3.0) -> np.ndarray:
     elif name == "clicks":
         y = np.zeros(n)
         y[:: sr // 4] = 0.9
+    elif name == "chord":
+        y = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0, 523.2))
+    elif name == "chirp":
+        y = 0.3 * np.sin(2 * np.pi * (100 * t + (4000 - 100) * t**2 / (2 * seconds)))
+    elif name == "mains hum in noise":
+        y = 0.3 * np.sin(2 * np.pi * 50 * t) + 0.1 * rng.standard_normal(n)
+    elif name == "notes and drums":  # music-like: decaying harmonic notes over noise-burst beats
+        y = np.zeros(n)
+        for i, start in enumerate(range(0, n, sr // 2)):
+            m = np.arange(min(sr // 2, n - start)) / sr
+            f = (262, 330, 392, 523, 440, 349)[i % 6]
+            y[start : start + m.size] += sum(np.sin(2 * np.pi * k * f * m) / k**1.5 for k in range(1, 8)) * np.exp(
+                -4 * m
+            )
+        for start in range(0, n, sr // 4):
+            m = min(2000, n - start)
+            y[start : start + m] += 1.5 * rng.standard_normal(m) * np.exp(-np.arange(m) / 300)
+        y *= 0.2
     elif name == "under 0.1 s":
         y = 0.2 * rng.standard_normal(int(0.09 * sr))
     else:
@@ -43,7 +63,18 @@ def non_speech(name: str, sr: int = 16000, seconds: float = 3.0) -> np.ndarray:
     return y.astype(np.float32)
 
 
-NON_SPEECH = ("silence", "white noise", "pink noise", "pure tone", "clicks", "under 0.1 s")
+NON_SPEECH = (
+    "silence",
+    "white noise",
+    "pink noise",
+    "pure tone",
+    "clicks",
+    "chord",
+    "chirp",
+    "mains hum in noise",
+    "notes and drums",
+    "under 0.1 s",
+)
 
 
 def probs_of(pattern: str) -> np.ndarray:
@@ -133,3 +164,23 @@ def test_many_recordings_scored_together_get_the_same_decisions(utterance):
     assert all(isinstance(s, NoSpeech) and str(s).startswith("no speech: ") for s in short if s is not None)
     assert "long, under" in str(short[4]) and "found, under" in str(short[1])
     assert speech_shortfalls(signals, min_speech_s=0.0, **VAD) == [None] * len(signals)  # 0: no check
+
+
+CHECK = check_settings(validate_params({}).predict)  # the default speech check (predict.check_threshold)
+
+
+@pytest.mark.parametrize("name", NON_SPEECH)
+def test_the_speech_check_still_refuses_non_speech(name):
+    with pytest.raises(NoSpeech):
+        require_speech(non_speech(name), 16000, **CHECK)
+
+
+def test_the_speech_check_keeps_speech_heard_in_echoing_rooms(utterance):
+    from voicegender.degrade import reverberate, room_impulse_response
+
+    y, sr, _ = utterance
+    clean = speech_probabilities(y, sr).mean()
+    for index in range(2):
+        wet, _ = reverberate(y, sr, room_impulse_response(sr, 1.0, 0, index))
+        assert speech_probabilities(wet, sr).mean() < clean  # the room lowers silero's scores ...
+        assert require_speech(wet, sr, **CHECK) >= 0.5  # ... and the check still hears speech

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = [
     "models/tuned.yaml",
     "metrics/tune.json",
+    "metrics/tune_details.json",
     "plots/tune/trials.csv",
-    "plots/tune/curves.csv",
     "plots/tune/curves.png",
 ]
 

@@ -1,8 +1,10 @@
-"""``voicegender predict FILE...``: the trained model's answer for each recording.
+"""``voicegender predict FILE|DIR...``: the trained model's answer for each recording.
 
-Any sample rate, wav or flac (anything libsndfile reads): the model card's features config says
-how to featurize, exactly as the featurize stage did for training. Only recordings with speech
-are answered (voicegender.speech); ``--segments`` answers each stretch of speech between pauses.
+The command line only: arguments, and rows written as tsv, csv or json. What the answers are and
+how they are computed (speech detection, windowed decisions, segments) is
+:mod:`voicegender.inference`. Every input gets a row (per segment with ``--segments``), failures
+included (``answer`` ``error`` and the message), with the same precision in every format:
+seconds to 3 decimals, ``p_female`` to 4.
 """
 
 from __future__ import annotations
@@ -12,242 +14,146 @@ import csv
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Iterator
+
+from voicegender.inference import (  # noqa: F401  (SYNTHETIC_WARNING, predict_files: the tested API)
+    AUDIO_EXTENSIONS,
+    ERROR,
+    NO_SPEECH,
+    SYNTHETIC_WARNING,
+    UNKNOWN_DATA_WARNING,
+    Predictor,
+    default_jobs,
+    error_row,
+    expand_paths,
+    run,
+    segment_rows,
+    sex_seconds,
+    whole_row,
+)
 
 # Exit codes (also in --help and the README)
 EXIT_OK = 0  # every recording answered
-EXIT_FAILED = 1  # a recording could not be read (the others are still answered)
+EXIT_FAILED = 1  # a recording could not be read (its row says `error`; the others are still answered)
 EXIT_MODEL = 2  # the model cannot be loaded (argparse's usage errors are 2 as well)
 EXIT_NO_SPEECH = 3  # a recording had too little speech to answer (`no speech`), none failed
 
-NO_SPEECH = "no speech"
 MANY_FILES = 100  # with this many files a progress bar is shown even when stderr is not a terminal
-BLOCK_S = 30.0  # seconds of audio decoded at a time in --segments mode (bounded memory)
 FORMATS = ("tsv", "csv", "json")
-CSV_COLUMNS = ("file", "start_s", "end_s", "answer", "p_female", "speech_s")
-
-SYNTHETIC_WARNING = (
-    "voicegender: warning: this model was trained on generated (eSpeak) speech, never on a real voice: "
-    "its answers on real recordings are unreliable. Train on real speech: `dvc exp run -S corpus=libritts "
-    "-S data.libritts.train_subset=dev-clean` (1.3 GB), or `-S corpus=folder -S data.folder.manifest=FILE.csv` "
-    "(see README)"
-)
-UNKNOWN_DATA_WARNING = (
-    "voicegender: warning: the model card does not say what data the model was trained on "
-    "(trained by an older version): retrain to record it"
-)
+TIME_DECIMALS, P_DECIMALS = 3, 4  # every format
+WHOLE_COLUMNS = ("file", "start_s", "end_s", "answer", "p_female", "speech_s", "female_s", "male_s", "mixed", "error")
+SEGMENT_COLUMNS = ("file", "start_s", "end_s", "answer", "p_female", "speech_s", "error")
+SUMMARY_COLUMNS = ("file", "answer", "speech_s", "female_s", "male_s", "mixed", "error")
+CSV_COLUMNS = WHOLE_COLUMNS  # the default mode's
 
 
-class Predictor:
-    """A trained model plus its card's speech-detection settings: answers recordings."""
-
-    def __init__(self, model_dir: str | Path = "models", overrides: dict | None = None):
-        from voicegender.models import load_trained
-
-        self.model, self.card = load_trained(model_dir)
-        self.threshold = float(self.card.get("threshold", 0.5))
-        self.shape = tuple(self.card["input_shape"])
-        settings = self.card.get("predict")
-        if settings is None:
-            raise KeyError("the model card has no `predict` settings (trained by an older version): retrain it")
-        settings = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-        if (overrides or {}).get("vad_threshold") is not None and (overrides or {}).get("vad_neg_threshold") is None:
-            # a lower threshold alone must not leave the pause threshold above it
-            settings["vad_neg_threshold"] = min(self.card["predict"]["vad_neg_threshold"], settings["vad_threshold"])
-        from voicegender.params import FeatureSettings, ParamError, validate_predict
-
-        try:
-            self.settings = validate_predict(settings)
-        except ParamError as e:
-            raise ValueError(str(e)) from None
-        self.features = FeatureSettings.model_validate(self.card["features"])
-        from voicegender.speech import vad_settings
-
-        self.vad = vad_settings(self.settings)
-        self.min_speech_s = float(self.settings.min_speech_s)
-        self.max_whole_s = float(self.settings.max_whole_s)
-
-    def warning(self) -> str | None:
-        """One line about the training data a user must know of, or None."""
-        data = self.card.get("data")
-        if data is None:
-            return UNKNOWN_DATA_WARNING
-        return SYNTHETIC_WARNING if data.get("corpus") == "synthetic" else None
-
-    def _answer(self, y, sr: int) -> tuple[str, float]:
-        from voicegender.features import compute_features
-        from voicegender.training import predict_proba
-
-        x = compute_features(y, sr, self.features)
-        if x.shape != self.shape:
-            raise ValueError(f"feature shape {x.shape} differs from the model's {self.shape}")
-        p_female = float(predict_proba(self.model, x[None])[0])
-        return ("female" if p_female >= self.threshold else "male"), p_female
-
-    def predict(self, path: str) -> dict:
-        """The whole recording: ``{"file", "start_s", "end_s", "answer", "p_female", "speech_s"}``
-        (``answer`` female / male / ``no speech``, then ``p_female`` None). Raises on a bad file.
-        Up to ``max_whole_s`` long it is featurized whole, as in training; longer, see _predict_long."""
-        from voicegender.audio import decode_audio
-        from voicegender.speech import speech_seconds
-
-        p = _regular_file(path)
-        if _duration_s(p) > self.max_whole_s:
-            return self._predict_long(path)
-        y, sr = decode_audio(p.read_bytes(), name="audio")
-        duration = y.size / sr
-        row = {"file": path, "start_s": 0.0, "end_s": round(duration, 3)}
-        speech_s = speech_seconds(y, sr, **self.vad) if duration >= self.min_speech_s else 0.0
-        if speech_s < self.min_speech_s:
-            return {**row, "answer": NO_SPEECH, "p_female": None, "speech_s": round(speech_s, 3)}
-        answer, p_female = self._answer(y, sr)
-        return {**row, "answer": answer, "p_female": p_female, "speech_s": round(speech_s, 3)}
-
-    def _predict_long(self, path: str) -> dict:
-        """A recording over ``max_whole_s``: answered from its speech segments (decoded in blocks,
-        bounded memory), ``p_female`` their mean weighted by length. Featurizing an hour at once
-        as in training would take gigabytes (measured: 7.2 GB peak for one hour)."""
-        rows = self.predict_segments(path)
-        answered = [r for r in rows if r["answer"] != NO_SPEECH]
-        base = {"file": path, "start_s": 0.0, "end_s": round(_duration_s(Path(path)), 3)}
-        if not answered:
-            return {**base, "answer": NO_SPEECH, "p_female": None, "speech_s": 0.0}
-        lengths = [r["end_s"] - r["start_s"] for r in answered]
-        p_female = float(sum(r["p_female"] * n for r, n in zip(answered, lengths)) / sum(lengths))
-        return {
-            **base,
-            "answer": "female" if p_female >= self.threshold else "male",
-            "p_female": p_female,
-            "speech_s": round(sum(lengths), 3),
-        }
-
-    def predict_segments(self, path: str) -> list[dict]:
-        """One row per speech segment (split at pauses of at least ``min_silence_s``), each
-        answered on its own; segments shorter than ``min_speech_s`` are left out, longer than
-        ``max_whole_s`` cut into pieces of that length; a recording without any: one ``no speech``
-        row. Decoded in blocks: memory does not grow with the recording's length."""
-        import numpy as np
-        import soundfile as sf
-
-        from voicegender.speech import speech_segments
-
-        p = _regular_file(path)
-        try:
-            f = sf.SoundFile(str(p))
-        except (RuntimeError, sf.LibsndfileError) as e:
-            raise ValueError(f"audio: not readable audio ({getattr(e, 'error_string', None) or e})") from None
-        with f:
-            sr, frames = f.samplerate, f.frames
-            duration = frames / sr
-
-            def mono(block: np.ndarray) -> np.ndarray:
-                return np.ascontiguousarray(block[:, 0] if block.shape[1] == 1 else block.mean(axis=1))
-
-            segments = []
-            if duration >= self.min_speech_s:
-                blocks = (mono(b) for b in f.blocks(blocksize=int(BLOCK_S * sr), dtype="float32", always_2d=True))
-                segments = speech_segments(blocks, sr, duration_s=duration, **self.vad)
-            rows = []
-            for start, end in _pieces(segments, self.max_whole_s):
-                if end - start < self.min_speech_s:
-                    continue
-                f.seek(int(round(start * sr)))
-                y = mono(f.read(int(round((end - start) * sr)), dtype="float32", always_2d=True))
-                answer, p_female = self._answer(y, sr)
-                rows.append(
-                    {
-                        "file": path,
-                        "start_s": start,
-                        "end_s": end,
-                        "answer": answer,
-                        "p_female": p_female,
-                        "speech_s": round(end - start, 3),
-                    }
-                )
-        if not rows:
-            rows.append(
-                {
-                    "file": path,
-                    "start_s": 0.0,
-                    "end_s": round(duration, 3),
-                    "answer": NO_SPEECH,
-                    "p_female": None,
-                    "speech_s": 0.0,
-                }
-            )
-        return rows
-
-
-def _pieces(segments: list[tuple[float, float]], max_s: float) -> Iterator[tuple[float, float]]:
-    """Segments cut into consecutive pieces of at most ``max_s`` seconds (a speaker who never
-    pauses must not make one segment as long as the recording)."""
-    for start, end in segments:
-        n = max(1, math.ceil((end - start) / max_s))
-        for i in range(n):
-            yield round(start + i * (end - start) / n, 3), round(start + (i + 1) * (end - start) / n, 3)
-
-
-def _duration_s(path: Path) -> float:
-    """Length from the file's header (0 when libsndfile cannot tell: the decoder then decides)."""
-    import soundfile as sf
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError):
-        return 0.0
-    return info.frames / info.samplerate if info.samplerate else 0.0
-
-
-def _regular_file(path: str) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError("no such file" if not p.exists() else "not a regular file")
-    return p
+        return version("voicegender")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def predict_files(
-    paths: list[str], model_dir: str = "models", *, segments: bool = False, overrides: dict | None = None
+    paths: list[str],
+    model_dir: str = "models",
+    *,
+    segments: bool = False,
+    overrides: dict | None = None,
+    jobs: int = 1,
 ) -> list[dict]:
-    """One dict per path (per segment with ``segments``), see :meth:`Predictor.predict`, or
-    ``{"file", "error"}`` for a bad file (missing, not audio); the others are still answered.
-    Raises FileNotFoundError when the model itself is missing."""
+    """One row per path (per segment with ``segments``) as ``voicegender predict`` writes it,
+    unrounded; a bad file (missing, not audio) gets ``answer`` ``error`` and the message in
+    ``error``. Raises FileNotFoundError when the model itself is missing."""
     predictor = Predictor(model_dir, overrides)
-    return [r for rows in _iter_predictions(predictor, paths, segments) for r in rows]
+    return [
+        r for rows in _rows(predictor, expand_paths(paths), "segments" if segments else "whole", jobs) for r in rows
+    ]
 
 
-def _iter_predictions(predictor: Predictor, paths: list[str], segments: bool) -> Iterator[list[dict]]:
-    for path in paths:
-        try:
-            yield predictor.predict_segments(path) if segments else [predictor.predict(path)]
-        except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the others
-            yield [{"file": path, "error": str(exc) or type(exc).__name__}]
+def _rows(predictor: Predictor, paths: list[str], mode: str, jobs: int) -> Iterator[list[dict]]:
+    """Per input, its rows in ``mode``: whole / segments / summary (the total row is the caller's)."""
+    columns = {"whole": WHOLE_COLUMNS, "segments": SEGMENT_COLUMNS, "summary": SUMMARY_COLUMNS}[mode]
+    for path, speech, segments, whole, error in run(predictor, paths, whole=mode == "whole", jobs=jobs):
+        if error is not None:
+            yield [error_row(path, error, columns)]
+        elif mode == "segments":
+            yield [{**r, "error": None} for r in segment_rows(path, speech, segments)]
+        elif mode == "whole":
+            s = predictor.settings
+            yield [{**whole_row(path, speech, segments, whole, s.mixed_min_s, predictor.threshold), "error": None}]
+        else:
+            female_s, male_s = sex_seconds(segments)
+            answer = NO_SPEECH if not segments else "female" if female_s >= male_s else "male"
+            yield [
+                {
+                    "file": path,
+                    "answer": answer,
+                    "speech_s": round(female_s + male_s, 3),
+                    "female_s": female_s,
+                    "male_s": male_s,
+                    "mixed": min(female_s, male_s) >= predictor.settings.mixed_min_s,
+                    "error": None,
+                }
+            ]
+
+
+def _rounded(r: dict) -> dict:
+    """The row with every number at the output precision."""
+    out = {}
+    for k, v in r.items():
+        if isinstance(v, float) and not isinstance(v, bool):
+            v = round(v, P_DECIMALS if k == "p_female" else TIME_DECIMALS)
+        out[k] = v
+    return out
 
 
 class _Writer:
     """Rows to stdout as they come, in one of FORMATS."""
 
-    def __init__(self, fmt: str, segments: bool, out=None):
+    def __init__(self, fmt: str, mode: str, out=None):
         out = sys.stdout if out is None else out
-        self.fmt, self.segments, self.out, self.n = fmt, segments, out, 0
+        self.fmt, self.mode, self.out, self.n = fmt, mode, out, 0
+        columns = {"whole": WHOLE_COLUMNS, "segments": SEGMENT_COLUMNS, "summary": SUMMARY_COLUMNS}[mode]
         if fmt == "csv":
-            self.csv = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            self.csv = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
             self.csv.writeheader()
         elif fmt == "json":
             out.write("[")
 
     def write(self, r: dict) -> None:
+        r = _rounded(r)
         if self.fmt == "tsv":
-            where = f"\t{r['start_s']:.2f}\t{r['end_s']:.2f}" if self.segments and r["answer"] != NO_SPEECH else ""
-            # p_female: the model's probability that the speaker is female (the threshold was set on validation)
-            what = NO_SPEECH if r["answer"] == NO_SPEECH else f"{r['answer']}\tp_female={r['p_female']:.3f}"
-            self.out.write(f"{r['file']}{where}\t{what}\n")
+            self.out.write(self._tsv(r) + "\n")
         elif self.fmt == "csv":
-            self.csv.writerow({**r, "p_female": "" if r["p_female"] is None else f"{r['p_female']:.4f}"})
+            self.csv.writerow(
+                {k: "" if v is None else str(v).lower() if isinstance(v, bool) else _fixed(k, v) for k, v in r.items()}
+            )
         else:
             self.out.write(("," if self.n else "") + "\n" + json.dumps(r))
         self.n += 1
         self.out.flush()
+
+    def _tsv(self, r: dict) -> str:
+        file = "(total)" if r["file"] is None else r["file"]
+        if r["answer"] == ERROR:
+            return f"{file}\t{ERROR}\t{r['error']}"
+        if self.mode == "summary":
+            return (
+                f"{file}\t{r['answer']}\tspeech_s={_fixed('speech_s', r['speech_s'])}"
+                f"\tfemale_s={_fixed('female_s', r['female_s'])}\tmale_s={_fixed('male_s', r['male_s'])}"
+                + ("\tmixed" if r["mixed"] else "")
+            )
+        if r["answer"] == NO_SPEECH:
+            return f"{file}\t{NO_SPEECH}"
+        where = f"\t{_fixed('start_s', r['start_s'])}\t{_fixed('end_s', r['end_s'])}" if self.mode == "segments" else ""
+        # p_female: the model's probability that the speaker is female (the threshold was set on validation)
+        line = f"{file}{where}\t{r['answer']}\tp_female={_fixed('p_female', r['p_female'])}"
+        if r.get("mixed"):
+            line += f"\tmixed: female_s={_fixed('female_s', r['female_s'])} male_s={_fixed('male_s', r['male_s'])}"
+        return line
 
     def close(self) -> None:
         if self.fmt == "json":
@@ -255,37 +161,74 @@ class _Writer:
         self.out.flush()
 
 
+def _fixed(key: str, v) -> str:
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:.{P_DECIMALS if key == 'p_female' else TIME_DECIMALS}f}"
+
+
 EPILOG = f"""exit codes:
   {EXIT_OK}  every recording answered
-  {EXIT_FAILED}  a recording could not be read (error on stderr; the others are still answered)
+  {EXIT_FAILED}  a recording could not be read (its row: answer `error` and the message; the others are still answered)
   {EXIT_MODEL}  the model cannot be loaded (or wrong usage)
   {EXIT_NO_SPEECH}  a recording had less than predict.min_speech_s of speech: `no speech`, no probability
+
+formats read: {", ".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)} (libsndfile; any sample rate;
+  several channels are mixed down to one). A directory stands for the files with these endings
+  inside it, recursively, sorted.
+
+a segment: a stretch of speech of one sex. It ends at a pause of predict.min_silence_s or where
+  the voice's sex changes (windowed decisions every predict.hop_s, smoothed: a change must earn
+  predict.switch_penalty). --summary: speaking time per sex per file, then a total row (file
+  `(total)` in tsv, empty in csv, null in json).
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voicegender", description="Speaker sex (female / male) from speech.")
+    parser.add_argument("--version", action="version", version=f"voicegender {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     pred = sub.add_parser(
         "predict",
-        help="predict the speaker's sex of each audio file (wav, flac, any rate)",
+        help="predict the speaker's sex of each audio file (wav, flac, mp3, ogg ...; any rate)",
         description="Answer female / male for each recording that holds speech (silero-vad); "
-        "too little speech: `no speech`, with no probability.",
+        "too little speech: `no speech`, with no probability. A whole-file answer over speech of "
+        "both sexes is flagged `mixed` (the seconds of each sex follow).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pred.add_argument("files", nargs="+", metavar="FILE")
+    pred.add_argument("--version", action="version", version=f"voicegender {_version()}")
+    pred.add_argument("files", nargs="+", metavar="FILE|DIR")
     pred.add_argument("--model-dir", default="models", help="folder with model.pt and model.json (default: models)")
-    pred.add_argument(
+    mode = pred.add_mutually_exclusive_group()
+    mode.add_argument(
         "--segments",
         action="store_true",
-        help="split each recording at its pauses and answer each speech segment (start, end in s)",
+        help="one row per segment (start, end in s): a stretch of speech of one sex",
+    )
+    mode.add_argument(
+        "--summary",
+        action="store_true",
+        help="speaking time per sex per file (female_s, male_s), then the total",
     )
     pred.add_argument(
         "--format",
         choices=FORMATS,
         default="tsv",
-        help="tsv (default): file, [start, end,] answer, p_female=; csv / json: " + ", ".join(CSV_COLUMNS),
+        help="tsv (default): file, [start, end,] answer, p_female=; csv / json columns: "
+        + ", ".join(WHOLE_COLUMNS)
+        + " (--segments: "
+        + ", ".join(SEGMENT_COLUMNS)
+        + "; --summary: "
+        + ", ".join(SUMMARY_COLUMNS)
+        + ")",
+    )
+    pred.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes for many files and long recordings (default 0: all cores); the answers do not depend on it",
     )
     pred.add_argument(
         "--progress",
@@ -299,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     over.add_argument("--vad-threshold", type=float, help="speech probability threshold of a 32 ms window")
     over.add_argument("--min-silence-s", type=float, help="pauses at least this long split segments")
     args = parser.parse_args(argv)
+    if args.jobs < 0:
+        parser.error(f"--jobs: must be 0 (all cores) or a positive number, got {args.jobs}")
 
     import torch
 
     # silero-vad scores 32 ms windows one at a time: tiny ops that one thread runs several times
-    # faster than two (measured); the feature model is small too.
+    # faster than two (measured); the feature model is small too. Cores are used by --jobs.
     torch.set_num_threads(1)
     overrides = {
         "min_speech_s": args.min_speech_s,
@@ -322,22 +267,61 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    many = len(args.files) >= MANY_FILES or (sys.stderr.isatty() and len(args.files) > 1)
+    files = expand_paths(args.files)
+    if not files:
+        print("voicegender: no audio files in the folders given (" + ", ".join(AUDIO_EXTENSIONS) + ")", file=sys.stderr)
+        return EXIT_FAILED
+    jobs = _jobs(args.jobs or default_jobs(), files, predictor.max_whole_s)
+    many = len(files) >= MANY_FILES or (sys.stderr.isatty() and len(files) > 1)
     show = args.progress == "on" or (args.progress == "auto" and many)
-    writer = _Writer(args.format, args.segments)
+    kind = "segments" if args.segments else "summary" if args.summary else "whole"
+    writer = _Writer(args.format, kind)
     failed = no_speech = 0
-    with tqdm(total=len(args.files), unit="file", file=sys.stderr, disable=not show, leave=False) as bar:
-        for rows in _iter_predictions(predictor, args.files, args.segments):
+    total = {"female_s": 0.0, "male_s": 0.0}
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show, leave=False) as bar:
+        for rows in _rows(predictor, files, kind, jobs):
             for r in rows:
-                if "error" in r:
+                if r["answer"] == ERROR:
                     failed += 1
                     bar.write(f"{r['file']}\terror: {r['error']}", file=sys.stderr)
-                    continue
                 no_speech += r["answer"] == NO_SPEECH
+                if kind == "summary" and r["answer"] != ERROR:
+                    total["female_s"] += r["female_s"]
+                    total["male_s"] += r["male_s"]
                 writer.write(r)
             bar.update()
+    if kind == "summary":
+        female_s, male_s = round(total["female_s"], 3), round(total["male_s"], 3)
+        writer.write(
+            {
+                "file": None,
+                "answer": NO_SPEECH if female_s + male_s == 0 else "female" if female_s >= male_s else "male",
+                "speech_s": round(female_s + male_s, 3),
+                "female_s": female_s,
+                "male_s": male_s,
+                "mixed": min(female_s, male_s) >= predictor.settings.mixed_min_s,
+                "error": None,
+            }
+        )
     writer.close()
     return EXIT_FAILED if failed else EXIT_NO_SPEECH if no_speech else EXIT_OK
+
+
+def _jobs(jobs: int, files: list[str], max_whole_s: float) -> int:
+    """Workers worth starting (a worker costs ~2 s to start): no more than there are files, or
+    pieces of a long recording to share out (same answers whatever it is)."""
+    if jobs <= 1 or len(files) >= jobs:
+        return jobs
+    import soundfile as sf
+
+    pieces = 0
+    for f in files:
+        try:
+            info = sf.info(f)
+            pieces += max(1, math.ceil(info.frames / info.samplerate / max_whole_s))
+        except Exception:  # noqa: BLE001 -- unreadable: answered `error` later
+            pieces += 1
+    return max(1, min(jobs, pieces))
 
 
 if __name__ == "__main__":

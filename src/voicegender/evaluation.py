@@ -235,6 +235,20 @@ def evaluation_report(
     return report
 
 
+# metrics/evaluate.json: what one compares across experiments (DESIGN's contract keys), and the
+# validation balanced accuracy to choose on; everything else evaluation_report measures is detail
+COMPARED = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy", "n_utterances", "n_speakers")
+
+
+def split_report(report: dict) -> tuple[dict, dict]:
+    """``report`` (:func:`evaluation_report`'s) as (the numbers one compares, the details): the first
+    for a metrics file `dvc exp show` lists, the second (intervals, per class, at 0.5, calibration,
+    all of validation) for a file it does not."""
+    compared = {k: report[k] for k in COMPARED}
+    compared["val"] = {"balanced_accuracy": report["val"]["balanced_accuracy"]}
+    return compared, {k: v for k, v in report.items() if k not in COMPARED}
+
+
 def speaker_table(speakers: np.ndarray, y_true: np.ndarray, proba: np.ndarray, threshold: float) -> list[dict]:
     """One row per speaker: sex, the share of its utterances classified right, its mean P(female),
     and whether the majority vote is right."""

@@ -381,6 +381,13 @@ class PredictSettings(Section):
         gt=0,
         lt=1,
     )
+    check_threshold: float = key(
+        0.07,
+        "the speech check (`no speech` / skipped): a window counts as speech from this probability",
+        "must be a probability strictly between 0 and 1",
+        gt=0,
+        lt=1,
+    )
     vad_neg_threshold: float = key(
         0.35,
         "once in speech, only a window below this is a pause",
@@ -394,6 +401,38 @@ class PredictSettings(Section):
     max_whole_s: float = key(
         120.0, "longer recordings are answered from their segments", "must be a positive number", gt=0
     )
+    hop_s: float = key(
+        0.1,
+        "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)",
+        "must be a number in [0.01, 1.0] s",
+        ge=0.01,
+        le=1.0,
+    )
+    window_s: float = key(
+        1.0,
+        "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)",
+        "must be a number in [0.1, 10] s",
+        ge=0.1,
+        le=10.0,
+    )
+    max_log_odds: float = key(
+        4.0,
+        "predict: a window's log-odds of female vs male are clipped to +- this (one odd window cannot force a turn)",
+        "must be a positive number",
+        gt=0,
+    )
+    switch_penalty: float = key(
+        30.0,
+        "predict: log-odds (summed over 10 ms frames) a change of sex inside a stretch of speech must earn",
+        "must be a number >= 0",
+        ge=0,
+    )
+    mixed_min_s: float = key(
+        2.0,
+        "predict: a whole-file answer is flagged `mixed` when the other sex holds at least this much speech, s",
+        "must be a positive number",
+        gt=0,
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self):
@@ -401,6 +440,11 @@ class PredictSettings(Section):
             raise ValueError(
                 f"vad_neg_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
                 f"got {self.vad_neg_threshold!r}"
+            )
+        if self.check_threshold > self.vad_threshold:
+            raise ValueError(
+                f"check_threshold: must not exceed predict.vad_threshold ({self.vad_threshold}), "
+                f"got {self.check_threshold!r}"
             )
         return self
 
@@ -423,7 +467,7 @@ class TrainSettings(Section):
     seed: int = key(42, "initialisation, shuffling, the search's sampling", "must be an integer")
     optimizer: Optimizer = key("adam", "adam | adamw | sgd", "must be one of " + ", ".join(Optimizer.__args__))
     weight_decay: float = key(0.1, "L2 penalty", "must be a number >= 0", ge=0)
-    standardize: bool = key(True, "z-score inputs with train-split statistics", "must be true or false")
+    standardize: bool = key(False, "z-score inputs with train-split statistics", "must be true or false")
     patience: int | None = key(
         10,
         "stop after this many epochs without a lower validation loss (null: never)",
@@ -438,6 +482,96 @@ class EvaluateSettings(Section):
     )
     calibration_bins: int = key(
         10, "equal-width P(female) bins of the calibration plot", "must be an integer >= 2", ge=2
+    )
+
+
+# -- robustness: the test split under degraded conditions -----------------------------------------
+
+
+class CleanCondition(Section):
+    """The recording as it is (the reference row of the robustness table)."""
+
+    kind: Literal["clean"]
+
+
+class TelephoneCondition(Section):
+    kind: Literal["telephone"]
+    low_hz: float = key(300.0, "band-pass low edge, Hz", "must be a positive number (Hz)", gt=0)
+    high_hz: float = key(3400.0, "band-pass high edge, Hz", "must be a positive number (Hz)", gt=0)
+    codec: Literal["mulaw", "gsm"] = key("mulaw", "mulaw (G.711) | gsm (GSM 06.10)", "must be mulaw or gsm")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.low_hz >= self.high_hz:
+            raise ValueError(f"high_hz: must exceed low_hz ({self.low_hz}), got {self.high_hz!r}")
+        return self
+
+
+class NoiseCondition(Section):
+    kind: Literal["noise"]
+    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB", "must be a number (dB)")
+
+
+class BabbleCondition(Section):
+    kind: Literal["babble"]
+    talkers: PositiveInt = key(3, "other test speakers talking at once", "must be a positive integer")
+    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB", "must be a number (dB)")
+
+
+class RoomCondition(Section):
+    kind: Literal["room"]
+    rt60_s: float = key(0.9, "reverberation time (Sabine), s", "must be a positive number (s)", gt=0, le=3)
+    rooms: PositiveInt = key(8, "rooms drawn (each recording heard in one of them)", "must be a positive integer")
+
+
+class Mp3Condition(Section):
+    kind: Literal["mp3"]
+    bitrate_kbps: int = key(32, "MP3 bitrate, kbit/s", "must be an MP3 bitrate from 8 to 320", ge=8, le=320)
+
+
+class LevelCondition(Section):
+    kind: Literal["level"]
+    dbfs: float = key(-45.0, "RMS level, dBFS, stored as 16-bit PCM", "must be a number <= 0 (dBFS)", le=0)
+
+
+Condition = Annotated[
+    Union[
+        CleanCondition,
+        TelephoneCondition,
+        NoiseCondition,
+        BabbleCondition,
+        RoomCondition,
+        Mp3Condition,
+        LevelCondition,
+    ],
+    Field(discriminator="kind"),
+]
+CONDITION_KINDS = ("clean", "telephone", "noise", "babble", "room", "mp3", "level")
+
+
+class RobustnessSettings(Section):
+    """robustness: the test split scored under degraded conditions (voicegender.degrade)."""
+
+    seed: int = key(0, "every condition's draws, seeded per recording", "must be an int >= 0", ge=0)
+    max_per_speaker: Optional[PositiveInt] = key(
+        20,
+        "test recordings per speaker scored (a seeded choice; null = all): bounds the cost on big corpora",
+        "must be a positive int or null (every recording)",
+    )
+    conditions: dict[str, Condition] = key(
+        {
+            "clean": CleanCondition(kind="clean"),
+            "telephone": TelephoneCondition(kind="telephone"),
+            "noise_10db": NoiseCondition(kind="noise", snr_db=10.0),
+            "noise_0db": NoiseCondition(kind="noise", snr_db=0.0),
+            "babble_5db": BabbleCondition(kind="babble"),
+            "room": RoomCondition(kind="room"),
+            "mp3_32k": Mp3Condition(kind="mp3"),
+            "quiet": LevelCondition(kind="level"),
+        },
+        "name -> {kind: clean | telephone | noise | babble | room | mp3 | level, its settings}",
+        "must map names to conditions, each with a kind among " + ", ".join(CONDITION_KINDS),
+        min_length=1,
     )
 
 
@@ -653,6 +787,7 @@ class Params(TopLevel):
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    robustness: RobustnessSettings = Field(default_factory=RobustnessSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)

@@ -43,26 +43,6 @@ def plot_data_summary(table: list[dict], path: str | Path) -> None:
     save_figure(fig, path)
 
 
-def plot_baselines(results: dict, path: str | Path) -> None:
-    """Balanced accuracy and ROC AUC of each baseline, val vs test (``results``:
-    :func:`voicegender.baselines.run_baselines`'s)."""
-    fig, _ = figure(10, 3.8)
-    fig.clf()
-    names = list(results)
-    for i, metric in enumerate(("balanced_accuracy", "roc_auc")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        x = np.arange(len(names))
-        for j, split in enumerate(("val", "test")):
-            values = [results[n].get(split, {}).get(metric, np.nan) for n in names]
-            ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=split)
-        ax.set_xticks(x, [n.replace("_", "\n") for n in names])
-        ax.set_ylim(0.4, 1.0)
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.axhline(0.5, color="grey", linestyle=":")
-        ax.legend(loc="lower right")
-    save_figure(fig, path)
-
-
 def plot_tune_curves(trials: list[dict], path: str | Path) -> None:
     """Validation loss per epoch, one line per trial (``trials``: :func:`voicegender.tuning.run_search`'s)."""
     fig, ax = figure(6, 4)
@@ -71,20 +51,6 @@ def plot_tune_curves(trials: list[dict], path: str | Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation BCE loss")
     ax.set_title(f"{len(trials)} trials (ASHA's rule stops weak ones early)")
-    save_figure(fig, path)
-
-
-def plot_training_curves(history: list[dict], best_epoch: int, path: str | Path) -> None:
-    """Loss and accuracy per epoch, train vs val, with the kept (best validation-loss) epoch dotted."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = [r["epoch"] for r in history]
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        for part in ("train", "val"):
-            ax.plot(epochs, [r[f"{part}_{key}"] for r in history], label=part)
-        ax.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("BCE loss" if key == "loss" else "accuracy")
-        ax.legend()
     save_figure(fig, path)
 
 
@@ -99,16 +65,20 @@ def plot_evaluation_summary(
     calibration: list[dict],
     metrics: dict,
 ) -> None:
-    """Four panels: the 2x2 ``confusion`` counts at ``threshold`` (rows actual female, male), the
+    """Four panels in a 2 x 2 grid: the 2x2 ``confusion`` counts at ``threshold`` (rows actual female, male), the
     ROC curve, each test speaker's share of utterances classified right (``speakers``: rows of
     ``evaluation.speaker_table``), and the reliability curve (``calibration``: rows of ``evaluation.calibration_table``).
     ``metrics`` gives the titles' ``roc_auc``, ``speaker_accuracy``, ``expected_calibration_error``.
     """
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    # a 2 x 2 grid, 1,000 px wide: four panels in a row (1,500 px) were cut off at the calibration
+    # panel in a browser window of `dvc plots show`
+    fig, grid = plt.subplots(2, 2, figsize=(10, 8))
+    axes = grid.ravel()
     ax = axes[0]
     ax.imshow(confusion, cmap="Blues")
     for (i, j), count in np.ndenumerate(confusion):
-        ax.text(j, i, f"{count}\n{count / max(confusion[i].sum(), 1):.1%}", ha="center", va="center")
+        share = count / max(confusion[i].sum(), 1)
+        ax.text(j, i, f"{count}\n{share:.1%}", ha="center", va="center", color="white" if share > 0.5 else "black")
     ax.set_xticks([0, 1], ["female", "male"])
     ax.set_yticks([0, 1], ["female", "male"])
     ax.set_xlabel("predicted")

@@ -222,6 +222,28 @@ def vad_settings(predict: PredictSettings) -> dict:
     }
 
 
+def check_settings(predict: PredictSettings) -> dict:
+    """The keyword arguments of :func:`require_speech` / :func:`speech_shortfalls` from the
+    ``predict:`` settings: ``min_speech_s``, and the VAD settings with ``check_threshold``.
+
+    Why a threshold of its own: the check asks *whether* there is speech, segmenting asks
+    *where*. In an echoing room silero's scores of real speech fall to 0.1-0.4 (measured on
+    cross-corpus-dev's 2 s EmoDB clips at RT60 0.9 s: 15 of 120 had no 0.5 s at or above 0.5,
+    one none at or above 0.1), while white, pink and brown noise, tones, chords, chirps, note
+    sequences and drums stay under 0.05 but for single windows (a tone or chirp: up to 0.12;
+    a run must last ``min_segment_s``): a low threshold keeps reverberant speech and still
+    refuses them (docs/robustness.md)."""
+    vad = vad_settings(predict)
+    threshold = predict.check_threshold
+    return {
+        "min_speech_s": predict.min_speech_s,
+        **vad,
+        "threshold": threshold,
+        # the segmenting thresholds' hysteresis, scaled to the check's threshold
+        "neg_threshold": min(vad["neg_threshold"], threshold * predict.vad_neg_threshold / predict.vad_threshold),
+    }
+
+
 def speech_seconds_many(
     signals: Sequence[np.ndarray], *, enough_s: float, check_every: int = 32, **settings
 ) -> list[float]:
