@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from conftest import run, set_params
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.slow  # each test runs `dvc repro` in a fresh copy of t
 def test_repro_then_experiment(tiny_repo):
     repo = tiny_repo
     run(["dvc", "repro"], repo)
-    for name in ("data", "featurize", "tune", "train", "evaluate"):
+    for name in ("data", "featurize", "tune", "train", "evaluate", "robustness"):
         assert (repo / "metrics" / f"{name}.json").is_file(), name
     data = json.loads((repo / "metrics/data.json").read_text())
     assert set(data) == {"train", "val", "test"} and all(set(data[s]) == {"F", "M"} for s in data)  # the contract
@@ -35,6 +36,13 @@ def test_repro_then_experiment(tiny_repo):
     live = json.loads((repo / "dvclive/train/metrics.json").read_text())
     assert live == {"val": {"loss": live["val"]["loss"]}, "step": train_epochs_run(repo)}  # `dvc exp show` lists it
     assert (repo / "dvclive/evaluate/plots/sklearn/confusion_matrix.json").is_file()
+    robustness = json.loads((repo / "metrics/robustness.json").read_text())
+    assert set(robustness) == set(yaml.safe_load((repo / "params.yaml").read_text())["robustness"]["conditions"])
+    for name, scores in robustness.items():  # the contract: each condition's name as the key
+        assert set(scores) == {"accuracy", "balanced_accuracy", "no_speech", "recordings"}, name
+        assert scores["recordings"] == 12 and 0 <= scores["no_speech"] <= 12
+    assert robustness["clean"]["accuracy"] == evaluate["accuracy"]  # clean: the test split as evaluate scores it
+    assert (repo / "plots/robustness/conditions.csv").read_text().splitlines()[0].startswith("condition,accuracy")
     state = torch.load(repo / "models/model.pt", weights_only=True)
     assert isinstance(state, dict) and state
     featurize = json.loads((repo / "metrics/featurize.json").read_text())
@@ -67,7 +75,7 @@ def test_repro_then_experiment(tiny_repo):
     # bit-reproducible: every stage run again (the search's trials concurrently) gives the same
     # bytes, so dvc.lock, metrics/ and plots/ are unchanged
     forced = run(["dvc", "repro", "-f"], repo)
-    assert forced.stdout.count("Running stage") == 7
+    assert forced.stdout.count("Running stage") == 8
     status = run(["git", "status", "--porcelain"], repo).stdout
     assert status == "", f"a second `dvc repro -f` changed tracked files:\n{status}"
 
@@ -76,13 +84,14 @@ def test_repro_then_experiment(tiny_repo):
     for key, expected in (
         ("train.seed", {"tune", "train", "evaluate", "baselines"}),
         ("data.seed", {"download", "label"}),
+        ("robustness.seed", {"robustness"}),
     ):
         set_params(repo, {key: 7})
         dry = run(["dvc", "repro", "--dry"], repo)
         assert stages_run(dry.stdout) == expected, (key, dry.stdout)
         run(["git", "checkout", "HEAD", "--", "params.yaml"], repo)
     exp = run(["dvc", "exp", "run", "-S", "lr=0.003"], repo)
-    assert stages_run(exp.stdout) == {"train", "evaluate"}, exp.stdout
+    assert stages_run(exp.stdout) == {"train", "evaluate", "robustness"}, exp.stdout
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["lr"] == 0.003
     diff = run(["dvc", "metrics", "diff", "--json"], repo)
