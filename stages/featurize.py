@@ -20,7 +20,7 @@ import torch
 
 from voicegender.dataset import build_features, read_labels
 from voicegender.features import feature_shape
-from voicegender.params import load_params
+from voicegender.params import RaySettings, load_params
 from voicegender.reporting import write_json
 from voicegender.speech import check_settings
 from voicegender.errors import run_command
@@ -44,7 +44,10 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     started = time.perf_counter()
-    report = build_features(rows, config, OUT, log=lambda m: print(m, flush=True), speech=check)
+    # on a Ray cluster when ray.address (or RAY_ADDRESS) names one: the same bytes as locally.
+    # ray.storage is tune's alone: changing it does not rerun featurize
+    cluster = RaySettings(address=params.ray.address, connect_timeout_s=params.ray.connect_timeout_s)
+    report = build_features(rows, config, OUT, log=lambda m: print(m, flush=True), speech=check, cluster=cluster)
     wall = time.perf_counter() - started
     print(
         f"featurize: {report['utterances']} utterances, {report['seconds'] / 3600:.2f} h of audio in "

@@ -38,7 +38,7 @@ OUTPUTS = ("models/tuned.yaml", "metrics/tune.json", "metrics/tune_details.json"
 
 def main() -> None:
     params = load_params()
-    tune = params.tune
+    tune, ray = params.tune, params.ray
     train, val = load_features("data/features", "train"), load_features("data/features", "val")
     mean, std = fit_standardizer(train["X"]) if params.train.standardize else (None, None)
     # what the train stage uses too: model, optimizer, weight decay, seed, patience, device
@@ -56,11 +56,11 @@ def main() -> None:
     # lr and batch_size come from tune.space only (a fixed value: `choice` of one): the top-level
     # lr / batch_size choose between the search's result and a number for the final training,
     # so changing them reruns train, not the search
-    address = resolve_address(tune.address)
+    address = resolve_address(ray.address)
     # Ray wants an absolute path (or a URI). The local default lives under the repository
     # (data/ is git- and DVC-ignored) and is removed after the search: its results are all
     # in plots/tune and metrics/tune.json. A storage the user names is kept.
-    storage = tune.storage or (None if address else str(Path(LOCAL_STORAGE).resolve()))
+    storage = ray.storage or (None if address else str(Path(LOCAL_STORAGE).resolve()))
     if storage and "://" not in storage:
         storage = str(Path(storage).resolve())
     print(
@@ -86,12 +86,12 @@ def main() -> None:
             gpus_per_trial=tune.gpus_per_trial,
             address=address,
             storage_path=storage,
-            connect_timeout_s=tune.connect_timeout_s,
+            connect_timeout_s=ray.connect_timeout_s,
             seed=params.train.seed,
             log=lambda m: print(m, flush=True),
         )
     finally:
-        if not tune.storage and not address:
+        if not ray.storage and not address:
             shutil.rmtree(LOCAL_STORAGE, ignore_errors=True)
     print(
         f"tune: {len(result['trials'])} trials, {sum(t['epochs_run'] for t in result['trials'])} epochs, "

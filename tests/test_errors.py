@@ -114,7 +114,7 @@ def test_featurize_interrupted_leaves_no_features(tmp_path, monkeypatch):
     """Ctrl-C while featurize writes its arrays: exit 130, no data/features or metrics left."""
     import voicegender.dataset as dataset
 
-    def interrupted(rows, config, out, log=print, speech=None):
+    def interrupted(rows, config, out, log=print, speech=None, cluster=None):
         Path(out).mkdir(parents=True)
         (Path(out) / "train_X.npy").write_bytes(b"partial")
         raise KeyboardInterrupt

@@ -1,5 +1,10 @@
 """voicegender.extraction: the parallel pool (order, errors, byte-identical for any n_jobs, laziness)."""
 
+import multiprocessing
+import os
+import signal
+import threading
+
 import numpy as np
 import pytest
 
@@ -57,3 +62,143 @@ def test_extract_many_is_lazy():
     next(it)
     assert len(consumed) <= 2 * 2 + 2  # bounded window, not the whole generator
     assert len(list(it)) == 99
+
+
+# -- a lost worker (killed by the OOM killer, crashed) never hangs the pool ----------------------
+
+
+def _many(n=24):
+    return [(f"u{i}", wav_bytes(tone(100 + 7 * i, 0.3, noise=0.01, seed=i))) for i in range(n)]
+
+
+def _killing_chunks(monkeypatch, flag_dir=None):
+    """Make worker processes SIGKILL themselves on a chunk: once in all (the first worker to
+    create ``flag_dir``/killed), or on every chunk (``flag_dir`` None)."""
+    parent, real = os.getpid(), X._featurize_chunk
+
+    def chunk(*args):
+        if os.getpid() != parent:
+            if flag_dir is None:
+                os.kill(os.getpid(), signal.SIGKILL)
+            try:
+                os.close(os.open(flag_dir / "killed", os.O_CREAT | os.O_EXCL))
+                os.kill(os.getpid(), signal.SIGKILL)
+            except FileExistsError:
+                pass
+        return real(*args)
+
+    monkeypatch.setattr(X, "_featurize_chunk", chunk)
+
+
+def _run_guarded(fn, limit_s=120):
+    """fn() in a thread; fails the test (instead of hanging it) if fn has not returned within limit_s."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(limit_s)
+    assert not t.is_alive(), f"extract_many hung for {limit_s} s after a worker was lost"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_a_lost_worker_chunk_is_redone_with_the_same_bytes(monkeypatch, tmp_path, capfd):
+    cfg = fs({"kind": "mean_mel", "sample_rate": "native"})
+    items = _many()
+    one = list(X.extract_many(iter(items), cfg, n_jobs=1))
+    _killing_chunks(monkeypatch, tmp_path)
+    two = _run_guarded(lambda: list(X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=3)))
+    assert (tmp_path / "killed").exists()  # a worker was killed
+    assert [(i, e) for i, _, e in one] == [(i, e) for i, _, e in two]
+    assert all(x1.tobytes() == x2.tobytes() for (_, x1, _), (_, x2, _) in zip(one, two))
+    assert "SIGKILL" in capfd.readouterr().err  # said what happened and that it was redone
+
+
+def test_a_worker_that_keeps_dying_fails_with_its_end_and_the_likely_cause(monkeypatch):
+    cfg = fs({"kind": "mean_mel", "sample_rate": "native", "max_retries": 2})
+    _killing_chunks(monkeypatch)
+    with pytest.raises(X.WorkerLost) as lost:
+        _run_guarded(lambda: list(X.extract_many(iter(_many()), cfg, n_jobs=2, chunksize=2)))
+    message = str(lost.value)
+    assert "lost 3 time(s)" in message and "killed by signal SIGKILL (exit code -9)" in message
+    assert "out-of-memory" in message and "features.n_jobs" in message
+
+
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_sigkill_of_a_worker_mid_run(max_retries):
+    """What the OOM killer does: SIGKILL to one worker from outside while chunks are in flight."""
+    cfg = fs({"kind": "mean_mel", "sample_rate": "native", "max_retries": max_retries})
+    items = _many(40)
+    one = list(X.extract_many(iter(items), cfg, n_jobs=1))
+
+    def run():
+        out, it = [], X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=2)
+        for result in it:
+            out.append(result)
+            if len(out) == 4:
+                workers = multiprocessing.active_children()
+                assert workers
+                os.kill(workers[0].pid, signal.SIGKILL)
+        return out
+
+    if max_retries == 0:
+        with pytest.raises(X.WorkerLost, match=r"killed by signal SIGKILL.*out-of-memory"):
+            _run_guarded(run)
+    else:
+        two = _run_guarded(run)
+        assert [i for i, _, _ in two] == [i for i, _, _ in one]
+        assert all(x1.tobytes() == x2.tobytes() for (_, x1, _), (_, x2, _) in zip(one, two))
+
+
+CTRL_C = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever launched us
+sys.path.insert(0, sys.argv[1])
+from feature_settings import fs
+from signals import tone, wav_bytes
+from voicegender import extraction as X
+items = ((f"u{i}", wav_bytes(tone(100 + i % 50, 3.0, noise=0.01, seed=i))) for i in range(100000))
+try:
+    for n, _ in enumerate(X.extract_many(items, fs({"kind": "mean_mel", "sample_rate": "native"}), n_jobs=2)):
+        if n == 20:
+            print("running", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_pool_and_its_workers():
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        restore_signals=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        workers = psutil.Process(proc.pid).children()
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in out
+    time.sleep(0.5)
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -202,6 +202,18 @@ def test_settings_round_trip_through_a_model_card(params):
     assert features.model_dump(mode="json") == params["features"]  # the card's JSON layout is params.yaml's
 
 
+def test_the_tune_cluster_keys_moved_to_ray():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(params["ray"]) == {"address", "storage", "connect_timeout_s"}
+    assert validate_params(params).ray.connect_timeout_s > 0
+    params["tune"].update(address="10.0.0.5:6379", storage="s3://b/v")
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    message = str(err.value)
+    assert "tune.address: moved to ray.address" in message and "tune.storage: moved to ray.storage" in message
+    assert "Traceback" not in message and len(message.splitlines()) <= 3
+
+
 @pytest.mark.parametrize(
     "override",
     [
@@ -211,6 +223,7 @@ def test_settings_round_trip_through_a_model_card(params):
         "features.kind=log_mel_stats",
         "data.folder.manifest=/data/voices/manifest.csv",
         "baselines.random_forest.max_depth=5",
+        "ray.address=10.0.0.5:6379",
     ],
 )
 def test_dvc_exp_run_set_param_changes_exactly_one_line(tmp_path, override):
@@ -235,4 +248,4 @@ def test_dvc_exp_run_set_param_changes_exactly_one_line(tmp_path, override):
 def test_params_yaml_empty_values_read_as_none():
     """DVC writes `null` as an empty value; the schema reads both the same (None)."""
     p = load_params(ROOT / "params.yaml")
-    assert p.data.folder.manifest is None and p.tune.address is None and p.data.libritts.local_dir is None
+    assert p.data.folder.manifest is None and p.ray.address is None and p.data.libritts.local_dir is None

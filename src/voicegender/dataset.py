@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicegender.params import FeatureSettings
+from voicegender.params import FeatureSettings, RaySettings
 
 LABEL_COLUMNS = ("id", "speaker", "sex", "split", "source", "member", "seconds")
 SPLITS = ("train", "val", "test")
@@ -126,7 +126,12 @@ def _open_rows(path: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def build_features(
-    rows: list[dict], config: FeatureSettings, directory: str | Path, log=print, speech: dict | None = None
+    rows: list[dict],
+    config: FeatureSettings,
+    directory: str | Path,
+    log=print,
+    speech: dict | None = None,
+    cluster: RaySettings | None = None,
 ) -> dict:
     """Featurize every utterance of a labels table into ``directory``, split by split.
 
@@ -138,7 +143,9 @@ def build_features(
     also get ``features.augment.copies`` altered versions (:mod:`voicegender.augment`; at most
     ``max_per_speaker`` recordings of a speaker get them), made in the extraction workers and
     stored after the originals in the train split with ids ``<id>~aug<k>``; val and test are
-    never altered. Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
+    never altered. ``cluster`` (``ray:``): with an address, the features are computed on that Ray
+    cluster (:func:`voicegender.extraction.extract_many`), with the same bytes.
+    Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
     """
     from tqdm import tqdm
 
@@ -179,7 +186,9 @@ def build_features(
 
     total = sum(len(part) for part in by_split.values())
     bar = tqdm(total=total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
-    for key, vector, error in extract_many(items(), config, n_jobs=config.n_jobs, speech=speech):
+    for key, vector, error in extract_many(
+        items(), config, n_jobs=config.n_jobs, speech=speech, cluster=cluster, log=log
+    ):
         split, i = slot[key]
         if error is None:
             partial[split][i] = vector

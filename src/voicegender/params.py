@@ -340,6 +340,12 @@ class FeatureSettings(Section):
     )
     patch_frames: int = key(128, "log_mel_patch: frames per patch", "must be a positive int", gt=0)
     n_jobs: int = key(-1, "worker processes; -1 = all cores", "must be a non-zero int (-1 = all cores)")
+    max_retries: int = key(
+        1,
+        "times the chunks of a lost worker process (killed, e.g. out of memory) are redone before the stage fails",
+        "must be an integer >= 0",
+        ge=0,
+    )
     augment: AugmentSettings = Field(default_factory=AugmentSettings)
 
     @model_validator(mode="after")
@@ -591,25 +597,34 @@ class AshaSettings(Section):
     reduction_factor: float = key(2.0, "keep the best 1/this at each milestone", "must be a number > 1.0", gt=1)
 
 
-class TuneSettings(Section):
-    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
-    search: Literal["random", "tpe"] = key(
-        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
-    )
+class RaySettings(Section):
+    """ray: the Ray cluster that tune and featurize run on (none: a local Ray / process pool)."""
+
     address: str | None = key(
         None,
-        "null = local Ray (or $RAY_ADDRESS); else an existing cluster",
+        "null = no cluster (or $RAY_ADDRESS); else an existing cluster's address, e.g. 10.0.0.5:6379",
         "must be a non-empty string",
         pattern=r"\S",
     )
     storage: str | None = key(
         None,
-        "trial results: null = data/ray under the repository; on a cluster, shared storage",
+        "tune's trial results: null = data/ray under the repository; on a cluster, shared storage",
         "must be a non-empty string",
         pattern=r"\S",
     )
     connect_timeout_s: float = key(
-        10.0, "give up on an unreachable tune.address after this long", "must be a positive number", gt=0
+        10.0, "give up on an unreachable ray.address after this long, s", "must be a positive number", gt=0
+    )
+
+
+#: tune keys that moved to the ray section (a params.yaml that still has them gets told so)
+MOVED_TO_RAY = ("address", "storage", "connect_timeout_s")
+
+
+class TuneSettings(Section):
+    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
+    search: Literal["random", "tpe"] = key(
+        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
     )
     cpus_per_trial: float = key(
         1.0, "CPUs per trial; torch threads per trial = max(1, int(this))", "must be a positive number", gt=0
@@ -774,6 +789,7 @@ class Params(TopLevel):
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     robustness: RobustnessSettings = Field(default_factory=RobustnessSettings)
     tune: TuneSettings = Field(default_factory=TuneSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
 
     @model_validator(mode="before")
@@ -783,6 +799,18 @@ class Params(TopLevel):
             raise ValueError(
                 "seed: replaced by data.seed (corpus synthesis, speaker split) and train.seed "
                 "(initialisation, shuffling, the search's sampling)"
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_ray(cls, data: Any) -> Any:
+        tune = data.get("tune") if isinstance(data, dict) else None
+        moved = [k for k in MOVED_TO_RAY if isinstance(tune, dict) and k in tune]
+        if moved:
+            raise ValueError(
+                "; ".join(f"tune.{k}: moved to ray.{k} (tune and featurize share it)" for k in moved)
+                + ": move the key(s) into a `ray:` section"
             )
         return data
 

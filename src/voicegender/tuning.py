@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicegender.cluster import ClusterUnreachable, check_reachable, resolve_address  # noqa: F401 (re-exported)
 from voicegender.errors import UserError
 from voicegender.params import TRAIN_KEYS, ModelSettings, SpaceEntry
 
@@ -54,11 +54,6 @@ class TrialSettings:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     threads_per_trial: int = 1  # set by run_search from cpus_per_trial
-
-
-def resolve_address(address: str | None) -> str | None:
-    """tune.address, else the ``RAY_ADDRESS`` environment variable, else None (a local Ray)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def to_ray_space(space: dict[str, SpaceEntry]) -> dict:
@@ -198,7 +193,7 @@ def run_search(
     if storage_path is None:
         if address:
             raise SearchSetupError(
-                "on a cluster, trial results need shared storage: set tune.storage "
+                "on a cluster, trial results need shared storage: set ray.storage "
                 "to a URI (s3://…, gs://…) or a path every node mounts"
             )
         scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
@@ -316,12 +311,8 @@ def run_search(
     return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started, "epochs_trained": trained}
 
 
-class ClusterUnreachable(UserError, ConnectionError):
-    """No Ray cluster answers at tune.address."""
-
-
 class SearchSetupError(UserError, ValueError):
-    """The search cannot start as configured (tune.* params)."""
+    """The search cannot start as configured (tune.* / ray.* params)."""
 
 
 class SearchFailed(UserError, RuntimeError):
@@ -508,23 +499,6 @@ def make_searcher(name: str, seed: int):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
     raise ValueError(f"tune.search: unknown searcher {name!r}, expected one of {SEARCHERS}")
-
-
-def check_reachable(address: str, timeout_s: float) -> None:
-    """Fail fast, naming ``address``, when no Ray cluster answers there (``ray.init`` would wait
-    for minutes). ``auto`` and addresses without a port are left to Ray."""
-    host_port = address.split("://", 1)[-1].rstrip("/")
-    if address == "auto" or ":" not in host_port:
-        return
-    host, _, port = host_port.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as e:
-        raise ClusterUnreachable(
-            f"no Ray cluster reachable at {address!r} (tune.address / RAY_ADDRESS): "
-            f"{e}. Start one with `ray start --head` or fix the address."
-        ) from None
 
 
 def _error_text(error) -> str:

@@ -1,0 +1,178 @@
+"""A Ray cluster for featurize (and tune): joining it, and featurizing chunks on it as Ray tasks.
+
+:func:`extract_on_ray` is :func:`voicegender.extraction.extract_many` on a cluster: the caller
+streams the audio (read once, as locally) in the same chunks as a local run, each chunk is a Ray
+task (``num_cpus=1``), and the results come back in order: the same feature bytes as a local run
+on the same kind of CPU. A task whose worker or node is lost is retried by Ray
+(``features.max_retries``), then :class:`voicegender.extraction.WorkerLost` is raised.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import socket
+import tempfile
+import shutil
+from typing import Any, Callable, Iterable, Iterator
+
+from voicegender.errors import UserError
+
+# Ray reads these at import time: no usage stats, the classic quiet output.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# a Ray started here (address "local") would run its workers at niceness 15: they are the job
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+
+class ClusterUnreachable(UserError, ConnectionError):
+    """No Ray cluster answers at ray.address."""
+
+
+def resolve_address(address: str | None) -> str | None:
+    """ray.address, else the ``RAY_ADDRESS`` environment variable, else None (no cluster)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """Fail fast, naming ``address``, when no Ray cluster answers there (``ray.init`` would wait
+    for minutes). ``auto``, ``local`` and addresses without a port are left to Ray."""
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    if address in ("auto", "local") or ":" not in host_port:
+        return
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as e:
+        raise ClusterUnreachable(
+            f"no Ray cluster reachable at {address!r} (ray.address / RAY_ADDRESS): "
+            f"{e}. Start one with `ray start --head` or fix the address."
+        ) from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray connected to the cluster at ``address`` (checked for within ``timeout_s`` seconds) for
+    the ``with`` block, quietly (no dashboard, workers' output not forwarded). ``address="local"``
+    starts a Ray of our own on this machine with ``num_cpus`` CPUs instead, its session folder
+    under /tmp (Unix socket paths are capped at 107 bytes), removed afterwards. A Ray this process
+    already joined is used as it is (and left joined)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    check_reachable(address, timeout_s)
+    kwargs: dict[str, Any] = dict(
+        address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True
+    )
+    scratch = None
+    if address == "local":
+        scratch = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        kwargs.update(_temp_dir=scratch, num_cpus=num_cpus or os.cpu_count())
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+_READY: set = set()  # in a Ray worker process: the settings it has been set up for
+
+
+def _chunk_task(chunk: list[tuple], cfg, speech: dict | None) -> tuple[str, list]:
+    """One chunk in a Ray worker: (the node's id, :func:`voicegender.extraction._featurize_chunk`).
+    The first task of a worker process sets it up as the local pool's workers are (one native
+    thread, glibc keeping freed memory, imports and the ge2e encoder loaded once)."""
+    import ray
+
+    from voicegender import extraction as X
+
+    key = cfg.model_dump_json()
+    if key not in _READY:
+        X._warm_up(cfg)
+        X._worker_init(cfg.kind != "mean_mel", None)
+        _READY.add(key)
+    return ray.get_runtime_context().get_node_id(), X._featurize_chunk(chunk, cfg, speech)
+
+
+def _lost(exc: BaseException) -> bool:
+    """A Ray error meaning the task's worker process or node was lost (not an error of ours)."""
+    from ray import exceptions as E
+
+    lost = tuple(
+        getattr(E, n)
+        for n in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError", "LocalRayletDiedError")
+        if hasattr(E, n)
+    )
+    return isinstance(exc, lost)
+
+
+def extract_on_ray(
+    chunks: Iterable[list[tuple]],
+    cfg,
+    speech: dict | None,
+    *,
+    address: str,
+    timeout_s: float,
+    max_pending: int | None = None,
+    num_cpus: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[tuple[Any, Any, str | None]]:
+    """Featurize ``chunks`` (lists of (id, bytes, augment_as, copies)) as Ray tasks on the
+    cluster at ``address``; yield the items' results in order, as ``extract_many`` does.
+
+    At most ``max_pending`` chunks (default: 2 per CPU of the cluster) are in flight, so memory
+    stays bounded. ``log`` gets one line at the end: how many chunks ran on which node.
+    """
+    import ray
+
+    from voicegender.extraction import WorkerLost
+
+    # a lost worker or node: Ray runs the task again elsewhere, cfg.max_retries times
+    task = ray.remote(num_cpus=1, max_retries=cfg.max_retries, retry_exceptions=False)(_chunk_task)
+    with ray_session(address, timeout_s, num_cpus):
+        limit = max_pending or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        pending: collections.deque = collections.deque()
+        nodes: collections.Counter = collections.Counter()
+        cfg_ref = ray.put(cfg)
+        try:
+
+            def collect():
+                try:
+                    node, out = ray.get(pending.popleft())
+                except Exception as exc:
+                    if not _lost(exc):
+                        raise
+                    raise WorkerLost(
+                        f"a feature task's worker on the Ray cluster at {address} was lost "
+                        f"{cfg.max_retries + 1} time(s) ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); "
+                        "this is most often memory (Ray's memory monitor or the kernel's out-of-memory "
+                        "killer; see the node's raylet.out / dmesg) or a node that left the cluster: "
+                        "give the workers more memory, or raise features.max_retries"
+                    ) from None
+                nodes[node] += 1
+                return out
+
+            for chunk in chunks:
+                pending.append(task.remote(chunk, cfg_ref, speech))
+                if len(pending) >= limit:
+                    yield from collect()
+            while pending:
+                yield from collect()
+        except BaseException:
+            for ref in pending:  # Ctrl-C, an error, or the caller stopped reading: stop the rest
+                ray.cancel(ref, force=True)
+            raise
+        if log is not None:
+            log(
+                f"featurize: {sum(nodes.values())} chunks on {len(nodes)} Ray node(s): "
+                + ", ".join(f"{node[:8]} {n}" for node, n in sorted(nodes.items()))
+            )
+
+
+__all__ = ["ClusterUnreachable", "check_reachable", "extract_on_ray", "ray_session", "resolve_address"]
