@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from voicegender.dataset import build_features, read_labels
+from voicegender.dataset import build_features, empty_split_message, read_labels
 from voicegender.features import feature_shape
 from voicegender.params import RaySettings, load_params
 from voicegender.reporting import write_json
 from voicegender.speech import check_settings
-from voicegender.errors import run_command
+from voicegender.errors import CorpusError, run_command
 
 OUT = Path("data/features")
 
@@ -55,6 +55,9 @@ def main() -> None:
         f"{len(report['skipped'])} skipped",
         flush=True,
     )
+    empty = empty_split_message(report)
+    if empty:  # no stage after this one should meet empty arrays
+        raise CorpusError(empty)
     # no timings here: the same inputs must give the same bytes (dvc.lock unchanged on a rerun)
     counts = {k: report[k] for k in ("utterances", "augmented")}
     write_json("metrics/featurize.json", {**counts, "skipped": len(report["skipped"])})  # what one compares

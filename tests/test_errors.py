@@ -127,3 +127,30 @@ def test_featurize_interrupted_leaves_no_features(tmp_path, monkeypatch):
         runpy.run_path(str(ROOT / "stages/featurize.py"), run_name="__main__")
     assert exit_.value.code == EXIT_INTERRUPTED
     assert not (tmp_path / "data/features").exists() and not (tmp_path / "metrics/featurize.json").exists()
+
+
+def test_featurize_with_every_recording_of_a_split_skipped_fails_with_one_message(tmp_path):
+    """Tones are no speech: every recording is skipped, and featurize says so itself (the tune stage
+    used to meet empty arrays and print a traceback)."""
+    import soundfile as sf
+
+    from signals import tone
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    rows = ["id,speaker,sex,split,source,member,seconds"]
+    for i, (spk, sex, split) in enumerate(
+        [("a", "F", "train"), ("b", "M", "train"), ("c", "F", "val"), ("d", "M", "test")]
+    ):
+        sf.write(rec / f"{i}.wav", tone(220 + 40 * i, 2.0), 24000)
+        rows.append(f"u{i},{spk},{sex},{split},{rec},{i}.wav,2.0")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/labels.csv").write_text("\n".join(rows) + "\n")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["features"].update(kind="mean_mel", n_jobs=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = stage("featurize", tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "featurize: error: no recording of the train (2 recordings, all skipped)" in proc.stderr, proc.stderr
+    assert "predict.min_speech_s" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data/features").exists() and not (tmp_path / "metrics/featurize.json").exists()

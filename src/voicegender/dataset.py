@@ -229,6 +229,8 @@ def build_features(
         "augmented": n_augmented,
         "skipped": dict(sorted(skipped.items())),
         "seconds": sum(r["seconds"] for r in rows),
+        "recordings": {s: sum(1 for _, k in part if k == 0) for s, part in by_split.items()},
+        "kept": {s: sum(int(done[s][i]) for i, (_, k) in enumerate(part) if k == 0) for s, part in by_split.items()},
     }
 
 
@@ -269,3 +271,25 @@ def training_data_card(corpus_info: dict, labels_path: str | Path, splits: dict[
             "male_utterances": int((y != FEMALE).sum()),
         }
     return card
+
+
+def empty_split_message(report: dict) -> str | None:
+    """What to tell a user when a split with labelled recordings kept none of them (every one
+    unreadable or without enough speech), or None: the splits the following stages need, named
+    with their counts, the commonest reasons and the knobs that decide them."""
+    empty = [s for s, n in report["recordings"].items() if n and not report["kept"][s]]
+    if not empty:
+        return None
+    reasons: dict[str, int] = {}
+    for reason in report["skipped"].values():
+        head = reason.split(":", 1)[0] if not reason.startswith("NoSpeech") else "no speech (NoSpeech)"
+        reasons[head] = reasons.get(head, 0) + 1
+    common = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    examples = "; ".join(f"{uid}: {why}" for uid, why in list(report["skipped"].items())[:3])
+    splits = ", ".join(f"{s} ({report['recordings'][s]} recordings, all skipped)" for s in empty)
+    return (
+        f"no recording of the {splits} could be featurized, so no model can be trained or scored.\n"
+        f"  Reasons: {common}. E.g. {examples}.\n"
+        "  Recordings without speech are skipped by the speech check: check that they hold speech, or set "
+        "predict.min_speech_s (0 turns the check off) / predict.check_threshold; unreadable files: see each reason."
+    )
