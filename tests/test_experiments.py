@@ -21,6 +21,7 @@ def marked(source: str, mark: str) -> str:
     return source.replace(WRITE, WRITE.replace("_clean(obj)", f'_clean({{**obj, "src": "{mark}"}})'))
 
 
+@pytest.mark.slow  # a dvc queue run of the tiny pipeline
 def test_a_queued_experiment_records_the_results_of_its_own_src(tiny_repo):
     repo = tiny_repo
     reporting = repo / "src/voicegender/reporting.py"

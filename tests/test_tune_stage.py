@@ -63,6 +63,7 @@ def start(cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # Ray searches: ~40 s
 def test_same_inputs_same_files_with_concurrent_trials(tmp_path):
     runs = []
     for k in range(2):
@@ -91,6 +92,7 @@ def ray_processes(session: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_search_fails_and_leaves_nothing(tmp_path):
     d = workdir(tmp_path / "run", num_samples=40, epochs=8)
     proc = start(d)
