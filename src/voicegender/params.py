@@ -304,6 +304,13 @@ class FeatureSettings(Section):
         ge=0.625,
         le=50,
     )
+    ge2e_train_rate: Optional[float] = key(
+        None,
+        "ge2e: partials per second for the training side (train, val, their augmented copies); null = ge2e_rate",
+        "must be in [0.625, 50] partials per second, or null (ge2e_rate)",
+        ge=0.625,
+        le=50,
+    )
     ge2e_min_coverage: float = key(
         0.75,
         "ge2e: a last, zero-padded partial is kept if at least this share is audio",
