@@ -40,8 +40,9 @@ Printed: the CPU (model, AMX, AVX512-BF16 from /proc/cpuinfo's flags, and ``ONED
 CPU without bfloat16. That one is not a second run: the encoder's time per partial in float32
 and at the configured precision are measured here on the same real partials (one core, best of
 3, interleaved), the partials the run encodes at LibriTTS scale are counted (the recordings, their
-augmented copies and the robustness conditions' test hours, at ``features.ge2e_rate``), and the
-difference, spread over featurize's workers, is added to ``projected``. The machine is shared and noisy (2 cores; compare ratios within
+augmented copies and the robustness conditions' test hours, at ``features.ge2e_rate``, the
+training side at ``ge2e_train_rate``), and the difference, spread over featurize's workers, is
+added to ``projected``. The machine is shared and noisy (2 cores; compare ratios within
 one run, not absolute figures across runs).
 
     PYTHONPATH=src python benchmarks/pipeline.py
@@ -277,20 +278,28 @@ def cpu_description() -> str:
 
 def encoder_partials(params, copies: dict, scored: dict) -> dict:
     """Partial utterances the ge2e encoder gets at LibriTTS scale, from this run's density (partials
-    per second of audio of the archive's recordings, at ``features.ge2e_rate``): the recordings,
-    their augmented copies, and the robustness stage's conditions over the test hours it scores."""
+    per second of audio of the archive's recordings, at ``features.ge2e_rate`` and, for the training
+    side, ``ge2e_train_rate``): the recordings, their augmented copies, and the robustness
+    stage's conditions over the test hours it scores (at ``ge2e_rate``)."""
     from voicegender.dataset import read_labels
     from voicegender.speaker_encoder import SAMPLE_RATE, partial_starts
 
     cfg = params.features
     rows = read_labels("data/labels.csv")
-    n = sum(len(partial_starts(round(r["seconds"] * SAMPLE_RATE), cfg.ge2e_rate, cfg.ge2e_min_coverage)) for r in rows)
-    per_s = n / sum(r["seconds"] for r in rows)
-    robust_s = scored["libritts_s"] * len(params.robustness.conditions)
+    seconds = sum(r["seconds"] for r in rows)
+
+    def per_s(rate: float) -> float:
+        starts = (partial_starts(round(r["seconds"] * SAMPLE_RATE), rate, cfg.ge2e_min_coverage) for r in rows)
+        return sum(len(s) for s in starts) / seconds
+
+    test_per_s = per_s(cfg.ge2e_rate)
+    train_per_s = test_per_s if cfg.ge2e_train_rate is None else per_s(cfg.ge2e_train_rate)
+    train_h = LIBRITTS_TRAIN_HOURS + copies["libritts_h"]
     return {
-        "per_s": per_s,
-        "featurize": per_s * 3600 * (LIBRITTS_HOURS + copies["libritts_h"]),
-        "robustness": per_s * robust_s,
+        "per_s": test_per_s,
+        "train_per_s": train_per_s,
+        "featurize": 3600 * (train_per_s * train_h + test_per_s * (LIBRITTS_HOURS - LIBRITTS_TRAIN_HOURS)),
+        "robustness": test_per_s * scored["libritts_s"] * len(params.robustness.conditions),
     }
 
 
@@ -513,7 +522,8 @@ def main(argv=None) -> None:
         print(
             f"ge2e encoder on {per_partial['device']}, one worker: {rates} partials/s (wall; CPU time); "
             f"LibriTTS scale: {counted['featurize']:,.0f} partials in featurize + {counted['robustness']:,.0f} "
-            f"in robustness ({counted['per_s']:.2f} a second of audio at ge2e_rate {params.features.ge2e_rate}), "
+            f"in robustness ({counted['per_s']:.2f} a second of audio at ge2e_rate {params.features.ge2e_rate}, "
+            f"training side {counted['train_per_s']:.2f}), "
             f"on {workers} workers"
         )
         print(
