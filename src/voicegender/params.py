@@ -257,7 +257,7 @@ class AugmentSettings(Section):
 
     copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
-        None,
+        30,
         "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
         "must be a positive int or null (every recording)",
     )
