@@ -33,8 +33,16 @@ CPU seconds (this process and its reaped children: the featurize workers; not Ra
 workers) are printed beside wall seconds: on a loaded machine they move much less than wall
 times, and they give an idle-machine estimate (printed last).
 
-Printed: each part, ``projected: N s`` (label to evaluate, no download) and ``ratio: N``
-against the report's 2,280 s. The machine is shared and noisy (2 cores; compare ratios within
+Printed: the CPU (model, AMX, AVX512-BF16 from /proc/cpuinfo's flags, and ``ONEDNN_MAX_CPU_ISA``:
+``AVX512_CORE_BF16`` keeps torch's oneDNN off AMX, as on a CPU without it), each part,
+``projected: N s`` (label to evaluate, no download) and ``ratio: N`` against the report's
+2,280 s, and ``projected float32: N s``: the same run with the ge2e encoder in float32, as on a
+CPU without bfloat16. That one is not a second run: the encoder's time per partial in float32
+and at the configured precision are measured here on the same real partials (one core, best of
+3, interleaved), the partials the run encodes at LibriTTS scale are counted (the recordings, their
+augmented copies and the robustness conditions' test hours, at ``features.ge2e_rate``, the
+training side at ``ge2e_train_rate``), and the difference, spread over featurize's workers, is
+added to ``projected``. The machine is shared and noisy (2 cores; compare ratios within
 one run, not absolute figures across runs).
 
     PYTHONPATH=src python benchmarks/pipeline.py
@@ -239,7 +247,97 @@ def robustness_scale(params) -> dict:
     here_s = sum(float(r["seconds"]) for r in test)
     return {
         "scale": libritts_s / here_s,
+        "libritts_s": libritts_s,
         "how": f"{libritts_s / 3600:.2f} h x {len(params.robustness.conditions)} conditions on LibriTTS",
+    }
+
+
+def cpu_description() -> str:
+    """The CPU model and whether its flags (/proc/cpuinfo) include AMX and AVX512-BF16, with
+    ``ONEDNN_MAX_CPU_ISA`` (which limits what torch's oneDNN uses, whatever the flags say)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        import platform
+
+        model = platform.processor() or model
+    amx = sorted(f for f in flags if f.startswith("amx"))
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (
+        f"CPU: {model}; AMX: {'yes (' + ', '.join(amx) + ')' if amx else 'no'}; "
+        f"AVX512-BF16: {'yes' if 'avx512_bf16' in flags else 'no'}; "
+        f"ONEDNN_MAX_CPU_ISA={isa or '(unset: all the CPU has)'}"
+    )
+
+
+def encoder_partials(params, copies: dict, scored: dict) -> dict:
+    """Partial utterances the ge2e encoder gets at LibriTTS scale, from this run's density (partials
+    per second of audio of the archive's recordings, at ``features.ge2e_rate`` and, for the training
+    side, ``ge2e_train_rate``): the recordings, their augmented copies, and the robustness
+    stage's conditions over the test hours it scores (at ``ge2e_rate``)."""
+    from voicegender.dataset import read_labels
+    from voicegender.speaker_encoder import SAMPLE_RATE, partial_starts
+
+    cfg = params.features
+    rows = read_labels("data/labels.csv")
+    seconds = sum(r["seconds"] for r in rows)
+
+    def per_s(rate: float) -> float:
+        starts = (partial_starts(round(r["seconds"] * SAMPLE_RATE), rate, cfg.ge2e_min_coverage) for r in rows)
+        return sum(len(s) for s in starts) / seconds
+
+    test_per_s = per_s(cfg.ge2e_rate)
+    train_per_s = test_per_s if cfg.ge2e_train_rate is None else per_s(cfg.ge2e_train_rate)
+    train_h = LIBRITTS_TRAIN_HOURS + copies["libritts_h"]
+    return {
+        "per_s": test_per_s,
+        "train_per_s": train_per_s,
+        "featurize": 3600 * (train_per_s * train_h + test_per_s * (LIBRITTS_HOURS - LIBRITTS_TRAIN_HOURS)),
+        "robustness": test_per_s * scored["libritts_s"] * len(params.robustness.conditions),
+    }
+
+
+def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repeat: int = 3) -> dict:
+    """Seconds per partial of the ge2e encoder on one core (its own setting), at the configured
+    precision and in float32, on the same real partials (the sample's first recordings)."""
+    import soundfile as sf
+
+    from voicegender.features import encoder_device
+    from voicegender.speaker_encoder import embed_partials, partial_mels
+
+    cfg = params.features
+    with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
+        paths = [r["path"] for r in csv.DictReader(f)]
+    mels, have = [], 0
+    for path in paths:
+        y, sr = sf.read(sample / path, dtype="float32")
+        mels.append(partial_mels(y, sr, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs))
+        have += len(mels[-1])
+        if have >= partials:
+            break
+    x = np.concatenate(mels)[:partials]
+    device = encoder_device(cfg.encoder_device)
+    precisions = list(dict.fromkeys((cfg.ge2e_precision, "float32")))
+    wall = {p: float("inf") for p in precisions}
+    cpu = dict(wall)
+    for p in precisions:
+        embed_partials(x[:32], device, p)  # builds the model, warms oneDNN's kernels
+    for _ in range(repeat):
+        for p in precisions:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            embed_partials(x, device, p)
+            wall[p] = min(wall[p], time.perf_counter() - started)
+            cpu[p] = min(cpu[p], time.process_time() - cpu_started)
+    return {
+        "device": device,
+        "wall": {p: t / len(x) for p, t in wall.items()},
+        "cpu": {p: t / len(x) for p, t in cpu.items()},
     }
 
 
@@ -283,6 +381,7 @@ def main(argv=None) -> None:
 
     import voicegender
 
+    print(cpu_description(), flush=True)
     print(
         f"voicegender from {Path(voicegender.__file__).parent}; {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} at start (other users' work shares the machine)",
@@ -337,6 +436,9 @@ def main(argv=None) -> None:
         for name in ("tune", "train", "evaluate", "robustness"):
             wall[name], cpu[name] = run_stage(name)
         scored = robustness_scale(params)
+        if params.features.kind == "ge2e":
+            counted = encoder_partials(params, copies, scored)
+            per_partial = encoder_seconds_per_partial(params, Path(args.sample))
         scale = {
             "label": LIBRITTS_BYTES / archive["bytes"],
             "featurize": LIBRITTS_HOURS / hours,
@@ -407,6 +509,27 @@ def main(argv=None) -> None:
         + f", start-up {sum(start.values()):.0f}: {idle_total:.0f} s (label, train, evaluate: their CPU s; "
         f"featurize: CPU s / {cores} cores; tune: wall s)"
     )
+    total_f32 = total
+    if params.features.kind == "ge2e":
+        from voicegender.extraction import resolve_n_jobs
+
+        workers = resolve_n_jobs(params.features.n_jobs) if per_partial["device"] == "cpu" else 1
+        n_partials = counted["featurize"] + counted["robustness"]
+        prec = params.features.ge2e_precision
+        extra = {k: n_partials * (t["float32"] - t[prec]) / workers for k, t in per_partial.items() if k != "device"}
+        total_f32 = total + extra["wall"]
+        rates = ", ".join(f"{p} {1 / t:.0f} ({1 / per_partial['cpu'][p]:.0f})" for p, t in per_partial["wall"].items())
+        print(
+            f"ge2e encoder on {per_partial['device']}, one worker: {rates} partials/s (wall; CPU time); "
+            f"LibriTTS scale: {counted['featurize']:,.0f} partials in featurize + {counted['robustness']:,.0f} "
+            f"in robustness ({counted['per_s']:.2f} a second of audio at ge2e_rate {params.features.ge2e_rate}, "
+            f"training side {counted['train_per_s']:.2f}), "
+            f"on {workers} workers"
+        )
+        print(
+            f"projected float32: {total_f32:.0f} s (projected + partials x (float32 - {prec} wall s a partial) "
+            f"/ {workers} workers; idle estimate float32: {idle_total + extra['cpu']:.0f} s, by CPU s a partial)"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(
@@ -424,6 +547,9 @@ def main(argv=None) -> None:
                     "startup_s": start,
                     "projected_s": projected,
                     "projected_total_s": total,
+                    "projected_float32_total_s": total_f32,
+                    "idle_estimate_float32_total_s": idle_total
+                    + (extra["cpu"] if params.features.kind == "ge2e" else 0.0),
                     "label_fixed_s": label_fixed,
                     "ratio": REPORT_WALL_S / total,
                     "archive": archive,

@@ -186,3 +186,42 @@ def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kin
         assert (tmp_path / "one" / f"train_{name}.npy").read_bytes() == (
             tmp_path / "two" / f"train_{name}.npy"
         ).read_bytes()
+
+
+def test_ge2e_train_rate_embeds_the_training_side_at_its_own_rate(tmp_path):
+    from voicegender.features import compute_features
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    rows, signals = [], {}
+    for i, split in enumerate(["train", "val", "test"]):
+        signals[f"u{i}"] = voice(4.0, 120.0 + 40 * i)
+        (rec / f"{i}.wav").write_bytes(_wav(signals[f"u{i}"]))
+        rows.append(
+            {
+                "id": f"u{i}",
+                "speaker": f"s{i}",
+                "sex": "FM"[i % 2],
+                "split": split,
+                "source": str(rec),
+                "member": f"{i}.wav",
+                "seconds": 4.0,
+            }
+        )
+    base = {"kind": "ge2e", "n_jobs": 1, "augment": {"copies": 0}}
+    build_features(rows, fs(base), tmp_path / "same", log=lambda m: None)
+    build_features(rows, fs({**base, "ge2e_train_rate": 0.625}), tmp_path / "own", log=lambda m: None)
+    for split, uid in (("train", "u0"), ("val", "u1"), ("test", "u2")):
+        same, own = (load_features(tmp_path / d, split)["X"][0] for d in ("same", "own"))
+        y = np.asarray(sf.read(io.BytesIO(_wav(signals[uid])), dtype="float32")[0])  # as stored: 16-bit
+        at_train_rate = compute_features(y, SR, fs({**base, "ge2e_rate": 0.625}))
+        if split == "test":  # test stays at ge2e_rate
+            np.testing.assert_array_equal(own, same)
+        else:
+            np.testing.assert_array_equal(own, at_train_rate)
+            assert not np.array_equal(own, same)  # 4 s: 5 overlapping partials at 1.3 a second, 2 at 0.625
+
+
+def test_ge2e_train_rate_is_checked():
+    with pytest.raises(ValueError, match="features.ge2e_train_rate"):
+        check({"ge2e_train_rate": 0.1})

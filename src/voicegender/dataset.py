@@ -144,8 +144,10 @@ def build_features(
     ``max_per_speaker`` recordings of a speaker get them), made in the extraction workers and
     stored after the originals in the train split with ids ``<id>~aug<k>``; val and test are
     never altered. ``cluster`` (``ray:``): with an address, the features are computed on that Ray
-    cluster (:func:`voicegender.extraction.extract_many`), with the same bytes.
-    Returns ``{"utterances", "augmented", "skipped": {id: reason}, "seconds"}``.
+    cluster (:func:`voicegender.extraction.extract_many`), with the same bytes. ge2e: train and
+    val (and the copies) are embedded at ``ge2e_train_rate`` partials a second where it is set,
+    test at ``ge2e_rate``. Returns ``{"utterances", "augmented", "skipped": {id: reason},
+    "seconds", "recordings": {split: labelled}, "kept": {split: featurized}}`` (recordings, not copies).
     """
     from tqdm import tqdm
 
@@ -177,26 +179,36 @@ def build_features(
         r, k = by_split[split][i]
         return r["id"] if k == 0 else f"{r['id']}~aug{k}"
 
-    def items():
+    def items(splits):
         for source in sorted({r["source"] for r in rows}):
-            wanted = {r["member"] for r in rows if r["source"] == source}
+            wanted = {r["member"] for r in rows if r["source"] == source and (splits is None or r["split"] in splits)}
+            if not wanted:
+                continue
             for member, data in iter_audio(source, wanted):
                 key = (source, member)
                 yield (key, data, copies_of[key], augment.copies) if key in copies_of else (key, data)
 
+    # ge2e_train_rate: the training side (train, val and the copies) at its own partial rate, test
+    # at ge2e_rate, in two passes (one per source still where a source holds one side, as LibriTTS's)
+    train_rate = config.ge2e_train_rate if config.kind == "ge2e" else None
+    if train_rate is None or train_rate == config.ge2e_rate:
+        passes = [(config, None)]
+    else:
+        passes = [(config.model_copy(update={"ge2e_rate": train_rate}), {"train", "val"}), (config, {"test"})]
     total = sum(len(part) for part in by_split.values())
     bar = tqdm(total=total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
-    for key, vector, error in extract_many(
-        items(), config, n_jobs=config.n_jobs, speech=speech, cluster=cluster, log=log
-    ):
-        split, i = slot[key]
-        if error is None:
-            partial[split][i] = vector
-            done[split][i] = True
-        else:
-            skipped[uid(split, i)] = error
-            log(f"skipped {uid(split, i)}: {error}")
-        bar.update()
+    for pass_config, splits in passes:
+        for key, vector, error in extract_many(
+            items(splits), pass_config, n_jobs=config.n_jobs, speech=speech, cluster=cluster, log=log
+        ):
+            split, i = slot[key]
+            if error is None:
+                partial[split][i] = vector
+                done[split][i] = True
+            else:
+                skipped[uid(split, i)] = error
+                log(f"skipped {uid(split, i)}: {error}")
+            bar.update()
     bar.close()
 
     for split, part in by_split.items():

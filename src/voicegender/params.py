@@ -257,7 +257,7 @@ class AugmentSettings(Section):
 
     copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
-        None,
+        30,
         "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
         "must be a positive int or null (every recording)",
     )
@@ -301,6 +301,13 @@ class FeatureSettings(Section):
         1.3,
         "ge2e: 1.6 s partial utterances per second of audio",
         "must be in [0.625, 50] partials per second",
+        ge=0.625,
+        le=50,
+    )
+    ge2e_train_rate: Optional[float] = key(
+        None,
+        "ge2e: partials per second for the training side (train, val, their augmented copies); null = ge2e_rate",
+        "must be in [0.625, 50] partials per second, or null (ge2e_rate)",
         ge=0.625,
         le=50,
     )
