@@ -334,7 +334,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="benchmarks/real_speech.json", help="per-fold results + summary")
     ap.add_argument("--resume", action="store_true", help="keep the results already in --out, run the rest")
     ap.add_argument(
-        "--readme", metavar="README", help="only rewrite README's real-speech block from --out, run nothing"
+        "--readme",
+        metavar="FILE",
+        help="only rewrite the real-speech block of FILE (docs/real-speech.md) from --out, run nothing",
     )
     args = ap.parse_args(argv)
     if args.readme:
@@ -457,7 +459,7 @@ def wide_table(rows: list[dict], speeds: dict) -> str:
 
 
 def write_readme_block(readme: Path, table_text: str) -> None:
-    """Replace the text between README's real-speech markers with ``table_text``."""
+    """Replace the text between the real-speech markers of ``readme`` (docs/real-speech.md) with ``table_text``."""
     start, end = "<!-- real-speech:start -->", "<!-- real-speech:end -->"
     text = readme.read_text()
     if start not in text or end not in text:
@@ -465,7 +467,7 @@ def write_readme_block(readme: Path, table_text: str) -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     note = (
-        "_Written by `python benchmarks/real_speech.py --readme README.md` from `benchmarks/real_speech.json`. "
+        "_Written by `python benchmarks/real_speech.py --readme docs/real-speech.md` from `benchmarks/real_speech.json`. "
         "Cross-corpus: trained on the LibriSpeech sample, scored on cross-corpus-dev; CV: speaker-disjoint, "
         "5 folds x 2 repeats, mean ± std; extraction on 2 processes (the slower of the two sets)._"
     )
