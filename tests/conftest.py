@@ -107,3 +107,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_home(tmp_path_factory):
+    """One home directory for every in-process Ray of the test session: Ray >= 2.59 keeps a local
+    cluster's auth token in ~/.ray, and a driver caches the first token it loads for its life, so
+    a later local Ray under another HOME would never start (its GCS refuses the cached token)."""
+    return tmp_path_factory.mktemp("ray-home")

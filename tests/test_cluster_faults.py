@@ -19,6 +19,11 @@ pytestmark = pytest.mark.slow  # starts a Ray instance per test
 LOCAL = RaySettings(address="local")
 
 
+@pytest.fixture(autouse=True)
+def _ray_home(ray_home, monkeypatch):
+    monkeypatch.setenv("HOME", str(ray_home))  # the session's one home for in-process Rays (conftest)
+
+
 def _items(n=64):
     # long enough that a chunk's task runs for a while (tens of ms): the killer can catch one
     return [(f"u{i}", wav_bytes(tone(100 + 3 * i, 8.0, noise=0.01, seed=i))) for i in range(n)]

@@ -94,11 +94,10 @@ def test_unreachable_cluster_fails_fast_naming_the_address():
     check_reachable("auto", 1)  # left to Ray
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """One home directory for this module's in-process searches: Ray >= 2.59 keeps a local
-    cluster's auth token in ~/.ray, and a driver caches the first token it loads for its life."""
-    return tmp_path_factory.mktemp("home")
+@pytest.fixture
+def home(ray_home):
+    """The test session's home for in-process Rays (conftest.ray_home says why)."""
+    return ray_home
 
 
 @pytest.mark.slow  # a Ray search
