@@ -139,11 +139,13 @@ def test_sigkill_of_a_worker_mid_run(max_retries):
     one = list(X.extract_many(iter(items), cfg, n_jobs=1))
 
     def run():
+        # this run's workers only: a child left by an earlier test must not be the one killed
+        earlier = {p.pid for p in multiprocessing.active_children()}
         out, it = [], X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=2)
         for result in it:
             out.append(result)
             if len(out) == 4:
-                workers = multiprocessing.active_children()
+                workers = [p for p in multiprocessing.active_children() if p.pid not in earlier]
                 assert workers
                 os.kill(workers[0].pid, signal.SIGKILL)
         return out
