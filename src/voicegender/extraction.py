@@ -20,6 +20,7 @@ import mmap
 import multiprocessing
 import os
 import signal
+import threading
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -80,6 +81,11 @@ def _worker_init(uses_blas: bool, shared: mmap.mmap | None) -> None:
         _thread_pools().limit(limits=1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    # A terminal's Ctrl-C reaches the whole process group: it is the parent's to handle (it stops
+    # the pool, or cancels a Ray driver's tasks). A worker dying of it first would turn the
+    # interrupt into a lost worker (exit 1 instead of 130: seen in the Ctrl-C tests).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm_up(cfg: FeatureSettings) -> None:
