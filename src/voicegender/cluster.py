@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
+import signal
 import os
 import socket
 import tempfile
@@ -81,6 +83,33 @@ def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> 
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _remember_sigint(seen: list) -> Iterator[None]:
+    """Record a Ctrl-C in ``seen`` (then handle it as before) for the ``with`` block. Why: a local
+    Ray's processes share our process group, so a terminal's Ctrl-C can break them before our
+    KeyboardInterrupt is raised, and ray.get then fails with a Ray error instead (exit 1, not 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # a background job: Ctrl-C is not ours
+        yield
+        return
+
+    def record(signum, frame):
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _READY: set = set()  # in a Ray worker process: the settings it has been set up for
 
 
@@ -140,12 +169,15 @@ def extract_on_ray(
         pending: collections.deque = collections.deque()
         nodes: collections.Counter = collections.Counter()
         cfg_ref = ray.put(cfg)
+        interrupted: list = []
         try:
 
             def collect():
                 try:
                     node, out = ray.get(pending.popleft())
                 except Exception as exc:
+                    if interrupted:  # Ctrl-C broke Ray before it reached us: it is still a Ctrl-C
+                        raise KeyboardInterrupt from None
                     if not _lost(exc):
                         raise
                     raise WorkerLost(
@@ -158,15 +190,21 @@ def extract_on_ray(
                 nodes[node] += 1
                 return out
 
-            for chunk in chunks:
-                pending.append(task.remote(chunk, cfg_ref, speech))
-                if len(pending) >= limit:
+            with _remember_sigint(interrupted):
+                for chunk in chunks:
+                    pending.append(task.remote(chunk, cfg_ref, speech))
+                    if len(pending) >= limit:
+                        yield from collect()
+                while pending:
                     yield from collect()
-            while pending:
-                yield from collect()
         except BaseException:
             for ref in pending:  # Ctrl-C, an error, or the caller stopped reading: stop the rest
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 -- Ray itself may be gone (Ctrl-C reached it too)
+                    pass
+            if interrupted:
+                raise KeyboardInterrupt from None
             raise
         if log is not None:
             log(
