@@ -8,17 +8,23 @@ LibriTTS train-clean-100 + test-clean (8.9 GB of .tar.gz, 62.3 h of 24 kHz audio
   real speech: the LibriSpeech sample (``--sample``, read in place) resampled to 24 kHz 16-bit
   wavs and cut into utterances of LibriTTS's mean length (~5.9 s) with LibriTTS's text members
   beside them, so that gzip, the encoder and every per-file cost (the speech check, tar members)
-  see what they see on LibriTTS. label is projected by archive bytes (it is a gunzip pass),
-  featurize by audio hours (feature work dominates; the archive's bytes per hour are printed
-  next to LibriTTS's). Fixed costs are measured apart and not scaled: featurize's (lazy imports,
+  see what they see on LibriTTS. label is projected by archive bytes (it is a gunzip pass: it
+  reads every recording, used or not), featurize by the hours of audio it featurizes (feature
+  work dominates; the archive's bytes per hour are printed next to LibriTTS's): on LibriTTS,
+  test-clean's 8.56 h and of train-clean-100's 53.78 h the share ``data.max_per_speaker``
+  keeps, min(1, cap / ~135 recordings a speaker). The archive here holds ~2 pieces of each
+  speaker, so the cap leaves it whole: its own hours are counted from data/labels.csv. Fixed costs are measured apart and not scaled: featurize's (lazy imports,
   loading the encoder, starting the workers) on the archive's first two utterances in a cold
   process state: projected = cold 2-utterance run + (full run - the same 2-utterance run warm)
   x hours ratio, where the augmented copies' part (the full run - a run without copies) is
   scaled by the copies' hours instead (LibriTTS's training hours but validation's share, under
-  ``features.augment.max_per_speaker``); label's (its plot, its tables) on archives of one recording per subset:
+  ``data.max_per_speaker`` and ``features.augment.max_per_speaker``); label's (its plot, its tables) on archives of one recording per subset:
   projected = that run + (full run - that run) x bytes ratio.
 * tune, train, evaluate: the stages run for real at full size, on LibriTTS-sized feature
-  arrays (33,000 train x the feature's size, as benchmarks/tune.py; 6,000 val; 4,837 test)
+  arrays (train and val: the rows LibriTTS would give, 247 speakers x min(~135,
+  ``data.max_per_speaker``) recordings split by ``data.val_fraction``, the training ones with
+  their copies: 53,200 train and 6,600 val with no cap, 11,900 and 1,500 with
+  both caps at 30; test: 4,837)
   drawn from the real features of the sample (rows resampled with replacement within their
   split, plus noise of NOISE x each dimension's spread: no two rows are equal, and validation is not
   trivially separable, so early stopping behaves as on real data). The search
@@ -79,7 +85,8 @@ LIBRITTS_UTTERANCES = 33_236 + 4_837  # train-clean-100 (about) + test-clean
 LIBRITTS_TRAIN_HOURS = 53.78  # train-clean-100: the recordings that get augmented copies (but for validation's)
 LIBRITTS_PER_SPEAKER = 33_236 / 247  # train-clean-100's recordings per speaker with audio
 LIBRITTS_MEAN_S = LIBRITTS_HOURS * 3600 / LIBRITTS_UTTERANCES  # ~5.9 s an utterance
-TRAIN_ROWS, VAL_ROWS, TEST_ROWS = 33_000, 6_000, 4_837
+TEST_ROWS = 4_837  # test-clean's utterances
+LIBRITTS_TRAIN_SPEAKERS = 247  # train-clean-100's speakers with audio (train and val)
 NOISE = 1.0  # noise added to resampled rows, x each dimension's spread: keeps validation from being trivial
 TEST_SHARE = 8.56 / LIBRITTS_HOURS  # share of speakers put in the test archive, as LibriTTS's hours
 STAGES = ("label", "featurize", "tune", "train", "evaluate", "robustness")
@@ -213,10 +220,49 @@ def featurize_without_copies() -> tuple[float, float]:
         path.write_text(text)
 
 
+def used_per_speaker(params) -> float:
+    """Recordings of a train-clean-100 speaker that train or val use: LibriTTS's mean (~135) or
+    ``data.max_per_speaker`` if lower."""
+    cap = params.data.max_per_speaker
+    return LIBRITTS_PER_SPEAKER if cap is None else min(float(cap), LIBRITTS_PER_SPEAKER)
+
+
+def libritts_featurized_hours(params) -> dict:
+    """Hours of recordings (not copies) featurize reads on LibriTTS: test-clean's all, and of
+    train-clean-100's the share ``data.max_per_speaker`` keeps."""
+    train = LIBRITTS_TRAIN_HOURS * used_per_speaker(params) / LIBRITTS_PER_SPEAKER
+    return {
+        "train": train,
+        "test": LIBRITTS_HOURS - LIBRITTS_TRAIN_HOURS,
+        "total": train + LIBRITTS_HOURS - LIBRITTS_TRAIN_HOURS,
+    }
+
+
+def libritts_rows(params) -> dict:
+    """Feature rows per split a LibriTTS run gives: train (with its copies), val and test."""
+    used = used_per_speaker(params)
+    aug = params.features.augment
+    copied = used if aug.max_per_speaker is None else min(used, float(aug.max_per_speaker))
+    train_speakers = LIBRITTS_TRAIN_SPEAKERS * (1 - params.data.val_fraction)
+    return {
+        "train": round(train_speakers * (used + aug.copies * copied)),
+        "val": round(LIBRITTS_TRAIN_SPEAKERS * params.data.val_fraction * used),
+        "test": TEST_ROWS,
+    }
+
+
+def labelled_hours() -> float:
+    """Hours of the recordings data/labels.csv lists (what featurize reads here)."""
+    from voicegender.dataset import read_labels
+
+    return sum(r["seconds"] for r in read_labels("data/labels.csv")) / 3600
+
+
 def copy_hours(params) -> dict:
     """Hours of augmented copies featurize makes here (from data/labels.csv) and would make on
     LibriTTS: its training hours but for the validation speakers' share, times the share of a
-    speaker's recordings copied under ``max_per_speaker`` (LibriTTS's mean of ~135 a speaker)."""
+    speaker's recordings used under ``data.max_per_speaker`` and copied under
+    ``features.augment.max_per_speaker`` (of LibriTTS's mean of ~135 a speaker)."""
     from voicegender.augment import recordings_to_augment
     from voicegender.dataset import read_labels
 
@@ -224,11 +270,11 @@ def copy_hours(params) -> dict:
     train = [r for r in read_labels("data/labels.csv") if r["split"] == "train"]
     chosen = recordings_to_augment(train, aug.max_per_speaker, aug.seed)
     sample_h = aug.copies * sum(float(r["seconds"]) for r in train if r["id"] in chosen) / 3600
-    cap = aug.max_per_speaker
-    share = 1.0 if cap is None else min(1.0, cap / LIBRITTS_PER_SPEAKER)
+    caps = [c for c in (params.data.max_per_speaker, aug.max_per_speaker) if c is not None]
+    share = min([1.0] + [c / LIBRITTS_PER_SPEAKER for c in caps])
     libritts_h = aug.copies * LIBRITTS_TRAIN_HOURS * (1 - params.data.val_fraction) * share
     how = f"{aug.copies} x {1 - params.data.val_fraction:.0%} of {LIBRITTS_TRAIN_HOURS} h" + (
-        "" if cap is None else f" x min(1, {cap} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)"
+        "" if not caps else f" x min(1, {min(caps)} / {LIBRITTS_PER_SPEAKER:.0f} recordings a speaker)"
     )
     return {"sample_h": sample_h, "libritts_h": libritts_h, "how": how}
 
@@ -294,7 +340,7 @@ def encoder_partials(params, copies: dict, scored: dict) -> dict:
 
     test_per_s = per_s(cfg.ge2e_rate)
     train_per_s = test_per_s if cfg.ge2e_train_rate is None else per_s(cfg.ge2e_train_rate)
-    train_h = LIBRITTS_TRAIN_HOURS + copies["libritts_h"]
+    train_h = libritts_featurized_hours(params)["train"] + copies["libritts_h"]
     return {
         "per_s": test_per_s,
         "train_per_s": train_per_s,
@@ -349,12 +395,11 @@ def startup_s(name: str) -> float:
     return time.perf_counter() - started
 
 
-def enlarge_features(directory: Path, seed: int) -> dict:
-    """Replace each split's arrays by LibriTTS-sized ones drawn from its real rows (see above)."""
+def enlarge_features(directory: Path, seed: int, sizes: dict) -> dict:
+    """Replace each split's arrays by ``sizes`` (LibriTTS-sized) rows drawn from its real rows (see above)."""
     from voicegender.dataset import load_features, save_features
 
     rng = np.random.default_rng(seed)
-    sizes = {"train": TRAIN_ROWS, "val": VAL_ROWS, "test": TEST_ROWS}
     for split, n in sizes.items():
         d = load_features(directory, split)
         pick = rng.integers(0, len(d["X"]), n)
@@ -424,6 +469,14 @@ def main(argv=None) -> None:
         warm = featurize_few(archive["first_members"])
         print(f"featurize fixed cost: {cold[0]:.1f} s cold, {warm[0]:.1f} s warm (2 utterances)", flush=True)
         copies = copy_hours(params)
+        featurized = {"libritts": libritts_featurized_hours(params), "here_h": labelled_hours()}
+        print(
+            f"recordings featurized: {featurized['here_h']:.3f} h here, {featurized['libritts']['total']:.1f} h on "
+            f"LibriTTS (test {featurized['libritts']['test']:.2f} h, train and val {featurized['libritts']['train']:.1f} "
+            f"h: {used_per_speaker(params):.0f} of ~{LIBRITTS_PER_SPEAKER:.0f} recordings a speaker, "
+            f"data.max_per_speaker {params.data.max_per_speaker})",
+            flush=True,
+        )
         originals = featurize_without_copies() if copies["sample_h"] else (wall["featurize"], cpu["featurize"])
         print(
             f"featurize without the augmented copies: {originals[0]:.1f} s; copies: {copies['sample_h']:.3f} h here, "
@@ -431,7 +484,7 @@ def main(argv=None) -> None:
             flush=True,
         )
         run_stage("featurize")  # the full features again, for the stages below
-        sizes = enlarge_features(work / "data" / "features", params.data.seed)
+        sizes = enlarge_features(work / "data" / "features", params.data.seed, libritts_rows(params))
         print(f"features enlarged to {sizes} rows", flush=True)
         for name in ("tune", "train", "evaluate", "robustness"):
             wall[name], cpu[name] = run_stage(name)
@@ -441,7 +494,7 @@ def main(argv=None) -> None:
             per_partial = encoder_seconds_per_partial(params, Path(args.sample))
         scale = {
             "label": LIBRITTS_BYTES / archive["bytes"],
-            "featurize": LIBRITTS_HOURS / hours,
+            "featurize": featurized["libritts"]["total"] / featurized["here_h"],
             "tune": 1.0,
             "train": 1.0,
             "evaluate": 1.0,
@@ -486,8 +539,12 @@ def main(argv=None) -> None:
             f"{name:<10} {wall[name]:>10.1f} {projected[name]:>12.1f} {cpu[name]:>8.1f} {cpu_projected[name]:>11.1f}"
             f"  ({how[name]}; +{start[name]:.1f})"
         )
-    x_rt = LIBRITTS_HOURS * 3600 / (projected["featurize"] - start["featurize"])
-    print(f"featurize throughput: {x_rt:.0f}x real time (24 kHz archives, all cores)")
+    featurized_h = featurized["libritts"]["total"] + copies["libritts_h"]
+    x_rt = featurized_h * 3600 / (projected["featurize"] - start["featurize"])
+    print(
+        f"featurize throughput: {x_rt:.0f}x real time ({featurized_h:.1f} h of recordings and copies; "
+        "24 kHz archives, all cores)"
+    )
     print(f"projected: {total:.0f} s")
     print(f"ratio: {REPORT_WALL_S / total:.1f}")
     cores = os.cpu_count() or 1
@@ -543,6 +600,8 @@ def main(argv=None) -> None:
                     "featurize_fixed_s": {"cold": cold, "warm": warm},
                     "featurize_without_copies_s": originals,
                     "copies": copies,
+                    "featurized_hours": featurized,
+                    "libritts_rows": sizes,
                     "scale": scale,
                     "startup_s": start,
                     "projected_s": projected,

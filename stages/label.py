@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import json
 
 from voicegender import corpus
-from voicegender.dataset import SEXES, SPLITS, assign_splits, data_summary, write_labels
+from voicegender.dataset import SEXES, SPLITS, assign_splits, cap_per_speaker, data_summary, write_labels
 from voicegender.params import load_params
 from voicegender.plots import plot_data_summary
 from voicegender.reporting import write_json
@@ -32,7 +32,11 @@ def main() -> None:
     rows, unknown_sex = corpus.label_rows(info)
     data = params.data
     assign_splits(rows, seed=data.seed, val_fraction=data.val_fraction, test_fraction=data.folder.test_fraction)
+    # data.max_per_speaker: train and val use at most this many recordings a speaker (test all);
+    # the labels, and so every count below, hold only the recordings used
+    rows, left_out = cap_per_speaker(rows, data.max_per_speaker, data.seed)
     write_labels(rows, "data/labels.csv")
+    left = data_summary(left_out)
 
     summary = data_summary(rows)
     # metrics/data.json (DESIGN's contract): per split and sex; totals and exclusions are details
@@ -42,6 +46,11 @@ def main() -> None:
         {
             "total": {split: summary[split]["total"] for split in SPLITS},
             "excluded": {"unknown_sex": len(unknown_sex), "unknown_sex_ids": sorted(unknown_sex)[:100]},
+            # recordings present but not used under data.max_per_speaker, per split
+            "left_out": {
+                "max_per_speaker": data.max_per_speaker,
+                **{split: {k: left[split]["total"][k] for k in ("utterances", "hours")} for split in ("train", "val")},
+            },
         },
     )
     table = [
@@ -55,6 +64,11 @@ def main() -> None:
         + ", ".join(
             f"{s}: {summary[s]['total']['speakers']} speakers / {summary[s]['total']['utterances']} utterances"
             for s in SPLITS
+        )
+        + (
+            f" ({len(left_out)} train / val utterances left out: data.max_per_speaker {data.max_per_speaker})"
+            if left_out
+            else ""
         ),
         flush=True,
     )

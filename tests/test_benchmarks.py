@@ -57,3 +57,36 @@ def test_featurize_cluster_benchmark_runs(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "ratio" in proc.stdout and "features identical across configurations: True" in proc.stdout
+
+
+def _pipeline_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("cap, augment_cap", [(None, None), (None, 30), (30, 30), (20, 30), (30, 10), (500, None)])
+def test_pipeline_projection_counts_the_per_speaker_caps_at_librittss_135(cap, augment_cap):
+    """benchmarks/pipeline.py projects train-clean-100 at min(cap, ~135) recordings a speaker (its
+    archive here holds ~2 a speaker, so the cap cannot show in what it measures)."""
+    import yaml
+
+    from voicegender.params import validate_params
+
+    bench = _pipeline_benchmark()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["max_per_speaker"] = cap
+    raw["features"]["augment"]["max_per_speaker"] = augment_cap
+    params = validate_params(raw)
+    per_speaker = 33_236 / 247
+    used = per_speaker if cap is None else min(cap, per_speaker)
+    hours = bench.libritts_featurized_hours(params)
+    assert hours["train"] == pytest.approx(53.78 * used / per_speaker)
+    assert hours["test"] == pytest.approx(8.56)
+    copied = min(used, augment_cap or used)
+    rows = bench.libritts_rows(params)
+    assert rows["val"] == round(247 * 0.2 * used) and rows["test"] == 4_837
+    assert rows["train"] == round(247 * 0.8 * (used + copied))

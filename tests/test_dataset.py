@@ -1,6 +1,17 @@
-import numpy as np
+import random
 
-from voicegender.dataset import data_summary, load_features, read_labels, save_features, split_speakers, write_labels
+import numpy as np
+import pytest
+
+from voicegender.dataset import (
+    cap_per_speaker,
+    data_summary,
+    load_features,
+    read_labels,
+    save_features,
+    split_speakers,
+    write_labels,
+)
 
 
 def test_split_is_speaker_disjoint_stratified_and_reproducible():
@@ -55,3 +66,56 @@ def test_features_round_trip_byte_identical(tmp_path):
         assert (tmp_path / "a" / f"train_{name}.npy").read_bytes() == (
             tmp_path / "b" / f"train_{name}.npy"
         ).read_bytes()
+
+
+def _corpus(per_speaker: int = 100, chapters: int = 5) -> list[dict]:
+    """Two training speakers, one val, one test, each with ``per_speaker`` recordings in ``chapters`` chapters."""
+    rows = []
+    for speaker, split in (("1", "train"), ("2", "train"), ("3", "val"), ("4", "test")):
+        for k in range(per_speaker):
+            chapter = 100 + k * chapters // per_speaker
+            rows.append({"id": f"{speaker}_{chapter}_000000_{k:06d}", "speaker": speaker, "split": split})
+    return rows
+
+
+def test_cap_keeps_at_most_n_of_each_train_and_val_speaker_and_every_test_recording():
+    rows = _corpus()
+    kept, left_out = cap_per_speaker(rows, 10, seed=42)
+    count = {s: sum(r["speaker"] == s for r in kept) for s in "1234"}
+    assert count == {"1": 10, "2": 10, "3": 10, "4": 100}
+    assert len(left_out) == 270 and not any(r["split"] == "test" for r in left_out)
+    assert {r["id"] for r in kept} | {r["id"] for r in left_out} == {r["id"] for r in rows}
+    assert [r["id"] for r in kept] == [r["id"] for r in rows if r in kept]  # the rows' order
+
+
+def test_cap_is_seeded_and_independent_of_the_rows_order():
+    rows = _corpus()
+    ids = {r["id"] for r in cap_per_speaker(rows, 10, seed=42)[0]}
+    shuffled = rows[:]
+    random.Random(0).shuffle(shuffled)
+    assert {r["id"] for r in cap_per_speaker(shuffled, 10, seed=42)[0]} == ids
+    assert {r["id"] for r in cap_per_speaker(rows, 10, seed=43)[0]} != ids
+
+
+def test_cap_spreads_over_the_speakers_recordings():
+    # 100 recordings in 5 chapters of 20: 10 chosen = 2 from every chapter, never a run of the first ones
+    for seed in range(20):
+        kept, _ = cap_per_speaker(_corpus(), 10, seed=seed)
+        for speaker in "123":
+            chapters = [r["id"].split("_")[1] for r in kept if r["speaker"] == speaker]
+            assert sorted(chapters) == sorted([str(c) for c in range(100, 105)] * 2), (seed, speaker, chapters)
+
+
+def test_no_cap_or_a_cap_above_the_count_keeps_everything():
+    rows = _corpus(per_speaker=7)
+    for cap in (None, 7, 100):
+        kept, left_out = cap_per_speaker(rows, cap, seed=0)
+        assert kept == rows and left_out == []
+
+
+@pytest.mark.parametrize("cap", [1, 3, 29, 99])
+def test_cap_keeps_exactly_n_distinct_recordings(cap):
+    kept, _ = cap_per_speaker(_corpus(), cap, seed=7)
+    for speaker in "123":
+        ids = [r["id"] for r in kept if r["speaker"] == speaker]
+        assert len(ids) == len(set(ids)) == cap

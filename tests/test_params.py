@@ -69,6 +69,8 @@ def _set(params, key, value):
         ("train.seed", "x"),
         ("device", "tpu"),
         ("data.val_fraction", 1.0),
+        ("data.max_per_speaker", 0),
+        ("data.max_per_speaker", "all"),
         ("model.name", "resnet"),
         ("model.dropout", 1.0),
         ("model.channels", []),

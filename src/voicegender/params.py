@@ -244,6 +244,12 @@ class DataSettings(Section):
         gt=0,
         lt=1,
     )
+    max_per_speaker: Optional[PositiveInt] = key(
+        30,
+        "training and validation recordings per speaker used (an even, seeded spread; test: always all; "
+        "null = all): LibriTTS's ~135 a speaker cost 4.5x the encoder work of 30",
+        "must be a positive int or null (every recording)",
+    )
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     libritts: LibriTTSSettings = Field(default_factory=LibriTTSSettings)
     folder: FolderSettings = Field(default_factory=FolderSettings)
