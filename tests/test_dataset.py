@@ -119,3 +119,50 @@ def test_cap_keeps_exactly_n_distinct_recordings(cap):
     for speaker in "123":
         ids = [r["id"] for r in kept if r["speaker"] == speaker]
         assert len(ids) == len(set(ids)) == cap
+
+
+def test_label_stage_caps_train_and_val_never_test_and_counts_what_it_uses(tmp_path):
+    """stages/label.py with data.max_per_speaker 2: data.json counts the recordings used (2 of
+    each train / val speaker's 5, all 5 of each test speaker's), data_details.json what was left out."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from libritts_fixture import make_wav
+
+    root = Path(__file__).resolve().parents[1]
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    lines = ["path,speaker,sex,split"]
+    speakers = [("f1", "F", "train"), ("f2", "F", "train"), ("m1", "M", "train"), ("m2", "M", "train")]
+    speakers += [("f9", "F", "test"), ("m9", "M", "test")]
+    for speaker, sex, split in speakers:
+        for k in range(5):
+            (rec / f"{speaker}_{k}.wav").write_bytes(make_wav(sex, speaker, k))
+            lines.append(f"{speaker}_{k}.wav,{speaker},{sex},{split}")
+    (rec / "manifest.csv").write_text("\n".join(lines) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["corpus"] = "folder"
+    params["data"]["folder"].update(manifest=str(rec / "manifest.csv"), recordings=str(rec))
+    params["data"]["max_per_speaker"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(root / "stages", tmp_path / "stages")
+    shutil.copytree(root / "src", tmp_path / "src")
+    for stage in ("download", "label"):
+        proc = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "metrics/data.json").read_text())
+    used = {split: sum(data[split][sex]["utterances"] for sex in "FM") for split in ("train", "val", "test")}
+    speakers_used = {split: sum(data[split][sex]["speakers"] for sex in "FM") for split in ("train", "val", "test")}
+    assert speakers_used == {"train": 2, "val": 2, "test": 2}
+    assert used == {"train": 4, "val": 4, "test": 10}
+    left = json.loads((tmp_path / "metrics/data_details.json").read_text())["left_out"]
+    assert left["max_per_speaker"] == 2
+    assert left["train"]["utterances"] == 6 and left["val"]["utterances"] == 6 and left["train"]["hours"] > 0
+    labels = read_labels(tmp_path / "data/labels.csv")
+    assert len(labels) == 18
+    assert "12 train / val utterances left out" in proc.stdout
