@@ -68,8 +68,8 @@ def cap_per_speaker(
     ``max_per_speaker`` evenly spaced positions from a seeded offset (sha256 of ``seed`` and the
     speaker), so the choice spreads over the speaker's chapters and sessions and is the same
     whatever the rows' order. Why: a probe on speaker embeddings learns from the variety of
-    speakers; LibriTTS's ~135 recordings a speaker cost ~4.5x the encoder work of 30 for little
-    that the first 30 did not already show it."""
+    speakers; LibriTTS's ~135 recordings a speaker cost ~7x the encoder work of 20 for little
+    that the first 20 did not already show it."""
     if max_per_speaker is None:
         return list(rows), []
     by_speaker: dict[str, list[str]] = {}

@@ -245,9 +245,9 @@ class DataSettings(Section):
         lt=1,
     )
     max_per_speaker: Optional[PositiveInt] = key(
-        30,
+        20,
         "training and validation recordings per speaker used (an even, seeded spread; test: always all; "
-        "null = all): LibriTTS's ~135 a speaker cost 4.5x the encoder work of 30",
+        "null = all): LibriTTS's ~135 a speaker cost ~7x the encoder work of 20",
         "must be a positive int or null (every recording)",
     )
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
@@ -567,7 +567,7 @@ class RobustnessSettings(Section):
 
     seed: int = key(0, "every condition's draws, seeded per recording", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
-        20,
+        10,
         "test recordings per speaker scored (a seeded choice; null = all): bounds the cost on big corpora",
         "must be a positive int or null (every recording)",
     )
