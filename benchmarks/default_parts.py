@@ -37,7 +37,7 @@ def best_of(fns: dict, repeat: int) -> dict:
 
 
 def gunzip(repeat: int) -> None:
-    from voicegender import libritts
+    from voicegender.corpora import libritts
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build_archives(Path(SAMPLE), Path(tmp))
@@ -63,8 +63,8 @@ def gunzip(repeat: int) -> None:
 
 
 def encoder(n: int, repeat: int) -> None:
-    from voicegender import speaker_encoder as E
-    from voicegender.audio import decode_audio
+    from voicegender.features import speaker_encoder as E
+    from voicegender.audio.decode import decode_audio
 
     with open(Path(SAMPLE) / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:n]
@@ -106,7 +106,7 @@ def encoder(n: int, repeat: int) -> None:
 def linear_step(repeat: int, steps: int = 2000) -> None:
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-    from voicegender.models import Linear
+    from voicegender.models.networks import Linear
 
     torch.set_num_threads(1)
     net = Linear(256).train()

@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 from threadpoolctl import threadpool_limits
 
-from voicegender.features import mean_mel
-from voicegender.spectral import mel_spectrogram, mfcc, yin
+from voicegender.features.kinds import mean_mel
+from voicegender.audio.spectral import mel_spectrogram, mfcc, yin
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/librispeech-clean100-sample/audio"
 

@@ -94,7 +94,7 @@ def build_archives(sample: Path, out: Path, recordings_per_subset: int | None = 
     Returns sizes, hours, utterances and members."""
     import soundfile as sf
 
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -217,8 +217,8 @@ def copy_hours(params) -> dict:
     """Hours of augmented copies featurize makes here (from data/labels.csv) and would make on
     LibriTTS: its training hours but for the validation speakers' share, times the share of a
     speaker's recordings copied under ``max_per_speaker`` (LibriTTS's mean of ~135 a speaker)."""
-    from voicegender.augment import recordings_to_augment
-    from voicegender.dataset import read_labels
+    from voicegender.audio.augment import recordings_to_augment
+    from voicegender.corpora.labels import read_labels
 
     aug = params.features.augment
     train = [r for r in read_labels("data/labels.csv") if r["split"] == "train"]
@@ -281,8 +281,8 @@ def encoder_partials(params, copies: dict, scored: dict) -> dict:
     per second of audio of the archive's recordings, at ``features.ge2e_rate`` and, for the training
     side, ``ge2e_train_rate``): the recordings, their augmented copies, and the robustness
     stage's conditions over the test hours it scores (at ``ge2e_rate``)."""
-    from voicegender.dataset import read_labels
-    from voicegender.speaker_encoder import SAMPLE_RATE, partial_starts
+    from voicegender.corpora.labels import read_labels
+    from voicegender.features.speaker_encoder import SAMPLE_RATE, partial_starts
 
     cfg = params.features
     rows = read_labels("data/labels.csv")
@@ -308,8 +308,8 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     precision and in float32, on the same real partials (the sample's first recordings)."""
     import soundfile as sf
 
-    from voicegender.features import encoder_device
-    from voicegender.speaker_encoder import embed_partials, partial_mels
+    from voicegender.features.kinds import encoder_device
+    from voicegender.features.speaker_encoder import embed_partials, partial_mels
 
     cfg = params.features
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
@@ -351,7 +351,7 @@ def startup_s(name: str) -> float:
 
 def enlarge_features(directory: Path, seed: int) -> dict:
     """Replace each split's arrays by LibriTTS-sized ones drawn from its real rows (see above)."""
-    from voicegender.dataset import load_features, save_features
+    from voicegender.features.store import load_features, save_features
 
     rng = np.random.default_rng(seed)
     sizes = {"train": TRAIN_ROWS, "val": VAL_ROWS, "test": TEST_ROWS}
@@ -511,7 +511,7 @@ def main(argv=None) -> None:
     )
     total_f32 = total
     if params.features.kind == "ge2e":
-        from voicegender.extraction import resolve_n_jobs
+        from voicegender.runtime import resolve_n_jobs
 
         workers = resolve_n_jobs(params.features.n_jobs) if per_partial["device"] == "cpu" else 1
         n_partials = counted["featurize"] + counted["robustness"]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import yaml
 
-from voicegender.models import ReportCNN
+from voicegender.models.networks import ReportCNN
 from voicegender.params import ModelSettings, SpaceEntry
-from voicegender.tuning import TrialSettings, run_search
+from voicegender.models.tuning import TrialSettings, run_search
 
 PARAMS = pathlib.Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# stage scripts run in-process (runpy) import their bootstrap as `python stages/x.py` would find it
+sys.path.insert(0, str(ROOT / "stages"))
 
 
 def run(cmd, cwd, env=None, check=True):
@@ -90,7 +92,7 @@ def utterance():
     real-looking speech for tests that must not depend on any corpus on disk."""
     import numpy as np
 
-    from voicegender.synth import corpus_speakers, render_utterance
+    from voicegender.corpora.synth import corpus_speakers, render_utterance
 
     [speaker] = corpus_speakers(train_speakers=1, test_speakers=0, seed=7)
     _, pcm = render_utterance(speaker, 0, seed=7)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from voicegender.baselines import BASELINES, fit_baseline, flatten, proba_female, run_baselines
+from voicegender.evaluation.baselines import BASELINES, fit_baseline, flatten, proba_female, run_baselines
 from voicegender.params import BaselineSettings, ParamError, validate_params
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["baselines"]

@@ -17,7 +17,7 @@ import pytest
 
 import voicegender
 from conftest import TINY, copy_repo, set_params
-from voicegender.tuning import run_search
+from voicegender.models.tuning import run_search
 from test_tuning import FIXED, small_data
 from voicegender.params import SpaceEntry
 
@@ -116,7 +116,7 @@ import json, sys
 sys.path.insert(0, sys.argv[3])
 from test_tuning import FIXED, small_data
 from voicegender.params import SpaceEntry
-from voicegender.tuning import run_search
+from voicegender.models.tuning import run_search
 
 space = {"lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
          "batch_size": SpaceEntry(type="choice", values=[16, 32])}

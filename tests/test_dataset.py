@@ -1,6 +1,7 @@
 import numpy as np
 
-from voicegender.dataset import data_summary, load_features, read_labels, save_features, split_speakers, write_labels
+from voicegender.corpora.labels import data_summary, read_labels, split_speakers, write_labels
+from voicegender.features.store import load_features, save_features
 
 
 def test_split_is_speaker_disjoint_stratified_and_reproducible():

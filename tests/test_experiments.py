@@ -24,7 +24,7 @@ def marked(source: str, mark: str) -> str:
 @pytest.mark.slow  # a dvc queue run of the tiny pipeline
 def test_a_queued_experiment_records_the_results_of_its_own_src(tiny_repo):
     repo = tiny_repo
-    reporting = repo / "src/voicegender/reporting.py"
+    reporting = repo / "src/voicegender/evaluation/reports.py"
     original = reporting.read_text()
     reporting.write_text(marked(original, "queued"))
     run(["dvc", "exp", "run", "--queue", "-n", "own-src", "label"], repo)

@@ -1,4 +1,4 @@
-"""voicegender.features: every kind's shape, config checks, and agreement with librosa (a few seconds of audio each)."""
+"""voicegender.features.kinds: every kind's shape, config checks, and agreement with librosa (a few seconds of audio each)."""
 
 import pathlib
 import warnings
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from feature_settings import check, fs
-from voicegender import features as F
-from voicegender import spectral as S
+from voicegender.features import kinds as F
+from voicegender.audio import spectral as S
 from signals import SR, tone, voice, wav_bytes
 
 SAMPLE = (

@@ -1,4 +1,4 @@
-"""voicegender.folder: a user's recordings listed in a manifest."""
+"""voicegender.corpora.folder: a user's recordings listed in a manifest."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 from libritts_fixture import make_wav
-from voicegender.audio import decode_audio
-from voicegender.folder import ManifestError, fingerprint_files, read_folder_manifest
-from voicegender.libritts import (
-    iter_audio,
-)
+from voicegender.audio.decode import decode_audio
+from voicegender.corpora.folder import ManifestError, fingerprint_files, read_folder_manifest
+from voicegender.corpora.libritts import iter_audio
 
 SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
 

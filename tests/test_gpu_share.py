@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from voicegender.params import ParamError, validate_params
-from voicegender.tuning import resolve_gpus_per_trial
+from voicegender.models.tuning import resolve_gpus_per_trial
 
 from test_params import ROOT
 
@@ -49,12 +49,12 @@ def test_a_search_trains_on_the_gpu_when_given_one():
         pytest.skip("no CUDA device")
     import numpy as np
 
-    from voicegender.tuning import run_search
+    from voicegender.models.tuning import run_search
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 8)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
     from voicegender.params import ModelSettings, SpaceEntry
-    from voicegender.tuning import TrialSettings
+    from voicegender.models.tuning import TrialSettings
 
     result = run_search(
         X,

@@ -1,4 +1,4 @@
-"""voicegender.libritts: LibriTTS-layout archives and directories, their metadata and members."""
+"""voicegender.corpora.libritts: LibriTTS-layout archives and directories, their metadata and members."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from libritts_fixture import GHOST_SPEAKER, build_libritts_archives, make_wav, write_tar_gz
-from voicegender.audio import decode_audio
+from voicegender.audio.decode import decode_audio
 from voicegender.errors import CorpusError
-from voicegender.libritts import (
+from voicegender.corpora.libritts import (
     ArchiveError,
     LayoutError,
     UnsafeArchiveError,

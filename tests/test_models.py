@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from voicegender.models import ReportCNN, build_model
+from voicegender.models.networks import ReportCNN, build_model
 from voicegender.params import ModelSettings
 
 
@@ -51,7 +51,7 @@ def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
 
 @pytest.mark.parametrize("batch", [1, 4, 9])
 def test_linear_step_by_hand_equals_autograd(batch):
-    from voicegender.models import Linear
+    from voicegender.models.networks import Linear
 
     torch.manual_seed(batch)
     net = Linear(256).train()
@@ -99,7 +99,7 @@ def test_shape_mismatch_is_a_clear_error():
 
 
 def test_load_trained_names_the_missing_file(tmp_path):
-    from voicegender.models import load_trained
+    from voicegender.models.networks import load_trained
 
     with pytest.raises(FileNotFoundError, match="model.json not found"):
         load_trained(tmp_path)

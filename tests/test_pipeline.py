@@ -79,6 +79,17 @@ def test_repro_then_experiment(tiny_repo):
     status = run(["git", "status", "--porcelain"], repo).stdout
     assert status == "", f"a second `dvc repro -f` changed tracked files:\n{status}"
 
+    # an edit reruns only the stages that run the edited code (dvc.yaml's deps follow the imports)
+    for module, stale in (
+        ("src/voicegender/audio/speech.py", {"featurize", "robustness"}),
+        ("src/voicegender/evaluation/plots.py", {"label", "tune", "evaluate"}),
+    ):
+        with (repo / module).open("a") as f:
+            f.write("\n# an edit\n")
+        changed = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+        assert set(changed) == stale, (module, changed)
+        run(["git", "checkout", "HEAD", "--", module], repo)
+
     # each seed reruns what it varies, and only that (a dry run lists the stages whose own params
     # changed; with data.seed, the others follow as the corpus and split change)
     for key, expected in (

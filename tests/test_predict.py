@@ -164,7 +164,7 @@ def test_segments_longer_than_max_whole_s_are_cut_into_pieces():
 
 
 def test_speech_in_an_echoing_room_is_answered_whole_and_in_segments(tmp_path, model_dir, utterance, capsys):  # noqa: F811
-    from voicegender.degrade import reverberate, room_impulse_response
+    from voicegender.audio.degrade import reverberate, room_impulse_response
 
     y, sr, _ = utterance
     wet, _ = reverberate(y, sr, room_impulse_response(sr, 1.0, 0, 1))

@@ -15,7 +15,7 @@ from feature_settings import fs
 from test_cli import PREDICT
 from voicegender.cli import EXIT_FAILED, EXIT_OK, main
 from voicegender.inference import frame_log_odds, runs, viterbi_two_state
-from voicegender.models import build_model, save_trained
+from voicegender.models.networks import build_model, save_trained
 from voicegender.params import ModelSettings, PredictSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,7 +75,7 @@ def pitch_model_dir(tmp_path):
 
 def _speech_only(y):
     from voicegender.params import PredictSettings
-    from voicegender.speech import speech_segments, vad_settings
+    from voicegender.audio.speech import speech_segments, vad_settings
 
     segs = speech_segments(y, RATE, **{**vad_settings(PredictSettings()), "pad_s": 0.0})
     return y[int(segs[0][0] * RATE) : int(segs[-1][1] * RATE)]
@@ -99,8 +99,8 @@ def _dialogue(path, turns, gaps):
 
 @pytest.fixture(scope="module")
 def espeak_turns():
-    from voicegender.spectral import resample
-    from voicegender.synth import corpus_speakers, render_utterance
+    from voicegender.audio.spectral import resample
+    from voicegender.corpora.synth import corpus_speakers, render_utterance
 
     speakers = {s.speaker_id: s for s in corpus_speakers(train_speakers=12, test_speakers=0, seed=3)}
     out = []
@@ -234,8 +234,8 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from dialogues import build_dialogues, load_manifest
 
-    from voicegender.audio import decode_audio
-    from voicegender.features import compute_features
+    from voicegender.audio.decode import decode_audio
+    from voicegender.features.kinds import compute_features
 
     features = fs({"kind": "ge2e"})
     sample = SHARED / "librispeech-clean100-sample"

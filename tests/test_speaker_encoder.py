@@ -1,15 +1,15 @@
-"""Tests for voicegender.speaker_encoder (the pretrained GE2E embedding, features.kind: ge2e)."""
+"""Tests for voicegender.features.speaker_encoder (the pretrained GE2E embedding, features.kind: ge2e)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from voicegender import extraction as X
+from voicegender.features import extraction as X
 from feature_settings import check, fs
-from voicegender import features as F
-from voicegender.audio import decode_audio
-from voicegender import speaker_encoder as E
+from voicegender.features import kinds as F
+from voicegender.audio.decode import decode_audio
+from voicegender.features import speaker_encoder as E
 
 SR = 24000
 

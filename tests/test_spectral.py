@@ -1,10 +1,10 @@
-"""voicegender.spectral: the librosa-equivalent DSP against librosa itself."""
+"""voicegender.audio.spectral: the librosa-equivalent DSP against librosa itself."""
 
 import numpy as np
 import pytest
 
-from voicegender import features as F
-from voicegender import spectral as S
+from voicegender.features import kinds as F
+from voicegender.audio import spectral as S
 from signals import SR, tone
 
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic LibriTTS-layout corpus (voicegender.synth)."""
+"""Tests of the synthetic LibriTTS-layout corpus (voicegender.corpora.synth)."""
 
 import hashlib
 import io
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicegender import synth
+from voicegender.corpora import synth
 from voicegender.params import ParamError, SyntheticSettings, validate
 
 TINY = dict(train_speakers=2, test_speakers=2, utterances_per_speaker=2, seed=7, progress=False)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from voicegender.models import build_model
+from voicegender.models.networks import build_model
 from voicegender.params import ModelSettings
-from voicegender.training import fit, predict_proba, resolve_device
+from voicegender.models.training import fit, predict_proba, resolve_device
 
 
 def separable(n=300, d=32, seed=0):
@@ -72,7 +72,7 @@ def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
 
 
 def test_standardizer_uses_train_stats_and_floors_std():
-    from voicegender.training import fit_standardizer
+    from voicegender.models.training import fit_standardizer
 
     rng = np.random.default_rng(0)
     X = rng.normal(5.0, 2.0, size=(200, 4)).astype(np.float32)
@@ -94,7 +94,7 @@ def test_a_trailing_batch_of_one_does_not_break_batchnorm():
 
 @pytest.mark.slow  # compiles the numba step on a fresh clone
 def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
-    from voicegender.models import ReportCNN
+    from voicegender.models.networks import ReportCNN
 
     class AutogradOnly(ReportCNN):
         hand_written_step = None
@@ -123,8 +123,8 @@ def test_the_hand_written_step_runs_every_blas_on_one_thread():
     script = """
 import json, numpy as np
 from threadpoolctl import threadpool_info
-from voicegender.models import build_model
-from voicegender.training import fit
+from voicegender.models.networks import build_model
+from voicegender.models.training import fit
 from voicegender.params import ModelSettings
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(64, 128)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
@@ -142,7 +142,7 @@ print(json.dumps(seen))
 
 @pytest.mark.parametrize("name, weight_decay", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.1), ("sgd", 0.1)])
 def test_the_fused_update_is_torch_optim(name, weight_decay):
-    from voicegender.training import _Update, make_optimizer
+    from voicegender.models.training import _Update, make_optimizer
 
     torch.manual_seed(0)
     shapes = [(32, 1, 3), (64, 32, 3), (7,), (1,)]
@@ -161,7 +161,7 @@ def test_the_fused_update_is_torch_optim(name, weight_decay):
 
 
 def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count():
-    from voicegender.models import build_model
+    from voicegender.models.networks import build_model
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(64, 16)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from voicegender.params import ModelSettings, ParamError, SpaceEntry, validate_params
-from voicegender.tuning import TrialSettings, check_reachable, max_epochs, run_search, trial_settings
+from voicegender.models.tuning import TrialSettings, check_reachable, max_epochs, run_search, trial_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,7 +128,7 @@ def test_local_search_records_failures_is_seeded_and_leaves_no_files(home, monke
 
 @pytest.mark.slow  # a Ray search
 def test_tpe_search_runs_and_keeps_sampling_order(home, monkeypatch):
-    from voicegender.tuning import _short
+    from voicegender.models.tuning import _short
 
     monkeypatch.setenv("HOME", str(home))
     # Optuna names trials by random hex, not by sample index: the order must not come from the ids
@@ -155,7 +155,7 @@ def test_a_ctrl_c_that_some_code_swallows_is_still_known():
     import os
     import signal
 
-    from voicegender.tuning import _remember_ctrl_c
+    from voicegender.models.tuning import _remember_ctrl_c
 
     # Python's own Ctrl-C handler, whatever this test process inherited (a shell that starts a job
     # in the background may have it ignore SIGINT)

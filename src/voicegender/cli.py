@@ -245,11 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 0:
         parser.error(f"--jobs: must be 0 (all cores) or a positive number, got {args.jobs}")
 
-    import torch
+    from voicegender.runtime import use_one_thread
 
-    # silero-vad scores 32 ms windows one at a time: tiny ops that one thread runs several times
-    # faster than two (measured); the feature model is small too. Cores are used by --jobs.
-    torch.set_num_threads(1)
+    use_one_thread()  # cores are used by --jobs
     overrides = {
         "min_speech_s": args.min_speech_s,
         "vad_threshold": args.vad_threshold,

@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from voicegender.errors import UserError
 
 CorpusName = Literal["synthetic", "libritts", "folder"]
-#: the networks of voicegender.models (build_model dispatches on these names)
+#: the networks of voicegender.models.networks (build_model dispatches on these names)
 ModelName = Literal["linear", "report_cnn", "cnn1d", "cnn2d", "mlp"]
-#: the scikit-learn baselines of voicegender.baselines (make_baseline dispatches on these names)
+#: the scikit-learn baselines of voicegender.evaluation.baselines (make_baseline dispatches on these names)
 BaselineName = Literal["logistic", "mlp", "random_forest", "hist_gradient_boosting"]
-#: the feature kinds of voicegender.features
+#: the feature kinds of voicegender.features.kinds
 FeatureKind = Literal["ge2e", "mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"]
 Ge2ePrecision = Literal["bfloat16", "mixed", "float32"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -85,7 +85,7 @@ def _raise(errors: list[str | None]) -> None:
 
 
 class SyntheticSettings(Section):
-    """data.synthetic: the generated eSpeak NG corpus (voicegender.synth)."""
+    """data.synthetic: the generated eSpeak NG corpus (voicegender.corpora.synth)."""
 
     train_speakers: int = key(48, "training speakers (half female)", "must be an integer >= 4", ge=4)
     test_speakers: int = key(16, "test speakers", "must be an integer >= 2", ge=2)
@@ -182,12 +182,12 @@ class SyntheticSettings(Section):
         return self
 
     def voice_knobs(self) -> dict:
-        """The knobs of :func:`voicegender.synth.generate_corpus` (everything but the counts)."""
+        """The knobs of :func:`voicegender.corpora.synth.generate_corpus` (everything but the counts)."""
         return self.model_dump(exclude={"train_speakers", "test_speakers", "utterances_per_speaker"})
 
 
 class LibriTTSSettings(Section):
-    """data.libritts: where the LibriTTS archives come from (voicegender.download)."""
+    """data.libritts: where the LibriTTS archives come from (voicegender.corpora.download)."""
 
     base_url: str = key(
         "https://www.openslr.org/resources/60",
@@ -215,7 +215,7 @@ class LibriTTSSettings(Section):
 
 
 class FolderSettings(Section):
-    """data.folder: a user's own recordings (voicegender.folder)."""
+    """data.folder: a user's own recordings (voicegender.corpora.folder)."""
 
     manifest: str | None = key(
         None, "CSV path,speaker,sex[,split] of your own recordings", "must be a non-empty string", pattern=r"\S"
@@ -253,7 +253,7 @@ class DataSettings(Section):
 
 
 class AugmentSettings(Section):
-    """features.augment: altered copies of each training recording (voicegender.augment)."""
+    """features.augment: altered copies of each training recording (voicegender.audio.augment)."""
 
     copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
@@ -289,10 +289,10 @@ class AugmentSettings(Section):
 
 
 class FeatureSettings(Section):
-    """features: what one recording becomes (voicegender.features, extraction, speaker_encoder)."""
+    """features: what one recording becomes (voicegender.features.kinds, extraction, speaker_encoder)."""
 
     kind: FeatureKind = key(
-        "ge2e", "the feature kind (see voicegender.features)", "must be one of " + ", ".join(FeatureKind.__args__)
+        "ge2e", "the feature kind (see voicegender.features.kinds)", "must be one of " + ", ".join(FeatureKind.__args__)
     )
     sample_rate: Union[Literal["native"], Annotated[int, Field(gt=0)]] = key(
         16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'"
@@ -457,7 +457,7 @@ class PredictSettings(Section):
 
 
 class ModelSettings(Section):
-    """model: the network (voicegender.models.build_model)."""
+    """model: the network (voicegender.models.networks.build_model)."""
 
     name: ModelName = key("linear", "the network", "must be one of " + ", ".join(ModelName.__args__))
     channels: list[PositiveInt] = key(
@@ -557,7 +557,7 @@ CONDITION_KINDS = ("clean", "telephone", "noise", "babble", "room", "mp3", "leve
 
 
 class RobustnessSettings(Section):
-    """robustness: the test split scored under degraded conditions (voicegender.degrade)."""
+    """robustness: the test split scored under degraded conditions (voicegender.audio.degrade)."""
 
     seed: int = key(0, "every condition's draws, seeded per recording", "must be an int >= 0", ge=0)
     max_per_speaker: Optional[PositiveInt] = key(
@@ -740,7 +740,7 @@ class HistGradientBoostingSettings(Section):
 
 
 class BaselineSettings(Section):
-    """baselines: scikit-learn classifiers on the same features and splits (voicegender.baselines)."""
+    """baselines: scikit-learn classifiers on the same features and splits (voicegender.evaluation.baselines)."""
 
     models: list[BaselineName] = key(
         ["logistic", "mlp", "random_forest", "hist_gradient_boosting"],

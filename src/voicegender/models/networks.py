@@ -2,7 +2,7 @@
 
 Every model maps a batch of features to one logit per example (positive = female). The report's
 final sigmoid lives in the loss (``BCEWithLogitsLoss`` = sigmoid + binary cross-entropy, the
-numerically stable form) and in :func:`voicegender.training.predict_proba`.
+numerically stable form) and in :func:`voicegender.models.training.predict_proba`.
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ class ReportCNN(nn.Module):
         (forward ~0.32 M multiply-adds, i.e. ~0.63 MFLOP, backward about twice that),
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
         on per-call overhead (~5-200 us a call here). The step here is one compiled call
-        (:func:`voicegender.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
+        (:func:`voicegender.models.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
         (``python benchmarks/train_step.py``). Callers should hold the BLAS to one thread (as
         ``fit`` does): at these sizes more threads only contend.
         """
-        from voicegender.report_cnn_kernels import train_step  # numba compiles on first use
+        from voicegender.models.report_cnn_kernels import train_step  # numba compiles on first use
 
         _, bn1, _, _, _, bn2, *_ = self.blocks
         w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())

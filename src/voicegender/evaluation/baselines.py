@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
+from voicegender.evaluation.metrics import choose_threshold, speaker_metrics, utterance_metrics
 from voicegender.params import BaselineName, BaselineSettings
 
 #: the baselines, by name: the schema's choices (voicegender.params.BaselineName), dispatched on in make_baseline
@@ -102,7 +102,7 @@ def run_baselines(
     """Fit each baseline on ``train``, choose its threshold on ``val`` (max balanced accuracy,
     as the networks' train stage does) and score val and test at that threshold.
 
-    Splits are dicts with ``X``, ``y``, ``speakers`` (as :func:`voicegender.dataset.load_features`).
+    Splits are dicts with ``X``, ``y``, ``speakers`` (as :func:`voicegender.features.store.load_features`).
     Returns ``{name: {"threshold", "fit_s", "val": {...}, "test": {...}}}``.
     """
     out = {}

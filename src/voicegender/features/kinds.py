@@ -13,7 +13,7 @@ Kinds (``features.kind``; the settings are :class:`voicegender.params.FeatureSet
 ``pitch_mel``      (2 * n_mels + 6,)     ``log_mel_stats`` followed by ``pitch_stats``.
 ``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
 ``ge2e``           (256,)                a pretrained GE2E speaker encoder's embedding
-                                          (``voicegender.speaker_encoder``; always at 16 kHz,
+                                          (``voicegender.features.speaker_encoder``; always at 16 kHz,
                                           ``sample_rate`` / ``n_fft`` / ... do not apply;
                                           ``extract_many`` embeds a chunk's utterances in one
                                           batch, see ``GE2E_CHUNK``).
@@ -23,9 +23,9 @@ Kinds (``features.kind``; the settings are :class:`voicegender.params.FeatureSet
 times faster: decode at the native rate (16-bit PCM wav straight from the bytes), the same
 soxr_hq resampler as librosa, float32 FFTs on cache-sized blocks of frames, and, since the mel
 projection is linear, the time mean of the power spectrum is taken *before* the mel matmul.
-The signal processing itself lives in :mod:`voicegender.spectral`, decoding in
-:mod:`voicegender.audio`, the process pool that featurizes many files in
-:mod:`voicegender.extraction`.
+The signal processing itself lives in :mod:`voicegender.audio.spectral`, decoding in
+:mod:`voicegender.audio.decode`, the process pool that featurizes many files in
+:mod:`voicegender.features.extraction`.
 The other kinds keep float64 FFTs: their per-frame log-mel reaches down to -100 dB.
 """
 
@@ -38,11 +38,11 @@ import typing
 
 import numpy as np
 
-from voicegender.audio import decode_audio
+from voicegender.audio.decode import decode_audio
 from voicegender.params import FeatureKind, FeatureSettings
-from voicegender.spectral import (
+from voicegender.audio.spectral import (
     LOG_FLOOR_DB,
-    _mel_project,
+    mel_project,
     mean_power_spectrum,
     mel_spectrogram,
     mfcc,
@@ -51,7 +51,7 @@ from voicegender.spectral import (
     yin,
 )
 
-#: the feature kinds, by features.kind: the schema's choices (voicegender.params.FeatureKind), dispatched on in _compute
+#: the feature kinds, by features.kind: the schema's choices (voicegender.params.FeatureKind), dispatched on in compute_features
 KINDS = typing.get_args(FeatureKind)
 
 PITCH_STATS_NAMES = ("f0_median_hz", "f0_mean_hz", "f0_std_hz", "f0_p10_hz", "f0_p90_hz", "voiced_fraction")
@@ -95,7 +95,7 @@ def mean_mel(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n
     stays <= 2e-5). Per element is thus not a usable criterion for float32 FFTs; float64 FFTs
     (``_stft_blocks(..., np.float64)``, ~1.5x slower) would meet it too.
     """
-    return _mel_project(mean_power_spectrum(y, n_fft, hop_length), sr, n_fft, n_mels).astype(np.float32)
+    return mel_project(mean_power_spectrum(y, n_fft, hop_length), sr, n_fft, n_mels).astype(np.float32)
 
 
 def log_mel_stats(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
@@ -158,17 +158,13 @@ def log_mel_patch(
 # ----------------------------------------------------------------------------- dispatch
 
 
-def compute_features(y: np.ndarray, sr: int, config: FeatureSettings) -> np.ndarray:
+def compute_features(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
     """Feature of one decoded signal (mono float samples at ``sr`` Hz) for the ``features:`` settings."""
-    return _compute(y, sr, config)
-
-
-def _compute(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
     if y.size == 0:
         raise ValueError("empty audio (0 samples)")
     kind = cfg.kind
     if kind == "ge2e":
-        from voicegender.speaker_encoder import ge2e_embedding
+        from voicegender.features.speaker_encoder import ge2e_embedding
 
         return ge2e_embedding(
             y,
@@ -199,7 +195,7 @@ def _compute(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
 
 def featurize(data: bytes, config: FeatureSettings) -> np.ndarray:
     """Feature of one encoded audio file (wav/flac bytes)."""
-    return _compute(*decode_audio(data), config)
+    return compute_features(*decode_audio(data), config)
 
 
 def mean_mel_reference(path_or_bytes: str | os.PathLike | bytes, sr: int | None = 22050) -> np.ndarray:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from voicegender.params import Ge2ePrecision
+from voicegender.runtime import torch_threads
 
 #: The pretrained network's fixed front end: changing any of these breaks the weights.
 SAMPLE_RATE = 16000  # Hz
@@ -124,7 +125,7 @@ def partial_mels(
 
     Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
     utterances (``rate`` per second, see ``partial_starts``; the last one zero-padded)."""
-    from voicegender.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
+    from voicegender.audio.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
 
     w = normalize_level(resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE), target_dbfs)
     starts = partial_starts(len(w), rate, min_coverage)
@@ -151,15 +152,10 @@ def embed_partials(mels: np.ndarray, device: str | torch.device = "cpu", precisi
     padded = np.zeros((-(-n // ENCODER_BATCH) * ENCODER_BATCH, *mels.shape[1:]), dtype=np.float32)
     padded[:n] = mels
     model = encoder_for(str(torch.device(device)), precision)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            x = torch.from_numpy(padded).to(model.linear.weight.device)
-            out = [model(x[i : i + ENCODER_BATCH]) for i in range(0, len(x), ENCODER_BATCH)]
-            return torch.cat(out).cpu().numpy()[:n]
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), torch.inference_mode():
+        x = torch.from_numpy(padded).to(model.linear.weight.device)
+        out = [model(x[i : i + ENCODER_BATCH]) for i in range(0, len(x), ENCODER_BATCH)]
+        return torch.cat(out).cpu().numpy()[:n]
 
 
 class MixedGE2EEncoder(nn.Module):

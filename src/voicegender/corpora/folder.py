@@ -14,7 +14,7 @@ from typing import Iterable
 
 import soundfile as sf
 
-from voicegender.dataset import SPLITS, normalize_sex
+from voicegender.corpora.labels import SPLITS, normalize_sex
 from voicegender.errors import CorpusError
 
 

@@ -18,7 +18,8 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from voicegender.models import Standardized
+from voicegender.models.networks import Standardized
+from voicegender.runtime import torch_threads
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -121,7 +122,7 @@ class _Update:
 
 def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over axis 0 of the *training* features (float32), for
-    :class:`voicegender.models.Standardized`; validation and test never contribute.
+    :class:`voicegender.models.networks.Standardized`; validation and test never contribute.
 
     Works for vectors (N, D) and patches (N, n_mels, T) alike (statistics per element).
     std is floored at ``std_floor`` (absolute) so that constant features do not divide by 0.
@@ -132,17 +133,6 @@ def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.n
     mean = X.mean(axis=0)
     std = np.maximum(X.std(axis=0), std_floor)
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op thread count set to ``n`` inside the block, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -220,7 +210,7 @@ def fit(
     # 50-63 s an epoch with two torch threads, 0.9-2.3 s with one
     with (
         threadpool_limits(1, user_api="blas") if by_hand is not None else contextlib.nullcontext(),
-        _torch_threads(1) if by_hand is not None else contextlib.nullcontext(),
+        torch_threads(1) if by_hand is not None else contextlib.nullcontext(),
     ):
         for epoch in range(1, epochs + 1):
             net.train()

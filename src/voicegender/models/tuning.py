@@ -1,6 +1,6 @@
 """Hyperparameter search with Ray Tune: random search + ASHA's early stopping, decided in trial order.
 
-Each trial runs :func:`voicegender.training.fit` and reports every epoch to Tune; the scheduler
+Each trial runs :func:`voicegender.models.training.fit` and reports every epoch to Tune; the scheduler
 stops weak trials at ASHA's milestones, deciding as if the trials had run one after another
 (:class:`OrderedHalving`), so that the same search gives the same trials, epochs and results
 on every run, while the trials still run concurrently. Works locally or on a Ray cluster.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicegender.cluster import ClusterUnreachable, check_reachable, resolve_address  # noqa: F401 (re-exported)
+from voicegender.cluster import ClusterUnreachable, check_reachable, resolve_address  # noqa: F401 (re-exported
 from voicegender.errors import UserError
 from voicegender.params import TRAIN_KEYS, ModelSettings, SpaceEntry
 
@@ -103,8 +103,8 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
     import torch
     from ray import tune
 
-    from voicegender.models import build_model
-    from voicegender.training import fit, resolve_device
+    from voicegender.models.networks import build_model
+    from voicegender.models.training import fit, resolve_device
 
     # one thread per trial: concurrent trials each spawning all-core BLAS pools oversubscribe the CPU
     torch.set_num_threads(max(1, int(fixed.threads_per_trial)))

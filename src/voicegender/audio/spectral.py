@@ -51,7 +51,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The filterbank's nonzero weights as (bands with any, bin index, weight, segment start):
     each slaney filter is one run of bins, so a mel projection is one gather + np.add.reduceat
     (~20x less work than the dense (n_mels, n_fft // 2 + 1) product, and no BLAS threads)."""
@@ -67,9 +67,9 @@ def _mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndar
     return bands, idx, weights, starts
 
 
-def _mel_project(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+def mel_project(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """mel_filterbank(sr, n_fft, n_mels) @ power for one power spectrum (float64 in and out)."""
-    bands, idx, weights, starts = _mel_segments(sr, n_fft, n_mels)
+    bands, idx, weights, starts = mel_segments(sr, n_fft, n_mels)
     out = np.zeros(n_mels)
     if len(bands):
         out[bands] = np.add.reduceat(weights * power[idx], starts)
