@@ -2,7 +2,8 @@
 
 Reads models/, data/labels.csv and the test recordings it points at; writes
 metrics/robustness.json (per condition of params.yaml's `robustness.conditions`: accuracy,
-balanced accuracy, recordings answered `no speech`) and plots/robustness/conditions.csv. Each
+balanced accuracy, recordings answered `no speech`), metrics/robustness_details.json (the
+recordings scored per condition) and plots/robustness/conditions.csv. Each
 degraded recording is featurized and speech-checked with the settings the model was trained
 with (its card), as `voicegender predict` would answer it.
 """
@@ -25,7 +26,7 @@ from voicegender.audio.speech import check_settings
 from voicegender.models.training import predict_proba
 
 # what this stage writes (dvc.yaml's metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("metrics/robustness.json", "plots/robustness")
+OUTPUTS = ("metrics/robustness.json", "metrics/robustness_details.json", "plots/robustness")
 
 
 def main() -> None:
@@ -65,13 +66,16 @@ def main() -> None:
         log=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - started
-    write_json("metrics/robustness.json", scores)
+    # the contract's keys, what one compares; the count scored is the same for every condition
+    compared = ("accuracy", "balanced_accuracy", "no_speech")
+    write_json("metrics/robustness.json", {name: {k: s[k] for k in compared} for name, s in scores.items()})
+    write_json(
+        "metrics/robustness_details.json",
+        {name: {k: v for k, v in s.items() if k not in compared} for name, s in scores.items()},
+    )
     write_table(
         "plots/robustness/conditions.csv",
-        [
-            {"condition": name, **{k: s[k] for k in ("accuracy", "balanced_accuracy", "no_speech")}}
-            for name, s in scores.items()
-        ],
+        [{"condition": name, **{k: s[k] for k in compared}} for name, s in scores.items()],
     )
     seconds = sum(y.size / sr for _, _, y, sr in recordings) * len(settings.conditions)
     print(

@@ -1,12 +1,16 @@
 """Experiments run their own code: a queued experiment imports the library from its own copy of
 the repository, not from wherever the package was installed (nor from the workspace)."""
 
+import csv
+import io
 import json
+import re
 import shlex
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run
 
@@ -42,6 +46,15 @@ def test_a_queued_experiment_records_the_results_of_its_own_src(tiny_repo):
     ref = next(r for r in refs if r.endswith("/own-src"))
     data = json.loads(run(["git", "show", f"{ref}:metrics/data.json"], repo).stdout)
     assert data.get("src") == "queued", "the queued experiment ran another copy of the library"
+
+
+def flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}}`` -> ``["a.b"]``: a metrics file's keys as `dvc exp show` names them."""
+    return [
+        k
+        for name, v in tree.items()
+        for k in (flat_keys(v, f"{prefix}{name}.") if isinstance(v, dict) else [prefix + name])
+    ]
 
 
 def readme_compare_commands() -> list[str]:
@@ -80,5 +93,19 @@ def test_readme_comparison_commands_run_and_fit_200_columns(tiny_repo):
     for out in (diff, show):
         assert "lr" in out and "weight_decay" in out and "balanced_accuracy" in out, out
     assert "room." not in show, show  # the robustness columns: the second view's
-    assert "lr-3e-4" in conditions and "room.accuracy" in conditions and "clean.accuracy" in conditions, conditions
+    # what changed, column by column (a bare `--only-changed`, ~700 columns: docs/dvc.md says why)
+    changed = next(csv.reader(io.StringIO(run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout)))
+    test_scores = {"metrics/evaluate.json:accuracy", "balanced_accuracy", "roc_auc", "f1", "speaker_accuracy"}
+    assert test_scores & set(changed), changed  # the experiments changed the test scores ...
+    shown = set(show.splitlines()[1].split())
+    assert test_scores & set(changed) <= shown, show  # ... and the first view shows each that changed
+    conditions_shown = set(conditions.splitlines()[1].split())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert {f"{c}.accuracy" for c in params["robustness"]["conditions"]} <= conditions_shown, conditions
+    assert "lr-3e-4" in conditions and "wd-0.01" in conditions, conditions
+    # the metrics files hold what one compares: no details (intervals, per class, counts) listed
+    files = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)[""]["data"]
+    listed = [f"{path}:{key}" for path, m in files.items() for key in flat_keys(m["data"])]
+    details = [k for k in listed if re.search(r"ci95|per_class|recordings|threshold|calibration", k)]
+    assert not details, details
     assert (repo / "plots_diff/index.html").is_file()
