@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = "/work/shared/data/librispeech-clean100-sample"
+SAMPLE = str(ROOT.parent / "shared" / "data" / "librispeech-clean100-sample")  # beside the repository
 REPORT_WALL_S = 2280.0  # the reference report's search, the figure every speed-up is measured against
 # LibriTTS train-clean-100 + test-clean (PITFALLS.md): archive bytes and hours of audio
 LIBRITTS_BYTES = 7_723_686_890 + 1_230_670_113

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = Path("/work/shared/data/librispeech-clean100-sample")
+SAMPLE = ROOT.parent / "shared" / "data" / "librispeech-clean100-sample"  # beside the repository
 RATE = 16000
 
 

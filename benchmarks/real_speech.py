@@ -1,7 +1,7 @@
 """Every model on every feature kind, on real speech: within LibriSpeech and across corpora.
 
 The generated corpus tells whether the machinery works; this tells whether a feature or a model
-works on real voices. Data, read in place from /work/shared, never copied into the repo:
+works on real voices. Data, read in place from ../shared/data beside the repository, never copied into it:
 the 251-speaker LibriSpeech clean-100 sample (one recording per speaker, 16 kHz flac) and the
 cross-corpus set (166 recordings of 29 speakers from VCTK, EmoDB, AISHELL-3, LJSpeech and
 LibriSpeech dev-clean: other microphones, rooms, rates, languages).
@@ -41,8 +41,9 @@ from voicegender.features.extraction import extract_many
 from voicegender.features.kinds import KINDS, feature_shape
 from voicegender.params import FeatureSettings, Params, load_params
 
-SAMPLE = "/work/shared/data/librispeech-clean100-sample"
-CROSS = "/work/shared/data/cross-corpus-dev"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # beside the repository
+SAMPLE = str(SHARED / "librispeech-clean100-sample")
+CROSS = str(SHARED / "cross-corpus-dev")
 NETWORKS = ("linear", "report_cnn", "cnn1d", "mlp", "cnn2d")  # torch, voicegender.models.networks
 SKLEARN = tuple(f"sk_{name}" for name in BASELINES)  # sk_mlp is scikit-learn's MLP, mlp the torch one
 

@@ -34,11 +34,10 @@ from voicegender.audio.speech import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = [
-    ROOT.parent.parent / "shared/data/librispeech-clean100-sample",
-    ROOT.parent.parent / "shared/data/cross-corpus-dev",
+SETS = [  # the real speech at hand, beside the repository
+    ROOT.parent / "shared/data/librispeech-clean100-sample",
+    ROOT.parent / "shared/data/cross-corpus-dev",
 ]
-SETS = [p if p.exists() else Path("/work/shared/data") / p.name for p in SETS]
 
 
 def non_speech(sr: int = 16000, seconds: float = 3.0, seed: int = 0) -> dict[str, np.ndarray]:

@@ -13,6 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # stage scripts run in-process (runpy) import their bootstrap as `python stages/x.py` would find it
 sys.path.insert(0, str(ROOT / "stages"))
 
+# the real speech at hand (DESIGN: read in place, never copied in) lies beside the repository:
+# ../shared/data from its root. Wherever it is absent, the tests that need it skip and say so.
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    """Skip the test, naming the path, where ``path`` (under :data:`SHARED_DATA`) is absent."""
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"real speech not found at {path} (../shared/data beside the repository)"
+    )
+
 
 def run(cmd, cwd, env=None, check=True):
     """Run ``cmd`` in ``cwd`` with this interpreter's bin first on PATH; return the process."""

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+import runpy
 import shlex
 import time
 from pathlib import Path
@@ -16,13 +17,25 @@ from conftest import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WRITE = 'Path(path).write_text(json.dumps(_clean(obj), indent=2) + "\\n", encoding="utf-8")'
-
 
 def marked(source: str, mark: str) -> str:
-    """reporting.py with write_json adding ``"src": mark`` to every metrics file it writes."""
-    assert WRITE in source
-    return source.replace(WRITE, WRITE.replace("_clean(obj)", f'_clean({{**obj, "src": "{mark}"}})'))
+    """reports.py's ``source`` with a ``write_json`` that adds ``"src": mark`` to every metrics file:
+    appended to the module, so that it holds whatever the module's lines are, and fails loudly (a
+    NameError on import, the stage fails) if ``write_json`` ever leaves it."""
+    return source + (
+        "\n\n# appended by tests/test_experiments.py: each metrics file names the copy of the library that wrote it\n"
+        "_unmarked_write_json = write_json\n\n\n"
+        "def write_json(path, obj):\n"
+        f"    _unmarked_write_json(path, {{**obj, 'src': {mark!r}}})\n"
+    )
+
+
+def test_the_mark_is_written(tmp_path):
+    """The mechanism the queued-experiment test relies on, in this process (fast)."""
+    source = (ROOT / "src/voicegender/evaluation/reports.py").read_text(encoding="utf-8")
+    (tmp_path / "reports.py").write_text(marked(source, "here"), encoding="utf-8")
+    runpy.run_path(str(tmp_path / "reports.py"))["write_json"](tmp_path / "m.json", {"a": 1.0})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1.0, "src": "here"}
 
 
 @pytest.mark.slow  # a dvc queue run of the tiny pipeline

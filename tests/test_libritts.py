@@ -25,7 +25,6 @@ from voicegender.corpora.libritts import (
     scan_source,
 )
 
-SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
 SUBSETS = {
     "train-clean-100": {"19": ("F", 3), "26": ("M", 2), "27": (None, 2)},  # 27: no metadata row
     "test-clean": {"121": ("F", 2), "237": ("M", 1)},

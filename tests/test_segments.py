@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import SHARED_DATA, needs_shared
 from feature_settings import fs
 from test_cli import PREDICT
 from voicegender.cli import EXIT_FAILED, EXIT_OK, main
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RATE = 16000
 FEMALE, MALE = (10010, 10002), (10005, 10007)  # eSpeak speakers of seed 3: F0 248, 201 Hz; 109, 91 Hz
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ----------------------------------------------------------------------------- the smoothing
@@ -222,10 +222,8 @@ def test_version(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (SHARED / "cross-corpus-dev" / "manifest.csv").is_file(),
-    reason=f"real recordings not found at {SHARED} (the shared data beside the repository)",
-)
+@needs_shared(SHARED_DATA / "cross-corpus-dev" / "manifest.csv")
+@needs_shared(SHARED_DATA / "librispeech-clean100-sample" / "manifest.csv")
 def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     """A ge2e linear probe fitted on 16 LibriSpeech sample speakers, then dialogues of
     cross-corpus voices (other corpora, languages, microphones) taking turns with 0-0.3 s pauses."""
@@ -238,7 +236,7 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     from voicegender.features.kinds import compute_features
 
     features = fs({"kind": "ge2e"})
-    sample = SHARED / "librispeech-clean100-sample"
+    sample = SHARED_DATA / "librispeech-clean100-sample"
     speakers = load_manifest(sample)
     chosen = [k for s in "FM" for k in sorted(k for k, v in speakers.items() if v[0] == s)[:8]]
     X = np.stack([compute_features(*decode_audio(speakers[k][1][0].read_bytes()), features) for k in chosen])
@@ -267,7 +265,7 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
         threshold=0.5,
         data={"corpus": "folder", "generated": False},
     )
-    dialogues = build_dialogues(SHARED / "cross-corpus-dev", 3, 5, tmp_path)
+    dialogues = build_dialogues(SHARED_DATA / "cross-corpus-dev", 3, 5, tmp_path)
     args = ["predict", *[x["path"] for x in dialogues], "--segments", "--format", "json", "--model-dir", str(d)]
     assert main(args + ["--jobs", "1"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)
