@@ -120,7 +120,21 @@ def extract_many(
         for chunk in in_chunks(items, chunksize):
             yield from featurize_chunk(chunk, cfg, speech)
         return
-    max_pending = max_pending or 2 * n_workers
+    yield from _extract_in_workers(
+        in_chunks(items, chunksize), cfg, speech, n_workers, max_pending or 2 * n_workers, log
+    )
+
+
+def _extract_in_workers(
+    chunks: Iterable[list[tuple]],
+    cfg: FeatureSettings,
+    speech: dict | None,
+    n_workers: int,
+    max_pending: int,
+    log: Callable[[str], None] | None,
+) -> Iterator[tuple[Any, np.ndarray | None, str | None]]:
+    """:func:`featurize_chunk` of each chunk in ``n_workers`` forked worker processes (spawned
+    where fork is missing), at most ``max_pending`` chunks in flight; results in input order."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     uses_blas = cfg.kind != "mean_mel"
     if uses_blas:
@@ -158,7 +172,7 @@ def extract_many(
                 free_slots.append(slot)
             return out
 
-        for chunk in in_chunks(items, chunksize):
+        for chunk in chunks:
             submit(chunk)
             if len(pending) >= max_pending:
                 yield from collect()

@@ -10,40 +10,10 @@ whose worker or node is lost is retried by Ray (``features.max_retries``), then
 from __future__ import annotations
 
 import collections
-import contextlib
-import signal
-import threading
 from typing import Any, Callable, Iterable, Iterator
 
-from voicegender.cluster import ray_session
+from voicegender.cluster import ray_session, remember_ctrl_c
 from voicegender.features.chunks import WorkerLost, featurize_chunk, init_worker, warm_up
-
-
-@contextlib.contextmanager
-def _remember_sigint(seen: list) -> Iterator[None]:
-    """Record a Ctrl-C in ``seen`` (then handle it as before) for the ``with`` block. Why: a local
-    Ray's processes share our process group, so a terminal's Ctrl-C can break them before our
-    KeyboardInterrupt is raised, and ray.get then fails with a Ray error instead (exit 1, not 130)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:  # a background job: Ctrl-C is not ours
-        yield
-        return
-
-    def record(signum, frame):
-        seen.append(signum)
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, record)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 _READY: set = set()  # in a Ray worker process: the settings it has been set up for
@@ -96,50 +66,52 @@ def extract_on_ray(
 
     # a lost worker or node: Ray runs the task again elsewhere, cfg.max_retries times
     task = ray.remote(num_cpus=1, max_retries=cfg.max_retries, retry_exceptions=False)(_chunk_task)
-    with ray_session(address, timeout_s, num_cpus):
+    nodes: collections.Counter = collections.Counter()  # chunks run per node
+    with ray_session(address, timeout_s, num_cpus), remember_ctrl_c() as interrupted:
         limit = max_pending or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         pending: collections.deque = collections.deque()
-        nodes: collections.Counter = collections.Counter()
         cfg_ref = ray.put(cfg)
-        interrupted: list = []
         try:
-
-            def collect():
-                try:
-                    node, out = ray.get(pending.popleft())
-                except Exception as exc:
-                    if interrupted:  # Ctrl-C broke Ray before it reached us: it is still a Ctrl-C
-                        raise KeyboardInterrupt from None
-                    if not _lost(exc):
-                        raise
-                    raise WorkerLost(
-                        f"a feature task's worker on the Ray cluster at {address} was lost "
-                        f"{cfg.max_retries + 1} time(s) ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); "
-                        "this is most often memory (Ray's memory monitor or the kernel's out-of-memory "
-                        "killer; see the node's raylet.out / dmesg) or a node that left the cluster: "
-                        "give the workers more memory, or raise features.max_retries"
-                    ) from None
-                nodes[node] += 1
-                return out
-
-            with _remember_sigint(interrupted):
-                for chunk in chunks:
-                    pending.append(task.remote(chunk, cfg_ref, speech))
-                    if len(pending) >= limit:
-                        yield from collect()
-                while pending:
-                    yield from collect()
+            for chunk in chunks:
+                pending.append(task.remote(chunk, cfg_ref, speech))
+                if len(pending) >= limit:
+                    yield from _collect(pending.popleft(), nodes, interrupted, address, cfg.max_retries)
+            while pending:
+                yield from _collect(pending.popleft(), nodes, interrupted, address, cfg.max_retries)
         except BaseException:
             for ref in pending:  # Ctrl-C, an error, or the caller stopped reading: stop the rest
                 try:
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001 -- Ray itself may be gone (Ctrl-C reached it too)
                     pass
-            if interrupted:
+            if interrupted.is_set():  # Ctrl-C broke Ray before it reached us: it is still a Ctrl-C
                 raise KeyboardInterrupt from None
             raise
-        if log is not None:
-            log(
-                f"featurize: {sum(nodes.values())} chunks on {len(nodes)} Ray node(s): "
-                + ", ".join(f"{node[:8]} {n}" for node, n in sorted(nodes.items()))
-            )
+    if log is not None:
+        log(
+            f"featurize: {sum(nodes.values())} chunks on {len(nodes)} Ray node(s): "
+            + ", ".join(f"{node[:8]} {n}" for node, n in sorted(nodes.items()))
+        )
+
+
+def _collect(ref, nodes: collections.Counter, interrupted, address: str, max_retries: int) -> list:
+    """One chunk's results (counted in ``nodes`` under the node that ran it). A lost worker or
+    node is :class:`WorkerLost`; any Ray error after a Ctrl-C (``interrupted`` set) is the Ctrl-C."""
+    import ray
+
+    try:
+        node, out = ray.get(ref)
+    except Exception as exc:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from None
+        if not _lost(exc):
+            raise
+        raise WorkerLost(
+            f"a feature task's worker on the Ray cluster at {address} was lost "
+            f"{max_retries + 1} time(s) ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); "
+            "this is most often memory (Ray's memory monitor or the kernel's out-of-memory "
+            "killer; see the node's raylet.out / dmesg) or a node that left the cluster: "
+            "give the workers more memory, or raise features.max_retries"
+        ) from None
+    nodes[node] += 1
+    return out

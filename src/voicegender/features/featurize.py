@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -40,84 +42,31 @@ def build_features(
     test at ``ge2e_rate``. Returns ``{"utterances", "augmented", "skipped": {id: reason},
     "seconds", "recordings": {split: labelled}, "kept": {split: featurized}}`` (recordings, not copies).
     """
-    augment = config.augment
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     shape = feature_shape(config)
-    train = [r for r in rows if r["split"] == "train"]
-    augmented = recordings_to_augment(train, augment.max_per_speaker, augment.seed) if augment.copies else set()
-    by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
-    by_split["train"] += [(r, k) for k in range(1, augment.copies + 1) for r in train if r["id"] in augmented]
-    # feature slot of each output of extract_many: (source, member) for a recording, ((source, member), k) for its copies
-    slot = {
-        ((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
-        for s, part in by_split.items()
-        for i, (r, k) in enumerate(part)
-    }
-    copies_of = {(r["source"], r["member"]): r["id"] for r in train if r["id"] in augmented}
-    partial = {s: open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in by_split.items()}
-    done = {s: np.zeros(len(part), dtype=bool) for s, part in by_split.items()}
+    plan = plan_slots(rows, config.augment)
+    partial = {s: open_rows(d / f".{s}_X.partial.npy", len(part), shape) for s, part in plan.by_split.items()}
+    done = {s: np.zeros(len(part), dtype=bool) for s, part in plan.by_split.items()}
     skipped: dict[str, str] = {}
-
-    def uid(split: str, i: int) -> str:
-        r, k = by_split[split][i]
-        return r["id"] if k == 0 else f"{r['id']}~aug{k}"
-
-    def items(splits):
-        for source in sorted({r["source"] for r in rows}):
-            wanted = {r["member"] for r in rows if r["source"] == source and (splits is None or r["split"] in splits)}
-            if not wanted:
-                continue
-            for member, data in iter_audio(source, wanted):
-                key = (source, member)
-                yield (key, data, copies_of[key], augment.copies) if key in copies_of else (key, data)
-
-    # ge2e_train_rate: the training side (train, val and the copies) at its own partial rate, test
-    # at ge2e_rate, in two passes (one per source still where a source holds one side, as LibriTTS's)
-    train_rate = config.ge2e_train_rate if config.kind == "ge2e" else None
-    if train_rate is None or train_rate == config.ge2e_rate:
-        passes = [(config, None)]
-    else:
-        passes = [(config.model_copy(update={"ge2e_rate": train_rate}), {"train", "val"}), (config, {"test"})]
-    total = sum(len(part) for part in by_split.values())
-    bar = tqdm(total=total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
-    for pass_config, splits in passes:
+    bar = tqdm(total=plan.total, unit="utt", desc=f"featurize {config.kind}", mininterval=2)
+    for pass_config, splits in extraction_passes(config):
+        items = _audio_items(rows, splits, plan.copies_of, config.augment.copies)
         for key, vector, error in extract_many(
-            items(splits), pass_config, n_jobs=config.n_jobs, speech=speech, cluster=cluster, log=log
+            items, pass_config, n_jobs=config.n_jobs, speech=speech, cluster=cluster, log=log
         ):
-            split, i = slot[key]
+            split, i = plan.slot[key]
             if error is None:
                 partial[split][i] = vector
                 done[split][i] = True
             else:
-                skipped[uid(split, i)] = error
-                log(f"skipped {uid(split, i)}: {error}")
+                skipped[plan.uid(split, i)] = error
+                log(f"skipped {plan.uid(split, i)}: {error}")
             bar.update()
     bar.close()
-
-    for split, part in by_split.items():
-        for i, (r, k) in enumerate(part):
-            if k and r["id"] in skipped:  # a skipped recording has no copies: it is reported once, itself
-                done[split][i] = False
-                skipped.pop(uid(split, i), None)
-        for i in np.flatnonzero(~done[split]):
-            if part[i][1] and part[i][0]["id"] in skipped:
-                continue
-            skipped.setdefault(uid(split, i), "not found in its source")
-        keep = np.flatnonzero(done[split])
-        X = open_rows(d / f"{split}_X.npy", len(keep), shape)
-        for start in range(0, len(keep), 4096):  # copy in blocks: bounded memory
-            X[start : start + 4096] = partial[split][keep[start : start + 4096]]
-        del X, partial[split]  # flushes and unmaps
-        (d / f".{split}_X.partial.npy").unlink()
-        kept = [part[i][0] for i in keep]
-        save_labels(
-            d,
-            split,
-            [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
-            [uid(split, i) for i in keep],
-            [r["speaker"] for r in kept],
-        )
+    for split in plan.by_split:
+        _write_split(d, split, plan, partial.pop(split), done[split], skipped, shape)
+    by_split = plan.by_split
     n_augmented = sum(int(done[s][i]) for s, part in by_split.items() for i, (_, k) in enumerate(part) if k)
     n = sum(int(v.sum()) for v in done.values()) - n_augmented
     return {
@@ -128,6 +77,96 @@ def build_features(
         "recordings": {s: sum(1 for _, k in part if k == 0) for s, part in by_split.items()},
         "kept": {s: sum(int(done[s][i]) for i, (_, k) in enumerate(part) if k == 0) for s, part in by_split.items()},
     }
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where each feature row goes. ``by_split[split]``: ``(row, k)`` per output row, the split's
+    recordings (k = 0) then, in train, their augmented copies (k = 1 …); ``slot``: extract_many's
+    key -> ``(split, index)``, ``(source, member)`` for a recording and ``((source, member), k)`` for
+    its copies; ``copies_of``: ``(source, member)`` -> id of the training recordings that get copies."""
+
+    by_split: dict[str, list[tuple[dict, int]]]
+    slot: dict
+    copies_of: dict[tuple[str, str], str]
+
+    @property
+    def total(self) -> int:
+        return sum(len(part) for part in self.by_split.values())
+
+    def uid(self, split: str, i: int) -> str:
+        """The stored id of row ``i`` of ``split``: the recording's id, ``<id>~aug<k>`` for a copy."""
+        r, k = self.by_split[split][i]
+        return r["id"] if k == 0 else f"{r['id']}~aug{k}"
+
+
+def plan_slots(rows: list[dict], augment) -> Slots:
+    """The feature rows of a labels table, split by split, with ``augment.copies`` copies of the
+    training recordings that :func:`voicegender.audio.augment.recordings_to_augment` picks."""
+    train = [r for r in rows if r["split"] == "train"]
+    augmented = recordings_to_augment(train, augment.max_per_speaker, augment.seed) if augment.copies else set()
+    by_split = {s: [(r, 0) for r in rows if r["split"] == s] for s in SPLITS}
+    by_split["train"] += [(r, k) for k in range(1, augment.copies + 1) for r in train if r["id"] in augmented]
+    slot = {
+        ((r["source"], r["member"]), k) if k else (r["source"], r["member"]): (s, i)
+        for s, part in by_split.items()
+        for i, (r, k) in enumerate(part)
+    }
+    copies_of = {(r["source"], r["member"]): r["id"] for r in train if r["id"] in augmented}
+    return Slots(by_split, slot, copies_of)
+
+
+def _audio_items(rows: list[dict], splits: set[str] | None, copies_of: dict, copies: int) -> Iterator[tuple]:
+    """extract_many's items for the recordings of ``splits`` (None: all): one sequential pass per
+    source, ``(key, bytes)``, or ``(key, bytes, id, copies)`` for a recording that gets copies."""
+    for source in sorted({r["source"] for r in rows}):
+        wanted = {r["member"] for r in rows if r["source"] == source and (splits is None or r["split"] in splits)}
+        if not wanted:
+            continue
+        for member, data in iter_audio(source, wanted):
+            key = (source, member)
+            yield (key, data, copies_of[key], copies) if key in copies_of else (key, data)
+
+
+def extraction_passes(config: FeatureSettings) -> list[tuple[FeatureSettings, set[str] | None]]:
+    """(settings, splits) per extraction pass. ge2e_train_rate: the training side (train, val and
+    the copies) at its own partial rate, test at ge2e_rate, in two passes (one per source still
+    where a source holds one side, as LibriTTS's)."""
+    train_rate = config.ge2e_train_rate if config.kind == "ge2e" else None
+    if train_rate is None or train_rate == config.ge2e_rate:
+        return [(config, None)]
+    return [(config.model_copy(update={"ge2e_rate": train_rate}), {"train", "val"}), (config, {"test"})]
+
+
+def _write_split(
+    d: Path, split: str, plan: Slots, partial: np.ndarray, done: np.ndarray, skipped: dict[str, str], shape
+) -> None:
+    """Store ``split``'s featurized rows (``done``) from its ``partial`` file into ``d`` with their
+    labels, ids and speakers, and note the rows never featurized in ``skipped``. A skipped
+    recording has no copies: it is reported once, itself (its copies' rows are dropped)."""
+    part = plan.by_split[split]
+    for i, (r, k) in enumerate(part):
+        if k and r["id"] in skipped:
+            done[i] = False
+            skipped.pop(plan.uid(split, i), None)
+    for i in np.flatnonzero(~done):
+        if part[i][1] and part[i][0]["id"] in skipped:
+            continue
+        skipped.setdefault(plan.uid(split, i), "not found in its source")
+    keep = np.flatnonzero(done)
+    X = open_rows(d / f"{split}_X.npy", len(keep), shape)
+    for start in range(0, len(keep), 4096):  # copy in blocks: bounded memory
+        X[start : start + 4096] = partial[keep[start : start + 4096]]
+    del X, partial  # flushes and unmaps
+    (d / f".{split}_X.partial.npy").unlink()
+    kept = [part[i][0] for i in keep]
+    save_labels(
+        d,
+        split,
+        [FEMALE if r["sex"] == "F" else 1 - FEMALE for r in kept],
+        [plan.uid(split, i) for i in keep],
+        [r["speaker"] for r in kept],
+    )
 
 
 def empty_split_message(report: dict) -> str | None:
