@@ -9,8 +9,8 @@ naming the key" needs no hand-written checker. Strict mode keeps YAML's surprise
 Stages call :func:`load_params` and get a :class:`Params` (nested settings per section:
 ``params.data.seed``, ``params.features.kind`` ...), or a :class:`ParamError` with one line per
 bad key, e.g. ``batch_size: must be `tuned` or a positive integer, got 0``. Library functions
-take these settings objects (or plain arguments); no module keeps a default or a list of
-choices of its own. A model card (models/model.json) stores settings as ``model_dump(mode="json")``.
+take these settings objects (or required keyword arguments); no module keeps a default or a
+list of choices of its own, nor checks again what the schema checked. A model card (models/model.json) stores settings as ``model_dump(mode="json")``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 
 from voicegender.errors import UserError
 
@@ -66,8 +65,17 @@ FLOAT_HINT = " (write floats like 1.0e-3: YAML reads 1e-3 as a string)"
 PositiveInt = Annotated[int, rule("must be a positive integer", gt=0)]
 PositiveFloat = Annotated[float, rule("must be a positive number", gt=0)]
 NonNegativeFloat = Annotated[float, rule("must be a number >= 0", ge=0)]
-OpenUnit = Annotated[float, rule("must be a number strictly between 0 and 1", gt=0, lt=1)]
-Probability = Annotated[float, rule("must be a probability in [0, 1]", ge=0, le=1)]
+
+
+def number_in(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Any:
+    """A number from ``low`` to ``high``, each end included unless ``open_``."""
+    bounds = {"gt" if open_low else "ge": low, "lt" if open_high else "le": high}
+    text = f"must be a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    return Annotated[float, rule(text, **bounds)]
+
+
+OpenUnit = number_in(0, 1, open_low=True, open_high=True)
+Probability = number_in(0, 1)
 NonEmptyStr = Annotated[str, rule("must be a non-empty string", pattern=r"\S")]
 
 
@@ -79,9 +87,13 @@ def at_least(n: int) -> Any:
 NonNegativeInt = at_least(0)
 
 
+class BrokenRule(ValueError):
+    """Raised by an annotated type's validator: the message is the field's rule (see :func:`rule`)."""
+
+
 def _nonzero(v: int) -> int:
     if v == 0:
-        raise PydanticCustomError("nonzero", "0 workers")
+        raise BrokenRule
     return v
 
 
@@ -90,7 +102,7 @@ Jobs = Annotated[int, AfterValidator(_nonzero), rule("must be a non-zero integer
 
 def _range(v: list, *, positive: bool, inside: tuple[float, float] | None) -> list:
     if len(v) != 2 or v[0] > v[1] or (positive and v[0] <= 0) or (inside and not inside[0] < v[0] <= v[1] < inside[1]):
-        raise PydanticCustomError("range", "not a [low, high] range")
+        raise BrokenRule
     return v
 
 
@@ -112,18 +124,25 @@ TiltRange = range_of(float, inside=(-1, 1))  # a of y[n] = x[n] - a x[n-1]: |a| 
 
 def rule_of(field: FieldInfo) -> str | None:
     """What a wrong value of ``field`` is told: its own rule, else its type's (an annotated type's
-    rule, ``or null`` added for ``Optional[...]``; a ``Literal``'s choices)."""
+    rule, ``or null`` added for ``Optional[...]``; a ``Literal``'s choices; a plain type's name)."""
     own = (field.json_schema_extra or {}).get("rule")
     if own is not None:
         return own
     annotation = field.annotation
     if get_origin(annotation) is Literal:
         return "must be one of " + ", ".join(map(str, get_args(annotation)))
+    if annotation in PLAIN:
+        return PLAIN[annotation]
     inner = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) is Union else []
+    if len(inner) == 1 and inner[0] in PLAIN:
+        return PLAIN[inner[0]] + " or null"
     for meta in getattr(inner[0], "__metadata__", ()) if len(inner) == 1 else ():
         if isinstance(meta, FieldInfo) and "rule" in (meta.json_schema_extra or {}):
             return meta.json_schema_extra["rule"] + " or null"
     return None
+
+
+PLAIN = {bool: "must be true or false", int: "must be an integer", float: "must be a number", str: "must be a string"}
 
 
 class Section(BaseModel):
@@ -249,7 +268,7 @@ class FolderSettings(Section):
 
 
 class DataSettings(Section):
-    seed: int = key(42, "corpus synthesis and the speaker split", "must be an integer")
+    seed: int = key(42, "corpus synthesis and the speaker split")
     val_fraction: OpenUnit = key(0.2, "share of training speakers held out for validation (per sex)")
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     libritts: LibriTTSSettings = Field(default_factory=LibriTTSSettings)
@@ -284,33 +303,16 @@ class FeatureSettings(Section):
     sample_rate: Union[Literal["native"], PositiveInt] = key(
         16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'"
     )
-    ge2e_rate: float = key(
-        1.3,
-        "ge2e: 1.6 s partial utterances per second of audio",
-        "must be in [0.625, 50] partials per second",
-        ge=0.625,
-        le=50,
-    )
-    ge2e_train_rate: Optional[float] = key(
+    ge2e_rate: number_in(0.625, 50) = key(1.3, "ge2e: 1.6 s partial utterances per second of audio")
+    ge2e_train_rate: Optional[number_in(0.625, 50)] = key(
         None,
         "ge2e: partials per second for the training side (train, val, their augmented copies); null = ge2e_rate",
-        "must be in [0.625, 50] partials per second, or null (ge2e_rate)",
-        ge=0.625,
-        le=50,
     )
-    ge2e_min_coverage: float = key(
-        0.75,
-        "ge2e: a last, zero-padded partial is kept if at least this share is audio",
-        "must be in (0, 1]",
-        gt=0,
-        le=1,
+    ge2e_min_coverage: number_in(0, 1, open_low=True) = key(
+        0.75, "ge2e: a last, zero-padded partial is kept if at least this share is audio"
     )
-    target_dbfs: float = key(
-        -30.0,
-        "ge2e: quieter recordings are raised to this RMS level (dBFS)",
-        "must be a number in (-120, 0) dBFS",
-        gt=-120,
-        lt=0,
+    target_dbfs: number_in(-120, 0, open_low=True, open_high=True) = key(
+        -30.0, "ge2e: quieter recordings are raised to this RMS level (dBFS)"
     )
     encoder_device: str = key(
         "auto",
@@ -367,19 +369,11 @@ class PredictSettings(Section):
     min_silence_s: NonNegativeFloat = key(0.3, "pauses shorter than this do not end a segment")
     pad_s: NonNegativeFloat = key(0.1, "each segment widened by this on both sides")
     max_whole_s: PositiveFloat = key(120.0, "longer recordings are answered from their segments")
-    hop_s: float = key(
-        0.1,
-        "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)",
-        "must be a number in [0.01, 1.0] s",
-        ge=0.01,
-        le=1.0,
+    hop_s: number_in(0.01, 1) = key(
+        0.1, "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)"
     )
-    window_s: float = key(
-        1.0,
-        "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)",
-        "must be a number in [0.1, 10] s",
-        ge=0.1,
-        le=10.0,
+    window_s: number_in(0.1, 10) = key(
+        1.0, "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)"
     )
     max_log_odds: PositiveFloat = key(
         4.0,
@@ -418,14 +412,14 @@ class ModelSettings(Section):
         min_length=1,
     )
     hidden: PositiveInt = key(32, "units of the hidden layer")
-    dropout: float = key(0.0, "dropout before the output layer", "must be a number in [0, 1)", ge=0, lt=1)
+    dropout: number_in(0, 1, open_high=True) = key(0.0, "dropout before the output layer")
 
 
 class TrainSettings(Section):
-    seed: int = key(42, "initialisation, shuffling, the search's sampling", "must be an integer")
+    seed: int = key(42, "initialisation, shuffling, the search's sampling")
     optimizer: Optimizer = key("adam", "adam | adamw | sgd")
     weight_decay: NonNegativeFloat = key(0.1, "L2 penalty")
-    standardize: bool = key(False, "z-score inputs with train-split statistics", "must be true or false")
+    standardize: bool = key(False, "z-score inputs with train-split statistics")
     patience: Optional[PositiveInt] = key(
         10, "stop after this many epochs without a lower validation loss (null: never)"
     )
@@ -460,18 +454,18 @@ class TelephoneCondition(Section):
 
 class NoiseCondition(Section):
     kind: Literal["noise"]
-    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB", "must be a number (dB)")
+    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB")
 
 
 class BabbleCondition(Section):
     kind: Literal["babble"]
     talkers: PositiveInt = key(3, "other test speakers talking at once")
-    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB", "must be a number (dB)")
+    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB")
 
 
 class RoomCondition(Section):
     kind: Literal["room"]
-    rt60_s: float = key(0.9, "reverberation time (Sabine), s", "must be a positive number (s)", gt=0, le=3)
+    rt60_s: number_in(0, 3, open_low=True) = key(0.9, "reverberation time (Sabine), s")
     rooms: PositiveInt = key(8, "rooms drawn (each recording heard in one of them)")
 
 
@@ -651,7 +645,7 @@ class MLPBaselineSettings(Section):
     )
     alpha: NonNegativeFloat = key(1.0e-3, "L2 penalty")
     max_iter: PositiveInt = key(300, "epochs (adam)")
-    early_stopping: bool = key(False, "true holds out 10 % of train", "must be true or false")
+    early_stopping: bool = key(False, "true holds out 10 % of train")
 
 
 class RandomForestSettings(Section):
@@ -798,7 +792,7 @@ def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefi
             field = fields[part]
             section = field.annotation
         name = prefix + ".".join(path)
-        if err["type"] == "value_error":
+        if err["type"] == "value_error" and not isinstance(err["ctx"]["error"], BrokenRule):
             for line in str(err["ctx"]["error"]).splitlines():
                 lines.append(f"{prefix}{'.'.join(path)}{'.' if path else ''}{line}")
             continue
