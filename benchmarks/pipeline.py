@@ -317,7 +317,9 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     mels, have = [], 0
     for path in paths:
         y, sr = sf.read(sample / path, dtype="float32")
-        mels.append(partial_mels(y, sr, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs))
+        mels.append(
+            partial_mels(y, sr, rate=cfg.ge2e_rate, min_coverage=cfg.ge2e_min_coverage, target_dbfs=cfg.target_dbfs)
+        )
         have += len(mels[-1])
         if have >= partials:
             break
@@ -327,11 +329,11 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     wall = {p: float("inf") for p in precisions}
     cpu = dict(wall)
     for p in precisions:
-        embed_partials(x[:32], device, p)  # builds the model, warms oneDNN's kernels
+        embed_partials(x[:32], device=device, precision=p)  # builds the model, warms oneDNN's kernels
     for _ in range(repeat):
         for p in precisions:
             started, cpu_started = time.perf_counter(), time.process_time()
-            embed_partials(x, device, p)
+            embed_partials(x, device=device, precision=p)
             wall[p] = min(wall[p], time.perf_counter() - started)
             cpu[p] = min(cpu[p], time.process_time() - cpu_started)
     return {

@@ -177,7 +177,7 @@ def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None)
     started = time.perf_counter()
     if model in SKLEARN:
         name = model.removeprefix("sk_")
-        est = fit_baseline(name, params.baselines, X_fit, y_fit, seed)
+        est = fit_baseline(name, params.baselines, X_fit, y_fit, seed=seed, n_jobs=1)
         p_val, p_test = proba_female(est, X[va]), proba_female(est, X[te])
         epochs = None
     else:
@@ -203,6 +203,7 @@ def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None)
             optimizer=params.train.optimizer,
             weight_decay=params.train.weight_decay,
             patience=params.train.patience,
+            device="cpu",
         )
         p_val, p_test = predict_proba(net, X[va]), predict_proba(net, X[te])
         epochs = result.best_epoch

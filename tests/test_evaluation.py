@@ -101,7 +101,7 @@ def test_calibration_confusion_and_split_summary():
     proba = np.array([1.0, 0.85, 0.05, 0.15, 0.4])
     table = calibration_table(y, proba, 10)
     assert sum(r["count"] for r in table) == 5 and table[-1]["mean_predicted"] == 1.0  # p = 1 is binned
-    assert 0 <= expected_calibration_error(y, proba) <= 1
+    assert 0 <= expected_calibration_error(y, proba, 10) <= 1
     assert confusion_counts(y, proba).tolist() == [[2, 1], [0, 2]]
     m = evaluate_split(np.array(list("aabbc")), y, proba, 0.5)
     assert m["n_speakers"] == 3 and m["n_utterances"] == 5

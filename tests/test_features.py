@@ -16,6 +16,11 @@ from voicegender.features import kinds as F
 from voicegender.audio import spectral as S
 from signals import SR, tone, voice, wav_bytes
 
+#: librosa.feature.melspectrogram's defaults: what these tests compare with
+LIBROSA = dict(n_fft=2048, hop_length=512, n_mels=128)
+#: the YIN settings of these tests (params.yaml's then)
+YIN = dict(fmin=60, fmax=400, hop_length=512, threshold=0.15)
+
 SAMPLE = SHARED_DATA / "librispeech-clean100-sample" / "audio"
 REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3]
 
@@ -109,7 +114,7 @@ def test_mean_mel_matches_librosa_on_synthetic_24k():
         assert_matches_librosa(ours, ref, per_element_everywhere=True)  # broadband noise: no empty band
     # the same comparison spelled out: librosa at the native rate
     ref_native = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
-    assert_matches_librosa(F.mean_mel(y, SR), ref_native, per_element_everywhere=True)
+    assert_matches_librosa(F.mean_mel(y, SR, **LIBROSA), ref_native, per_element_everywhere=True)
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=2048 is too large")
@@ -120,7 +125,7 @@ def test_mean_mel_matches_librosa_at_block_edges(n):
 
     y = tone(150, n / SR, noise=0.05, seed=n)
     ref = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
-    assert_matches_librosa(F.mean_mel(y, SR), ref)
+    assert_matches_librosa(F.mean_mel(y, SR, **LIBROSA), ref)
 
 
 def test_mean_mel_bands_above_the_source_nyquist():
@@ -151,7 +156,7 @@ def test_log_mel_stats_are_db_mean_then_std():
     y = tone(200, 1.0, noise=0.02)
     S = librosa.feature.melspectrogram(y=y, sr=SR)
     db = librosa.power_to_db(S, top_db=None)
-    v = F.log_mel_stats(y, SR)
+    v = F.log_mel_stats(y, SR, **LIBROSA)
     np.testing.assert_allclose(v[:128], db.mean(axis=1), atol=1e-3)
     np.testing.assert_allclose(v[128:], db.std(axis=1), atol=1e-3)
 
@@ -163,7 +168,7 @@ def test_log_mel_stats_are_db_mean_then_std():
 @pytest.mark.parametrize("sr", [22050, 24000, 16000])
 def test_pitch_of_pure_and_harmonic_tones(f0, sr):
     for y in (tone(f0, 1.0, sr=sr), voice(f0, 1.0, sr=sr)):
-        v = F.pitch_stats(y, sr, fmin=60, fmax=400)
+        v = F.pitch_stats(y, sr, **YIN)
         median, mean, std, p10, p90, voiced = v
         assert abs(median - f0) < 2.0 and abs(p10 - f0) < 3.0 and abs(p90 - f0) < 3.0
         assert voiced > 0.9
@@ -171,10 +176,10 @@ def test_pitch_of_pure_and_harmonic_tones(f0, sr):
 
 def test_pitch_fallback_on_silence_and_noise():
     for y in (np.zeros(SR, np.float32), 0.1 * np.random.default_rng(1).standard_normal(SR).astype(np.float32)):
-        v = F.pitch_stats(y, SR, fmin=60, fmax=400)
+        v = F.pitch_stats(y, SR, **YIN)
         assert np.isfinite(v).all()
         assert v[-1] < 0.1  # voiced fraction
-    v = F.pitch_stats(np.zeros(SR, np.float32), SR, fmin=60, fmax=400)
+    v = F.pitch_stats(np.zeros(SR, np.float32), SR, **YIN)
     np.testing.assert_allclose(v, [np.sqrt(60 * 400)] * 2 + [0] + [np.sqrt(60 * 400)] * 2 + [0], rtol=1e-6)
 
 

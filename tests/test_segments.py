@@ -53,7 +53,7 @@ def pitch_model_dir(tmp_path):
     """A hand-set model: pitch_stats features, P(female) = sigmoid((median F0 - 150 Hz) / 10 Hz):
     knows the sexes of the eSpeak voices below without training, so the test checks segmentation."""
     features = fs({"kind": "pitch_stats", "sample_rate": 16000, "hop_length": 160, "fmin_f0": 60.0, "fmax_f0": 400.0})
-    model = build_model(ModelSettings(name="linear"), (6,))
+    model = build_model(ModelSettings(name="linear"), (6,), seed=0)
     state = model.state_dict()
     weight = torch.zeros_like(state["head.1.weight"])
     weight[0, 0] = 0.1
@@ -245,7 +245,7 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=1.0, max_iter=2000).fit((X - mean) / std, y)
-    model = build_model(ModelSettings(name="linear"), (256,), mean, std)
+    model = build_model(ModelSettings(name="linear"), (256,), mean, std, seed=0)
     state = model.state_dict()
     state.update(
         {

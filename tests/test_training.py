@@ -6,6 +6,9 @@ from voicegender.models.networks import build_model
 from voicegender.params import ModelSettings
 from voicegender.models.training import fit, predict_proba, resolve_device
 
+#: train settings of these tests: plain Adam, no weight decay, no early stopping, on the CPU
+PLAIN = dict(optimizer="adam", weight_decay=0.0, patience=None, device="cpu")
+
 
 def separable(n=300, d=32, seed=0):
     rng = np.random.default_rng(seed)
@@ -17,7 +20,7 @@ def separable(n=300, d=32, seed=0):
 def run(seed=1, **kw):
     X, y = separable()
     model = build_model(ModelSettings(name="mlp", hidden=16), (32,), seed=seed)
-    args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed)
+    args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed, **PLAIN)
     args.update(kw)
     return model, fit(model, X[:200], y[:200], X[200:], y[200:], **args)
 
@@ -53,9 +56,9 @@ def test_each_epoch_is_reported():
 def test_diverging_training_raises():
     X, y = separable()
     X[0, 0] = np.nan
-    model = build_model(ModelSettings(name="mlp"), (32,))
+    model = build_model(ModelSettings(name="mlp"), (32,), seed=0)
     with pytest.raises(FloatingPointError):
-        fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
+        fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0, **PLAIN)
 
 
 def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
@@ -88,7 +91,7 @@ def test_standardizer_uses_train_stats_and_floors_std():
 def test_a_trailing_batch_of_one_does_not_break_batchnorm():
     X, y = separable(n=300)
     model = build_model(ModelSettings(name="cnn1d", channels=[4], hidden=8), (32,), seed=0)
-    result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0)
+    result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0, **PLAIN)
     assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)
 
 
@@ -104,7 +107,7 @@ def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
     for cls in (ReportCNN, AutogradOnly):
         torch.manual_seed(0)
         model = cls(64)
-        result = fit(model, X[:200], y[:200], X[200:], y[200:], lr=3e-3, batch_size=8, epochs=3, seed=2)
+        result = fit(model, X[:200], y[:200], X[200:], y[200:], lr=3e-3, batch_size=8, epochs=3, seed=2, **PLAIN)
         histories.append(result.history)
     for fast, ref in zip(*histories):
         for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
@@ -130,14 +133,24 @@ rng = np.random.default_rng(0)
 X, y = rng.normal(size=(64, 128)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
 seen = []
 record = lambda _: seen.append({i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-fit(build_model(ModelSettings(name="report_cnn"), (128,)), X[:48], y[:48], X[48:], y[48:],
-    lr=1e-3, batch_size=4, epochs=1, seed=0, on_epoch=record)
+fit(build_model(ModelSettings(name="report_cnn"), (128,), seed=0), X[:48], y[:48], X[48:], y[48:],
+    lr=1e-3, batch_size=4, epochs=1, seed=0, optimizer="adam", weight_decay=0.0, patience=None, device="cpu",
+    on_epoch=record)
 print(json.dumps(seen))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     (threads,) = json.loads(out.stdout.strip().splitlines()[-1])
     assert any("scipy" in path for path in threads), threads  # the step's BLAS is among them
     assert set(threads.values()) == {1}, threads
+
+
+def test_every_optimizer_of_the_schema_is_known():
+    from typing import get_args
+
+    from voicegender.models.training import OPTIMIZERS
+    from voicegender.params import Optimizer
+
+    assert set(OPTIMIZERS) == set(get_args(Optimizer))
 
 
 @pytest.mark.parametrize("name, weight_decay", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.1), ("sgd", 0.1)])
@@ -170,7 +183,7 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
     try:
         seen = []
         fit(
-            build_model(ModelSettings(name="linear"), (16,)),
+            build_model(ModelSettings(name="linear"), (16,), seed=0),
             X[:48],
             y[:48],
             X[48:],
@@ -179,6 +192,7 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
             batch_size=8,
             epochs=2,
             seed=0,
+            **PLAIN,
             on_epoch=lambda _: seen.append(torch.get_num_threads()),
         )
         assert seen == [1, 1]

@@ -254,9 +254,11 @@ class Predictor:
 
             y16 = resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE)
             n16 = len(y16)
-            mels = partial_mels(y16, SAMPLE_RATE, 1.0 / hop, f.ge2e_min_coverage, f.target_dbfs)
+            mels = partial_mels(
+                y16, SAMPLE_RATE, rate=1.0 / hop, min_coverage=f.ge2e_min_coverage, target_dbfs=f.target_dbfs
+            )
             starts = partial_starts(n16, 1.0 / hop, f.ge2e_min_coverage)
-            emb = embed_partials(mels, encoder_device(f.encoder_device), f.ge2e_precision)
+            emb = embed_partials(mels, device=encoder_device(f.encoder_device), precision=f.ge2e_precision)
             frame_s = HOP_LENGTH / SAMPLE_RATE
             width = min(PARTIAL_FRAMES * frame_s, n16 / SAMPLE_RATE)
             windows = (starts * frame_s, starts * frame_s + width, emb)

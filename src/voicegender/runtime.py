@@ -14,13 +14,12 @@ from typing import Iterator
 
 
 def resolve_n_jobs(n_jobs: int) -> int:
-    """n_jobs as in scikit-learn: -1 = all usable cores, -2 = all but one, positive = that many."""
+    """n_jobs as in scikit-learn: -1 = all usable cores, -2 = all but one, positive = that many
+    (never 0: the schema refuses it, as ``features.n_jobs`` and ``baselines.n_jobs``)."""
     try:
         n_cpu = len(os.sched_getaffinity(0))
     except AttributeError:
         n_cpu = os.cpu_count() or 1
-    if n_jobs == 0:
-        raise ValueError("n_jobs must not be 0")
     return max(1, n_jobs if n_jobs > 0 else n_cpu + 1 + n_jobs)
 
 

@@ -161,7 +161,7 @@ def degrade(
     rng: np.random.Generator,
     *,
     others: list[np.ndarray] | None = None,
-    seed: int = 0,
+    seed: int,
 ) -> tuple[np.ndarray, int]:
     """``y`` (``sr`` Hz) under ``condition`` (a ``robustness.conditions`` entry); ``rng`` draws
     what varies per recording (noise, babble offsets, which room); ``others``: the babble

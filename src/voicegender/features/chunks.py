@@ -160,12 +160,19 @@ def _featurize_chunk_batched(
             for k, version in _versions(w, SAMPLE_RATE, chunk[i][2], chunk[i][3], cfg):
                 try:
                     mels.append(
-                        partial_mels(version, SAMPLE_RATE, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs)
+                        partial_mels(
+                            version,
+                            SAMPLE_RATE,
+                            rate=cfg.ge2e_rate,
+                            min_coverage=cfg.ge2e_min_coverage,
+                            target_dbfs=cfg.target_dbfs,
+                        )
                     )
                     owners.append((i, k))
                 except Exception as exc:  # noqa: BLE001
                     errors[i, k] = _reason(exc)
-        vectors = dict(zip(owners, ge2e_embeddings(mels, encoder_device(cfg.encoder_device), cfg.ge2e_precision)))
+        device = encoder_device(cfg.encoder_device)
+        vectors = dict(zip(owners, ge2e_embeddings(mels, device=device, precision=cfg.ge2e_precision)))
     else:
         for i, (y, sr) in signals.items():
             for k, version in _versions(y, sr, chunk[i][2], chunk[i][3], cfg):

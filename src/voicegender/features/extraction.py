@@ -44,7 +44,8 @@ from voicegender.features.chunks import (
 def extract_many(
     items: Iterable[tuple],
     config: FeatureSettings,
-    n_jobs: int = -1,
+    *,
+    n_jobs: int,
     chunksize: int | None = None,
     max_pending: int | None = None,
     speech: dict | None = None,
