@@ -25,7 +25,8 @@ repro: install
 test: install lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
-# the unit tests only (under a minute): for the edit-test loop
+# the unit tests only, for the edit-test loop: what is marked slow (dvc repro runs, Ray, corpus
+# synthesis, anything over ~3 s) is left out
 test-fast: install lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 

@@ -37,7 +37,7 @@ def best_of(fns: dict, repeat: int) -> dict:
 
 
 def gunzip(repeat: int) -> None:
-    from voicegender import libritts
+    from voicegender.corpora import libritts
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build_archives(Path(SAMPLE), Path(tmp))
@@ -63,15 +63,17 @@ def gunzip(repeat: int) -> None:
 
 
 def encoder(n: int, repeat: int) -> None:
-    from voicegender import speaker_encoder as E
-    from voicegender.audio import decode_audio
+    from voicegender.features import speaker_encoder as E
+    from voicegender.audio.decode import decode_audio
 
     with open(Path(SAMPLE) / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:n]
     signals = [decode_audio((Path(SAMPLE) / r["path"]).read_bytes()) for r in rows]
     seconds = sum(len(y) / sr for y, sr in signals)
-    mels = [E.partial_mels(y, sr) for y, sr in signals]  # once untimed: imports, filterbank
-    front = best_of({"front": lambda: [E.partial_mels(y, sr) for y, sr in signals]}, repeat)["front"]
+    # Resemblyzer's own settings (the encoder's defaults)
+    resemblyzer = dict(rate=1.3, min_coverage=0.75, target_dbfs=-30.0)
+    mels = [E.partial_mels(y, sr, **resemblyzer) for y, sr in signals]  # once untimed: imports, filterbank
+    front = best_of({"front": lambda: [E.partial_mels(y, sr, **resemblyzer) for y, sr in signals]}, repeat)["front"]
     n_partials = sum(len(m) for m in mels)
     torch.set_num_threads(1)
     model = E.load_encoder()
@@ -83,9 +85,9 @@ def encoder(n: int, repeat: int) -> None:
     out = {}
     fns = {
         "per utterance": per_utterance,
-        "batched float32": lambda: E.ge2e_embeddings(mels, precision="float32"),
-        "batched mixed": lambda: E.ge2e_embeddings(mels, precision="mixed"),
-        "batched bfloat16": lambda: E.ge2e_embeddings(mels, precision="bfloat16"),
+        "batched float32": lambda: E.ge2e_embeddings(mels, device="cpu", precision="float32"),
+        "batched mixed": lambda: E.ge2e_embeddings(mels, device="cpu", precision="mixed"),
+        "batched bfloat16": lambda: E.ge2e_embeddings(mels, device="cpu", precision="bfloat16"),
     }
     for name, fn in fns.items():
         out[name] = fn()
@@ -106,10 +108,10 @@ def encoder(n: int, repeat: int) -> None:
 def linear_step(repeat: int, steps: int = 2000) -> None:
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-    from voicegender.models import Linear
+    from voicegender.models.networks import Linear
 
     torch.set_num_threads(1)
-    net = Linear(256).train()
+    net = Linear(256, dropout=0.0).train()
     params = list(net.parameters())
     x, y = torch.randn(8, 256), (torch.arange(8) % 2).float()
     by_hand = net.hand_written_step()

@@ -55,10 +55,10 @@ def load_manifest(folder: Path) -> dict[str, tuple[str, list[Path]]]:
 
 def speech_only(path: Path) -> np.ndarray:
     """The recording at 16 kHz mono, cut to its speech (first to last speech, silero-vad, unpadded)."""
-    from voicegender.audio import decode_audio
+    from voicegender.audio.decode import decode_audio
     from voicegender.params import PredictSettings
-    from voicegender.spectral import resample
-    from voicegender.speech import speech_segments, vad_settings
+    from voicegender.audio.spectral import resample
+    from voicegender.audio.speech import speech_segments, vad_settings
 
     y, sr = decode_audio(path.read_bytes())
     y = resample(y, sr, RATE)

@@ -1,4 +1,4 @@
-"""Feature-extraction throughput: the report's librosa pipeline vs voicegender.features.
+"""Feature-extraction throughput: the report's librosa pipeline vs voicegender.features.kinds.
 
 Everything is timed in one run on the same files, interleaved ``--repeat`` times (best run kept),
 so the ratios are meaningful even on a busy machine; absolute wall figures are not. Throughput is
@@ -42,11 +42,12 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 
-from voicegender import extraction
-from voicegender import features as F
-from voicegender import spectral as S
-from voicegender.audio import decode_audio
+from voicegender.features import extraction
+from voicegender.features import kinds as F
+from voicegender.audio import spectral as S
+from voicegender.audio.decode import decode_audio
 from voicegender.params import FeatureSettings
+from voicegender.runtime import resolve_n_jobs
 
 DEFAULT_DIR = (
     pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     items = generated_wavs(args.generate) if args.generate else load_dir(args.wav_dir or args.dir, args.limit)
     seconds = sum(sf.info(io.BytesIO(b)).duration for _, b in items)
     rates = sorted({sf.info(io.BytesIO(b)).samplerate for _, b in items})
-    n_jobs = extraction.resolve_n_jobs(args.n_jobs)
+    n_jobs = resolve_n_jobs(args.n_jobs)
     print(
         f"{len(items)} files, {seconds / 60:.1f} min of audio at {rates} Hz; ours on {n_jobs} processes, "
         f"{args.passes} passes per call (figures per pass); "

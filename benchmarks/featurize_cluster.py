@@ -52,7 +52,7 @@ def child(args) -> None:
     import soundfile as sf
 
     from voicegender.cluster import ray_session
-    from voicegender.extraction import extract_many
+    from voicegender.features.extraction import extract_many
     from voicegender.params import FeatureSettings, RaySettings
 
     files = sorted(p for p in pathlib.Path(args.dir).iterdir() if p.suffix.lower() in (".wav", ".flac"))

@@ -1,7 +1,7 @@
 """Peak memory of featurization as the corpus grows: the default size against 10x it.
 
 Builds LibriTTS-shaped archives of N utterances (tone + noise, 24 kHz, ~`--seconds` each) for
-N = `--utterances` and 10 x that, runs `voicegender.dataset.build_features` on each in a fresh
+N = `--utterances` and 10 x that, runs `voicegender.features.featurize.build_features` on each in a fresh
 process, and samples the resident memory of that process and its workers (summed) every 50 ms.
 Prints both peaks and their ratio: bounded memory means a ratio near 1, not near 10.
 
@@ -26,7 +26,8 @@ import soundfile as sf
 
 CHILD = """
 import json, sys
-from voicegender.dataset import build_features, read_labels
+from voicegender.features.featurize import build_features
+from voicegender.corpora.labels import read_labels
 from voicegender.params import FeatureSettings
 rows = read_labels(sys.argv[1])
 report = build_features(rows, FeatureSettings(kind=sys.argv[3], sample_rate=22050, ge2e_precision="float32"), sys.argv[2], log=lambda m: None)
@@ -89,7 +90,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds per utterance")
     ap.add_argument("--kind", default="mean_mel")
     args = ap.parse_args()
-    from voicegender.dataset import write_labels
+    from voicegender.corpora.labels import write_labels
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="vg-mem-") as tmp:

@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 from threadpoolctl import threadpool_limits
 
-from voicegender.features import mean_mel
-from voicegender.spectral import mel_spectrogram, mfcc, yin
+from voicegender.features.kinds import mean_mel
+from voicegender.audio.spectral import mel_spectrogram, mfcc, yin
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/librispeech-clean100-sample/audio"
 
@@ -46,24 +46,26 @@ def main() -> None:
     seconds = sum(len(y) / sr for y, sr in signals)
     print(f"{len(signals)} files, {seconds:.0f} s of audio, one thread, best of {args.repeat}")
 
+    stft = dict(n_fft=2048, hop_length=512, n_mels=128)  # librosa's defaults, which it is compared with
+    pitch = dict(fmin=60.0, fmax=400.0, hop_length=512, threshold=0.15)
     pairs = {
         "time-mean mel (mean_mel)": (
-            lambda y, sr: mean_mel(y, sr),
+            lambda y, sr: mean_mel(y, sr, **stft),
             lambda y, sr: librosa.feature.melspectrogram(y=y, sr=sr).mean(axis=1),
             lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b))),
         ),
         "mel spectrogram (STFT + filterbank)": (
-            lambda y, sr: mel_spectrogram(y, sr),
+            lambda y, sr: mel_spectrogram(y, sr, **stft),
             lambda y, sr: librosa.feature.melspectrogram(y=y, sr=sr),
             lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b))),
         ),
         "MFCC": (
-            lambda y, sr: mfcc(y, sr),
+            lambda y, sr: mfcc(y, sr, n_mfcc=20, **stft),
             lambda y, sr: librosa.feature.mfcc(y=y, sr=sr),
             lambda a, b: float(np.max(np.abs(a - b))),
         ),
         "YIN F0 (60-400 Hz)": (
-            lambda y, sr: yin(y, sr)[0],
+            lambda y, sr: yin(y, sr, **pitch)[0],
             lambda y, sr: librosa.yin(y, fmin=60.0, fmax=400.0, sr=sr, frame_length=2048, hop_length=512),
             None,
         ),
@@ -81,7 +83,7 @@ def main() -> None:
             else:  # different algorithms' frames: compare F0 where ours calls the frame voiced
                 errors = []
                 for y, sr in signals:
-                    f0, voiced = yin(y, sr)
+                    f0, voiced = yin(y, sr, **pitch)
                     ref = theirs(y, sr)
                     n = min(len(f0), len(ref))
                     v = voiced[:n]

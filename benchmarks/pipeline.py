@@ -75,7 +75,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = "/work/shared/data/librispeech-clean100-sample"
+SAMPLE = str(ROOT.parent / "shared" / "data" / "librispeech-clean100-sample")  # beside the repository
 REPORT_WALL_S = 2280.0  # the reference report's search, the figure every speed-up is measured against
 # LibriTTS train-clean-100 + test-clean (PITFALLS.md): archive bytes and hours of audio
 LIBRITTS_BYTES = 7_723_686_890 + 1_230_670_113
@@ -101,7 +101,7 @@ def build_archives(sample: Path, out: Path, recordings_per_subset: int | None = 
     Returns sizes, hours, utterances and members."""
     import soundfile as sf
 
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -253,7 +253,7 @@ def libritts_rows(params) -> dict:
 
 def labelled_hours() -> float:
     """Hours of the recordings data/labels.csv lists (what featurize reads here)."""
-    from voicegender.dataset import read_labels
+    from voicegender.corpora.labels import read_labels
 
     return sum(r["seconds"] for r in read_labels("data/labels.csv")) / 3600
 
@@ -263,8 +263,8 @@ def copy_hours(params) -> dict:
     LibriTTS: its training hours but for the validation speakers' share, times the share of a
     speaker's recordings used under ``data.max_per_speaker`` and copied under
     ``features.augment.max_per_speaker`` (of LibriTTS's mean of ~135 a speaker)."""
-    from voicegender.augment import recordings_to_augment
-    from voicegender.dataset import read_labels
+    from voicegender.audio.augment import recordings_to_augment
+    from voicegender.corpora.labels import read_labels
 
     aug = params.features.augment
     train = [r for r in read_labels("data/labels.csv") if r["split"] == "train"]
@@ -327,8 +327,8 @@ def encoder_partials(params, copies: dict, scored: dict) -> dict:
     per second of audio of the archive's recordings, at ``features.ge2e_rate`` and, for the training
     side, ``ge2e_train_rate``): the recordings, their augmented copies, and the robustness
     stage's conditions over the test hours it scores (at ``ge2e_rate``)."""
-    from voicegender.dataset import read_labels
-    from voicegender.speaker_encoder import SAMPLE_RATE, partial_starts
+    from voicegender.corpora.labels import read_labels
+    from voicegender.features.speaker_encoder import SAMPLE_RATE, partial_starts
 
     cfg = params.features
     rows = read_labels("data/labels.csv")
@@ -354,8 +354,8 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     precision and in float32, on the same real partials (the sample's first recordings)."""
     import soundfile as sf
 
-    from voicegender.features import encoder_device
-    from voicegender.speaker_encoder import embed_partials, partial_mels
+    from voicegender.features.kinds import encoder_device
+    from voicegender.features.speaker_encoder import embed_partials, partial_mels
 
     cfg = params.features
     with open(sample / "manifest.csv", newline="", encoding="utf-8") as f:
@@ -363,7 +363,9 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     mels, have = [], 0
     for path in paths:
         y, sr = sf.read(sample / path, dtype="float32")
-        mels.append(partial_mels(y, sr, cfg.ge2e_rate, cfg.ge2e_min_coverage, cfg.target_dbfs))
+        mels.append(
+            partial_mels(y, sr, rate=cfg.ge2e_rate, min_coverage=cfg.ge2e_min_coverage, target_dbfs=cfg.target_dbfs)
+        )
         have += len(mels[-1])
         if have >= partials:
             break
@@ -373,11 +375,11 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
     wall = {p: float("inf") for p in precisions}
     cpu = dict(wall)
     for p in precisions:
-        embed_partials(x[:32], device, p)  # builds the model, warms oneDNN's kernels
+        embed_partials(x[:32], device=device, precision=p)  # builds the model, warms oneDNN's kernels
     for _ in range(repeat):
         for p in precisions:
             started, cpu_started = time.perf_counter(), time.process_time()
-            embed_partials(x, device, p)
+            embed_partials(x, device=device, precision=p)
             wall[p] = min(wall[p], time.perf_counter() - started)
             cpu[p] = min(cpu[p], time.process_time() - cpu_started)
     return {
@@ -397,7 +399,7 @@ def startup_s(name: str) -> float:
 
 def enlarge_features(directory: Path, seed: int, sizes: dict) -> dict:
     """Replace each split's arrays by ``sizes`` (LibriTTS-sized) rows drawn from its real rows (see above)."""
-    from voicegender.dataset import load_features, save_features
+    from voicegender.features.store import load_features, save_features
 
     rng = np.random.default_rng(seed)
     for split, n in sizes.items():
@@ -568,7 +570,7 @@ def main(argv=None) -> None:
     )
     total_f32 = total
     if params.features.kind == "ge2e":
-        from voicegender.extraction import resolve_n_jobs
+        from voicegender.runtime import resolve_n_jobs
 
         workers = resolve_n_jobs(params.features.n_jobs) if per_partial["device"] == "cpu" else 1
         n_partials = counted["featurize"] + counted["robustness"]

@@ -25,14 +25,14 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = Path("/work/shared/data/librispeech-clean100-sample")
+SAMPLE = ROOT.parent / "shared" / "data" / "librispeech-clean100-sample"  # beside the repository
 RATE = 16000
 
 
 def utterances(sample: Path):
     """Endless stream of mono float32 16 kHz utterances."""
-    from voicegender.audio import decode_audio
-    from voicegender.spectral import resample
+    from voicegender.audio.decode import decode_audio
+    from voicegender.audio.spectral import resample
 
     if (sample / "manifest.csv").exists():
         paths = [sample / r["path"] for r in csv.DictReader((sample / "manifest.csv").open())]
@@ -40,7 +40,7 @@ def utterances(sample: Path):
             for p in paths:
                 y, sr = decode_audio(p.read_bytes())
                 yield resample(y, sr, RATE)
-    from voicegender.synth import corpus_speakers, render_utterance
+    from voicegender.corpora.synth import corpus_speakers, render_utterance
 
     speakers = corpus_speakers(train_speakers=8, test_speakers=0, seed=1)
     i = 0

@@ -1,7 +1,7 @@
 """Every model on every feature kind, on real speech: within LibriSpeech and across corpora.
 
 The generated corpus tells whether the machinery works; this tells whether a feature or a model
-works on real voices. Data, read in place from /work/shared, never copied into the repo:
+works on real voices. Data, read in place from ../shared/data beside the repository, never copied into it:
 the 251-speaker LibriSpeech clean-100 sample (one recording per speaker, 16 kHz flac) and the
 cross-corpus set (166 recordings of 29 speakers from VCTK, EmoDB, AISHELL-3, LJSpeech and
 LibriSpeech dev-clean: other microphones, rooms, rates, languages).
@@ -34,16 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from voicegender.baselines import BASELINES, fit_baseline, proba_female
-from voicegender.dataset import split_speakers
-from voicegender.evaluation import choose_threshold, speaker_metrics, utterance_metrics
-from voicegender.extraction import extract_many
-from voicegender.features import KINDS, feature_shape
+from voicegender.evaluation.baselines import BASELINES, fit_baseline, proba_female
+from voicegender.corpora.labels import split_speakers
+from voicegender.evaluation.metrics import choose_threshold, speaker_metrics, utterance_metrics
+from voicegender.features.extraction import extract_many
+from voicegender.features.kinds import KINDS, feature_shape
 from voicegender.params import FeatureSettings, Params, load_params
 
-SAMPLE = "/work/shared/data/librispeech-clean100-sample"
-CROSS = "/work/shared/data/cross-corpus-dev"
-NETWORKS = ("linear", "report_cnn", "cnn1d", "mlp", "cnn2d")  # torch, voicegender.models
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # beside the repository
+SAMPLE = str(SHARED / "librispeech-clean100-sample")
+CROSS = str(SHARED / "cross-corpus-dev")
+NETWORKS = ("linear", "report_cnn", "cnn1d", "mlp", "cnn2d")  # torch, voicegender.models.networks
 SKLEARN = tuple(f"sk_{name}" for name in BASELINES)  # sk_mlp is scikit-learn's MLP, mlp the torch one
 
 
@@ -65,7 +66,7 @@ def applicable(model: str, shape: tuple[int, ...]) -> bool:
 
 
 def load_sample(directory: str) -> list[dict]:
-    from voicegender.folder import read_folder_manifest
+    from voicegender.corpora.folder import read_folder_manifest
 
     return read_folder_manifest(Path(directory) / "manifest.csv")
 
@@ -100,7 +101,7 @@ def featurize_rows(
         out.append(x)
     wall = time.perf_counter() - started
     if seconds is None:
-        from voicegender.audio import decode_audio
+        from voicegender.audio.decode import decode_audio
 
         seconds = sum(len(y) / sr for y, sr in (decode_audio(d) for _, d in items))
     X, speed = np.stack(out), seconds / wall
@@ -112,7 +113,7 @@ def featurize_rows(
 
 
 def augmented_features(rows: list[dict], config: FeatureSettings, cache: Path | None, n_jobs: int) -> np.ndarray | None:
-    """Features of ``features.augment.copies`` altered versions of every row (voicegender.augment),
+    """Features of ``features.augment.copies`` altered versions of every row (voicegender.audio.augment),
     shape (copies, rows, *feature); None when augmentation is off. Cached like featurize_rows."""
     aug = config.augment
     if not aug.copies:
@@ -176,13 +177,13 @@ def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None)
     started = time.perf_counter()
     if model in SKLEARN:
         name = model.removeprefix("sk_")
-        est = fit_baseline(name, params.baselines, X_fit, y_fit, seed)
+        est = fit_baseline(name, params.baselines, X_fit, y_fit, seed=seed, n_jobs=1)
         p_val, p_test = proba_female(est, X[va]), proba_female(est, X[te])
         epochs = None
     else:
-        from voicegender.training import fit_standardizer
-        from voicegender.models import build_model
-        from voicegender.training import fit, predict_proba
+        from voicegender.models.training import fit_standardizer
+        from voicegender.models.networks import build_model
+        from voicegender.models.training import fit, predict_proba
 
         config = params.model.model_copy(
             update={"name": model, **({"channels": args.cnn2d_channels} if model == "cnn2d" else {})}
@@ -202,6 +203,7 @@ def run_one(model: str, X, y, speakers, split, params: Params, args, X_aug=None)
             optimizer=params.train.optimizer,
             weight_decay=params.train.weight_decay,
             patience=params.train.patience,
+            device="cpu",
         )
         p_val, p_test = predict_proba(net, X[va]), predict_proba(net, X[te])
         epochs = result.best_epoch
@@ -248,16 +250,16 @@ def table(rows: list[dict]) -> str:
 
 
 def synthetic_rows(args) -> list[dict] | None:
-    """The generated corpus (``voicegender.synth``, written to ``--synthetic-dir`` outside the
+    """The generated corpus (``voicegender.corpora.synth``, written to ``--synthetic-dir`` outside the
     repo) as rows (id, speaker, sex, path, data), or None when skipped or the generator is absent."""
     if args.synthetic_speakers <= 0:
         return None
     try:
-        from voicegender.synth import generate_corpus
+        from voicegender.corpora.synth import generate_corpus
     except ImportError:
-        print("generated corpus: voicegender.synth is not available on this branch -- skipped", file=sys.stderr)
+        print("generated corpus: voicegender.corpora.synth is not available on this branch -- skipped", file=sys.stderr)
         return None
-    from voicegender.libritts import iter_audio, scan_source
+    from voicegender.corpora.libritts import iter_audio, scan_source
 
     n_test = max(2, args.synthetic_speakers // 4)
     archives = generate_corpus(

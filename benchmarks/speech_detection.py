@@ -1,4 +1,4 @@
-"""Speech detection (voicegender.speech): what it rejects, what it accepts, and how fast.
+"""Speech detection (voicegender.audio.speech): what it rejects, what it accepts, and how fast.
 
     python benchmarks/speech_detection.py [--sets DIR ...] [--params params.yaml]
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voicegender.audio import decode_audio
+from voicegender.audio.decode import decode_audio
 from voicegender.params import FeatureSettings, load_params
-from voicegender.speech import (
+from voicegender.audio.speech import (
     NoSpeech,
     require_speech,
     segments_from_probabilities,
@@ -34,11 +34,10 @@ from voicegender.speech import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = [
-    ROOT.parent.parent / "shared/data/librispeech-clean100-sample",
-    ROOT.parent.parent / "shared/data/cross-corpus-dev",
+SETS = [  # the real speech at hand, beside the repository
+    ROOT.parent / "shared/data/librispeech-clean100-sample",
+    ROOT.parent / "shared/data/cross-corpus-dev",
 ]
-SETS = [p if p.exists() else Path("/work/shared/data") / p.name for p in SETS]
 
 
 def non_speech(sr: int = 16000, seconds: float = 3.0, seed: int = 0) -> dict[str, np.ndarray]:
@@ -120,7 +119,7 @@ def main() -> None:
 def featurize_cost(sets: list[Path], features: FeatureSettings, speech: dict) -> None:
     """What the speech check adds to featurize (it stops scoring once min_speech_s is found), one
     core, the two runs alternated so that a busy machine slows both alike."""
-    from voicegender.extraction import extract_many
+    from voicegender.features.extraction import extract_many
 
     items = [
         (r["path"], (root / r["path"]).read_bytes())

@@ -17,7 +17,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-from voicegender.models import ReportCNN
+from voicegender.models.networks import ReportCNN
 
 FLOP_PER_SAMPLE = 1.9e6  # report_cnn forward + backward, per example
 

@@ -4,7 +4,8 @@ features the size of LibriTTS train-clean-100 (33,000 x 128 train, 6,000 val, fl
     PYTHONPATH=src python benchmarks/tune.py [--trials 20] [--search random|tpe] [--cpus N]
                                              [--grace-period N] [--reduction-factor R]
 
-ASHA's settings default to params.yaml's tune.asha (what `dvc repro` runs).
+ASHA's settings default to params.yaml's tune.asha, and the search runs with its tune.metric,
+mode, cpus_per_trial and gpus_per_trial (what `dvc repro` runs), on a local Ray.
 
 Prints the wall time, its ratio to the report's 2,280 s, the epochs in the results and those
 trained (a trial whose early-stopping decision waits on earlier trials trains on meanwhile) and
@@ -21,11 +22,10 @@ import time
 
 import numpy as np
 import torch
-import yaml
 
-from voicegender.models import ReportCNN
-from voicegender.params import ModelSettings, SpaceEntry
-from voicegender.tuning import TrialSettings, run_search
+from voicegender.models.networks import ReportCNN
+from voicegender.params import ModelSettings, SpaceEntry, load_params
+from voicegender.models.tuning import TrialSettings, run_search
 
 PARAMS = pathlib.Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -55,12 +55,13 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count(), help="cores the search may use")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", help="also write the figures to this file")
-    asha = yaml.safe_load(PARAMS.read_text())["tune"]["asha"]
-    ap.add_argument("--grace-period", type=int, default=asha["grace_period"], help="ASHA: epochs before a stop")
+    params = load_params(PARAMS)
+    tune, asha = params.tune, params.tune.asha
+    ap.add_argument("--grace-period", type=int, default=asha.grace_period, help="ASHA: epochs before a stop")
     ap.add_argument(
         "--reduction-factor",
         type=float,
-        default=asha["reduction_factor"],
+        default=asha.reduction_factor,
         help="ASHA: keep the best 1/R at each milestone",
     )
     args = ap.parse_args()
@@ -93,10 +94,17 @@ def main() -> None:
         space=REPORT_SPACE,
         fixed=fixed,
         num_samples=args.trials,
+        metric=tune.metric,
+        mode=tune.mode,
         search=args.search,
         seed=args.seed,
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
+        cpus_per_trial=tune.cpus_per_trial,
+        gpus_per_trial=tune.gpus_per_trial,
+        address=None,  # a local Ray (unless RAY_ADDRESS names a cluster)
+        storage_path=None,  # a temporary folder, removed afterwards
+        connect_timeout_s=params.ray.connect_timeout_s,
         log=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - started

@@ -153,7 +153,7 @@ def render(metrics_dir: Path, params: dict | None = None) -> str:
             ]
         out.append("")
 
-    robust = _load(metrics_dir / "robustness.json")
+    robust = _merged(metrics_dir, "robustness")
     if robust:
         conditions = (params.get("robustness") or {}).get("conditions") or {}
         out += [

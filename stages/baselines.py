@@ -6,18 +6,13 @@ accuracy, ROC AUC, F1, speaker accuracy) and plots/baselines/comparison.csv (one
 for `dvc plots show`).
 """
 
-import sys
-from pathlib import Path
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from voicegender.baselines import run_baselines
-from voicegender.dataset import load_features
-from voicegender.extraction import resolve_n_jobs
+from voicegender.evaluation.baselines import run_baselines
+from voicegender.features.store import load_features
+from voicegender.runtime import resolve_n_jobs
 from voicegender.params import load_params
-from voicegender.reporting import write_json, write_table
+from voicegender.evaluation.reports import write_json, write_table
 from voicegender.errors import run_command
 
 

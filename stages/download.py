@@ -10,17 +10,14 @@ folder:    check the user's manifest of recordings and fingerprint them.
 Always writes data/raw/corpus.json: which archive or folder holds the train and test audio.
 """
 
-import sys
 from pathlib import Path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import json
 import shutil
 
-from voicegender import corpus
+from voicegender.corpora import switch as corpus
 from voicegender.params import load_params
 from voicegender.errors import run_command
 

@@ -9,30 +9,25 @@ reported too, so that the effect of that choice is visible. Validation metrics a
 for model selection (choose on `val`, never on `test`).
 """
 
-import sys
-from pathlib import Path
-
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import numpy as np
 from dvclive import Live
 from sklearn.metrics import roc_curve
 
-from voicegender.dataset import load_features
-from voicegender.evaluation import (
+from voicegender.features.store import load_features
+from voicegender.evaluation.metrics import (
     calibration_table,
     confusion_counts,
     evaluation_report,
     speaker_table,
     split_report,
 )
-from voicegender.models import load_trained
+from voicegender.models.networks import load_trained
 from voicegender.params import load_params
-from voicegender.plots import plot_evaluation_summary
-from voicegender.reporting import write_json, write_table
-from voicegender.training import predict_proba
+from voicegender.evaluation.plots import plot_evaluation_summary
+from voicegender.evaluation.reports import write_json, write_table
+from voicegender.models.training import predict_proba
 from voicegender.errors import run_command
 
 

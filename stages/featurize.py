@@ -6,23 +6,21 @@ skipped) and metrics/featurize_details.json (feature kind and shape, each skippe
 the reason: unreadable, or less speech than predict.min_speech_s).
 """
 
-import sys
 from pathlib import Path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import shutil
 import time
 
-import torch
 
-from voicegender.dataset import build_features, empty_split_message, read_labels
-from voicegender.features import feature_shape
+from voicegender.runtime import use_one_thread
+from voicegender.features.featurize import build_features, empty_split_message
+from voicegender.corpora.labels import read_labels
+from voicegender.features.kinds import feature_shape
 from voicegender.params import RaySettings, load_params
-from voicegender.reporting import write_json
-from voicegender.speech import check_settings
+from voicegender.evaluation.reports import write_json
+from voicegender.audio.speech import check_settings
 from voicegender.errors import CorpusError, run_command
 
 OUT = Path("data/features")
@@ -34,9 +32,7 @@ OUTPUTS = ("data/features", "metrics/featurize.json", "metrics/featurize_details
 
 def main() -> None:
     params = load_params()
-    # The speech check runs silero-vad window by window: tiny ops that one torch thread runs
-    # 4-7x faster than two (measured); worker processes are set to one thread anyway.
-    torch.set_num_threads(1)
+    use_one_thread()  # the speech check's silero-vad here; the workers set theirs
     config = params.features
     speech = check_settings(params.predict)
     check = speech if speech["min_speech_s"] > 0 else None  # 0: no speech check (the VAD is not run)

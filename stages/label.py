@@ -5,20 +5,17 @@ per split and sex), metrics/data_details.json (totals, exclusions) and plots/dat
 Speakers and utterances are counted from the audio actually present, not from metadata.
 """
 
-import sys
 from pathlib import Path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import json
 
-from voicegender import corpus
-from voicegender.dataset import SEXES, SPLITS, assign_splits, cap_per_speaker, data_summary, write_labels
+from voicegender.corpora import switch as corpus
+from voicegender.corpora.labels import SEXES, SPLITS, assign_splits, cap_per_speaker, data_summary, write_labels
 from voicegender.params import load_params
-from voicegender.plots import plot_data_summary
-from voicegender.reporting import write_json
+from voicegender.evaluation.plots import plot_data_summary
+from voicegender.evaluation.reports import write_json
 from voicegender.errors import run_command
 
 

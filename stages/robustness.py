@@ -2,41 +2,37 @@
 
 Reads models/, data/labels.csv and the test recordings it points at; writes
 metrics/robustness.json (per condition of params.yaml's `robustness.conditions`: accuracy,
-balanced accuracy, recordings answered `no speech`) and plots/robustness/conditions.csv. Each
+balanced accuracy, recordings answered `no speech`), metrics/robustness_details.json (the
+recordings scored per condition) and plots/robustness/conditions.csv. Each
 degraded recording is featurized and speech-checked with the settings the model was trained
 with (its card), as `voicegender predict` would answer it.
 """
 
-import sys
-from pathlib import Path
-
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import time
 
-import torch
 
-from voicegender.audio import decode_audio
-from voicegender.dataset import read_labels
+from voicegender.runtime import use_one_thread
+from voicegender.audio.decode import decode_audio
+from voicegender.corpora.labels import read_labels
 from voicegender.errors import run_command
-from voicegender.libritts import iter_audio
-from voicegender.models import load_trained
+from voicegender.corpora.libritts import iter_audio
+from voicegender.models.networks import load_trained
 from voicegender.params import FeatureSettings, load_params, validate_predict
-from voicegender.reporting import write_json, write_table
-from voicegender.robustness import choose_recordings, score_conditions
-from voicegender.speech import check_settings
-from voicegender.training import predict_proba
+from voicegender.evaluation.reports import write_json, write_table
+from voicegender.evaluation.robustness import choose_recordings, score_conditions
+from voicegender.audio.speech import check_settings
+from voicegender.models.training import predict_proba
 
 # what this stage writes (dvc.yaml's metrics, plots): removed if it fails or is interrupted
-OUTPUTS = ("metrics/robustness.json", "plots/robustness")
+OUTPUTS = ("metrics/robustness.json", "metrics/robustness_details.json", "plots/robustness")
 
 
 def main() -> None:
     params = load_params()
     settings = params.robustness
-    torch.set_num_threads(1)  # silero-vad's tiny ops; the extraction workers use one thread each
+    use_one_thread()
     model, card = load_trained("models")
     features = FeatureSettings.model_validate(card["features"])
     predict = validate_predict(card["predict"])
@@ -70,13 +66,16 @@ def main() -> None:
         log=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - started
-    write_json("metrics/robustness.json", scores)
+    # the contract's keys, what one compares; the count scored is the same for every condition
+    compared = ("accuracy", "balanced_accuracy", "no_speech")
+    write_json("metrics/robustness.json", {name: {k: s[k] for k in compared} for name, s in scores.items()})
+    write_json(
+        "metrics/robustness_details.json",
+        {name: {k: v for k, v in s.items() if k not in compared} for name, s in scores.items()},
+    )
     write_table(
         "plots/robustness/conditions.csv",
-        [
-            {"condition": name, **{k: s[k] for k in ("accuracy", "balanced_accuracy", "no_speech")}}
-            for name, s in scores.items()
-        ],
+        [{"condition": name, **{k: s[k] for k in compared}} for name, s in scores.items()],
     )
     seconds = sum(y.size / sr for _, _, y, sr in recordings) * len(settings.conditions)
     print(

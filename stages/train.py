@@ -7,25 +7,22 @@ metrics/train_details.json (epochs run, the decision threshold) and, epoch by ep
 dvclive, dvclive/train/ (the curves; its metrics.json lets `dvc exp show` follow a running experiment).
 """
 
-import sys
 from pathlib import Path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import json
 
 import yaml
 from dvclive import Live
 
-from voicegender.dataset import load_features, training_data_card
-from voicegender.evaluation import choose_threshold
-from voicegender.training import fit_standardizer
-from voicegender.models import build_model, save_trained
+from voicegender.features.store import load_features, training_data_card
+from voicegender.evaluation.metrics import choose_threshold
+from voicegender.models.training import fit_standardizer
+from voicegender.models.networks import build_model, save_trained
 from voicegender.params import load_params
-from voicegender.reporting import significant, write_json
-from voicegender.training import fit, predict_proba, resolve_device
+from voicegender.evaluation.reports import significant, write_json
+from voicegender.models.training import fit, predict_proba, resolve_device
 from voicegender.errors import run_command
 
 

@@ -4,23 +4,20 @@ Reads data/features/; writes models/tuned.yaml (the best trial's settings), metr
 and plots/tune/ (one row per trial, learning curves, lr vs accuracy).
 """
 
-import sys
 from pathlib import Path
 
-# this repository's library first, whatever is installed where: DVC runs queued and temporary
-# experiments in copies of the repository, each with its own src/
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import bootstrap  # noqa: F401 -- this repository's src/ first on sys.path
 
 import shutil
 
 import yaml
 
-from voicegender.dataset import load_features
-from voicegender.training import fit_standardizer
+from voicegender.features.store import load_features
+from voicegender.models.training import fit_standardizer
 from voicegender.params import load_params
-from voicegender.plots import plot_tune_curves
-from voicegender.reporting import write_json, write_table
-from voicegender.tuning import (
+from voicegender.evaluation.plots import plot_tune_curves
+from voicegender.evaluation.reports import write_json, write_table
+from voicegender.models.tuning import (
     TrialSettings,
     best_settings,
     describe_best,

@@ -10,6 +10,19 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# stage scripts run in-process (runpy) import their bootstrap as `python stages/x.py` would find it
+sys.path.insert(0, str(ROOT / "stages"))
+
+# the real speech at hand (DESIGN: read in place, never copied in) lies beside the repository:
+# ../shared/data from its root. Wherever it is absent, the tests that need it skip and say so.
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    """Skip the test, naming the path, where ``path`` (under :data:`SHARED_DATA`) is absent."""
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"real speech not found at {path} (../shared/data beside the repository)"
+    )
 
 
 def run(cmd, cwd, env=None, check=True):
@@ -90,7 +103,7 @@ def utterance():
     real-looking speech for tests that must not depend on any corpus on disk."""
     import numpy as np
 
-    from voicegender.synth import corpus_speakers, render_utterance
+    from voicegender.corpora.synth import corpus_speakers, render_utterance
 
     [speaker] = corpus_speakers(train_speakers=1, test_speakers=0, seed=7)
     _, pcm = render_utterance(speaker, 0, seed=7)

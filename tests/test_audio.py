@@ -1,4 +1,4 @@
-"""voicegender.audio: decoding wav / flac bytes."""
+"""voicegender.audio.decode: decoding wav / flac bytes."""
 
 import io
 
@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from libritts_fixture import make_wav
-from voicegender.audio import AudioError, decode_audio
+from voicegender.audio.decode import AudioError, decode_audio
 from signals import SR, tone, wav_bytes
 
 WAV = make_wav("F", "1", 0, seconds=0.05)

@@ -1,4 +1,4 @@
-"""Tests for voicegender.augment and the augmented train split of dataset.build_features."""
+"""Tests for voicegender.audio.augment and the augmented train split of dataset.build_features."""
 
 import io
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicegender import augment as A
-from voicegender.dataset import build_features, load_features
+from voicegender.audio import augment as A
+from voicegender.features.featurize import build_features
+from voicegender.features.store import load_features
 from feature_settings import check, fs
 from voicegender.params import AugmentSettings
 
@@ -189,7 +190,7 @@ def test_copies_are_capped_per_speaker_and_the_same_for_any_n_jobs(tmp_path, kin
 
 
 def test_ge2e_train_rate_embeds_the_training_side_at_its_own_rate(tmp_path):
-    from voicegender.features import compute_features
+    from voicegender.features.kinds import compute_features
 
     rec = tmp_path / "rec"
     rec.mkdir()

@@ -8,8 +8,8 @@ import yaml
 
 from voicegender.cli import main, predict_files
 from feature_settings import fs
-from voicegender.features import feature_shape
-from voicegender.models import build_model, load_trained, save_trained
+from voicegender.features.kinds import feature_shape
+from voicegender.models.networks import build_model, load_trained, save_trained
 from voicegender.params import ModelSettings, PredictSettings
 
 FEATURES = {"kind": "log_mel_stats", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 16, "n_mfcc": 8}
@@ -38,7 +38,7 @@ def model_dir(tmp_path):
 
 def _speech(path, utterance, sr, fmt=None):
     """The generated utterance written at rate ``sr`` (wav, or ``fmt``)."""
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     y, rate, _ = utterance
     sf.write(path, resample(y, rate, sr), sr, format=fmt)

@@ -17,8 +17,8 @@ import pytest
 
 import voicegender
 from conftest import TINY, copy_repo, set_params
-from voicegender.tuning import run_search
-from test_tuning import FIXED, small_data
+from voicegender.models.tuning import run_search
+from test_tuning import FIXED, settings, small_data
 from voicegender.params import SpaceEntry
 
 pytestmark = pytest.mark.slow  # starts a Ray cluster and runs searches on it
@@ -114,14 +114,14 @@ def cluster():
 SEARCH = """
 import json, sys
 sys.path.insert(0, sys.argv[3])
-from test_tuning import FIXED, small_data
+from test_tuning import FIXED, settings, small_data
 from voicegender.params import SpaceEntry
-from voicegender.tuning import run_search
+from voicegender.models.tuning import run_search
 
 space = {"lr": SpaceEntry(type="loguniform", low=1.0e-3, high=1.0e-1),
          "batch_size": SpaceEntry(type="choice", values=[16, 32])}
-result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3, address=sys.argv[1],
-                    storage_path=sys.argv[2], seed=1, log=lambda m: None)
+result = run_search(*small_data(), space=space, fixed=FIXED, num_samples=3,
+                    **settings(address=sys.argv[1], storage_path=sys.argv[2], seed=1), log=lambda m: None)
 print(json.dumps([t["error"] for t in result["trials"]]))
 """
 
@@ -152,7 +152,7 @@ def test_a_cluster_needs_shared_storage(cluster):
             space={"lr": SpaceEntry(type="choice", values=[0.01])},
             fixed=FIXED,
             num_samples=1,
-            address=cluster,
+            **settings(address=cluster, seed=0),
         )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from feature_settings import fs
 from signals import tone, wav_bytes
-from voicegender import extraction as X
+from voicegender.features import extraction as X
 from voicegender.params import RaySettings
 
 pytestmark = pytest.mark.slow  # starts a Ray instance per test
@@ -132,7 +132,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, wh
 sys.path.insert(0, sys.argv[1])
 from feature_settings import fs
 from signals import tone, wav_bytes
-from voicegender import extraction as X
+from voicegender.features import extraction as X
 from voicegender.params import RaySettings
 items = ((f"u{i}", wav_bytes(tone(100 + i % 50, 3.0, noise=0.01, seed=i))) for i in range(100000))
 cfg = fs({"kind": "mean_mel", "sample_rate": "native"})

@@ -3,15 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from voicegender.dataset import (
-    cap_per_speaker,
-    data_summary,
-    load_features,
-    read_labels,
-    save_features,
-    split_speakers,
-    write_labels,
-)
+from voicegender.corpora.labels import cap_per_speaker, data_summary, read_labels, split_speakers, write_labels
+from voicegender.features.store import load_features, save_features
 
 
 def test_split_is_speaker_disjoint_stratified_and_reproducible():

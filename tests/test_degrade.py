@@ -1,12 +1,12 @@
-"""Degraded listening conditions (voicegender.degrade) and their scoring (voicegender.robustness)."""
+"""Degraded listening conditions (voicegender.audio.degrade) and their scoring (voicegender.evaluation.robustness)."""
 
 import numpy as np
 import pytest
 
 from signals import voice
-from voicegender import degrade as dg
+from voicegender.audio import degrade as dg
 from voicegender.params import ParamError, RobustnessSettings, validate, validate_params
-from voicegender.robustness import babble_talkers, condition_scores, degraded_versions
+from voicegender.evaluation.robustness import babble_talkers, condition_scores, degraded_versions
 
 SR = 16000
 

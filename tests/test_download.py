@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from libritts_fixture import build_libritts_archives, serve_directory, sha256_file
-from voicegender import download as dl
-from voicegender.download import (
+from voicegender.corpora import download as dl
+from voicegender.corpora.download import (
     ChecksumError,
     DiskSpaceError,
     DownloadError,

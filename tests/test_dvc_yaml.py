@@ -33,7 +33,7 @@ def imports_of(path: Path) -> set[str]:
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
-            out |= {f"{node.module}.{a.name}" for a in node.names}  # from voicegender import corpus
+            out |= {f"{node.module}.{a.name}" for a in node.names}  # from voicegender.corpora import switch
     return out
 
 
@@ -147,7 +147,7 @@ def test_stage_lists_every_param_it_reads(name):
 def test_the_checks_can_fail(tmp_path):
     script = tmp_path / "s.py"
     script.write_text(
-        "from voicegender import corpus\nfrom voicegender.params import load_params\n"
+        "from voicegender.corpora import switch\nfrom voicegender.params import load_params\n"
         "params = load_params()\ndata = params['data']\ncfg = data['libritts']\n"
         "x = cfg['base_url'], params['tune']['asha']['grace_period']\nprint(params['lr'])\n"
         "f = params.features\ny = f.augment.copies, params.model.model_dump(mode='json')\n"
@@ -160,7 +160,7 @@ def test_the_checks_can_fail(tmp_path):
         "model",
     }
     files = {str(f.relative_to(ROOT)) for f in local_closure(script) if f != script}
-    assert {"src/voicegender/corpus.py", "src/voicegender/params.py", "src/voicegender/errors.py"} <= files
+    assert {"src/voicegender/corpora/switch.py", "src/voicegender/params.py", "src/voicegender/errors.py"} <= files
     assert not covered("tune.asha.grace_period", ["tune.space", "lr"]) and covered("tune.asha.grace_period", ["tune"])
     script.write_text("params = {}\nfor k in ('lr',):\n    print(params[k])\n")
     with pytest.raises(AssertionError, match="computed key"):

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voicegender.folder import ManifestError
-from voicegender.libritts import ArchiveError
-from voicegender.download import ChecksumError, DownloadError
+from voicegender.corpora.folder import ManifestError
+from voicegender.corpora.libritts import ArchiveError
+from voicegender.corpora.download import ChecksumError, DownloadError
 from voicegender.errors import EXIT_INTERRUPTED, UserError, run_command
 from voicegender.params import ParamError
-from voicegender.tuning import ClusterUnreachable, SearchInterrupted
+from voicegender.models.tuning import ClusterUnreachable, SearchInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,15 +112,16 @@ def test_an_unreadable_archive_stops_the_label_stage_with_one_message(tmp_path):
 
 def test_featurize_interrupted_leaves_no_features(tmp_path, monkeypatch):
     """Ctrl-C while featurize writes its arrays: exit 130, no data/features or metrics left."""
-    import voicegender.dataset as dataset
+    import voicegender.corpora.labels as labels
+    import voicegender.features.featurize as featurize
 
     def interrupted(rows, config, out, log=print, speech=None, cluster=None):
         Path(out).mkdir(parents=True)
         (Path(out) / "train_X.npy").write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset, "build_features", interrupted)
-    monkeypatch.setattr(dataset, "read_labels", lambda path: [])
+    monkeypatch.setattr(featurize, "build_features", interrupted)
+    monkeypatch.setattr(labels, "read_labels", lambda path: [])
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:

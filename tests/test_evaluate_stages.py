@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from voicegender.dataset import save_features
-from voicegender.models import build_model
+from voicegender.features.store import save_features
+from voicegender.models.networks import build_model
 from voicegender.params import ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]

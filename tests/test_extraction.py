@@ -1,4 +1,4 @@
-"""voicegender.extraction: the parallel pool (order, errors, byte-identical for any n_jobs, laziness)."""
+"""voicegender.features.extraction: the parallel pool (order, errors, byte-identical for any n_jobs, laziness)."""
 
 import multiprocessing
 import os
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from feature_settings import fs
-from voicegender import extraction as X
+from voicegender.features import chunks as C
+from voicegender.features import extraction as X
 from signals import tone, wav_bytes
 
 
@@ -44,7 +45,7 @@ def test_extract_many_shared_memory_and_pickled_chunks_agree(monkeypatch):
     items = _items() + [("long", wav_bytes(tone(140, 3.0, noise=0.01)))]  # 144 kB: over the slot
     cfg = fs({"kind": "mean_mel", "sample_rate": "native"})
     one = list(X.extract_many(iter(items), cfg, n_jobs=1))
-    monkeypatch.setattr(X, "_SLOT_BYTES", 100_000)
+    monkeypatch.setattr(X, "SLOT_BYTES", 100_000)
     two = list(X.extract_many(iter(items), cfg, n_jobs=2, chunksize=2, max_pending=3))
     assert [(i, e) for i, _, e in one] == [(i, e) for i, _, e in two]
     assert all((x1 is None and x2 is None) or x1.tobytes() == x2.tobytes() for (_, x1, _), (_, x2, _) in zip(one, two))
@@ -74,7 +75,7 @@ def _many(n=24):
 def _killing_chunks(monkeypatch, flag_dir=None):
     """Make worker processes SIGKILL themselves on a chunk: once in all (the first worker to
     create ``flag_dir``/killed), or on every chunk (``flag_dir`` None)."""
-    parent, real = os.getpid(), X._featurize_chunk
+    parent, real = os.getpid(), X.featurize_chunk
 
     def chunk(*args):
         if os.getpid() != parent:
@@ -87,7 +88,8 @@ def _killing_chunks(monkeypatch, flag_dir=None):
                 pass
         return real(*args)
 
-    monkeypatch.setattr(X, "_featurize_chunk", chunk)
+    monkeypatch.setattr(X, "featurize_chunk", chunk)  # chunks the pool hands over pickled
+    monkeypatch.setattr(C, "featurize_chunk", chunk)  # and through shared memory
 
 
 def _run_guarded(fn, limit_s=120):
@@ -165,8 +167,10 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, wh
 sys.path.insert(0, sys.argv[1])
 from feature_settings import fs
 from signals import tone, wav_bytes
-from voicegender import extraction as X
-items = ((f"u{i}", wav_bytes(tone(100 + i % 50, 3.0, noise=0.01, seed=i))) for i in range(100000))
+from voicegender.features import extraction as X
+# encoded before the Ctrl-C: one arriving inside soundfile's cffi write callback is swallowed there
+clips = [wav_bytes(tone(100 + i, 3.0, noise=0.01, seed=i)) for i in range(50)]
+items = ((f"u{i}", clips[i % 50]) for i in range(100000))
 try:
     for n, _ in enumerate(X.extract_many(items, fs({"kind": "mean_mel", "sample_rate": "native"}), n_jobs=2)):
         if n == 20:
@@ -188,7 +192,7 @@ def test_ctrl_c_stops_the_pool_and_its_workers():
     proc = subprocess.Popen(
         [sys.executable, "-c", CTRL_C, str(Path(__file__).parent)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
         restore_signals=True,
@@ -197,10 +201,10 @@ def test_ctrl_c_stops_the_pool_and_its_workers():
         assert proc.stdout.readline().strip() == "running"
         workers = psutil.Process(proc.pid).children()
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
-        out, _ = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "interrupted" in out
+    assert proc.returncode == 130 and "interrupted" in out, err[-2000:]
     time.sleep(0.5)
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

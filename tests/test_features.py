@@ -1,22 +1,28 @@
-"""voicegender.features: every kind's shape, config checks, and agreement with librosa (a few seconds of audio each)."""
+"""voicegender.features.kinds: every kind's shape, config checks, and agreement with librosa (a few seconds of audio each)."""
 
+import hashlib
+import json
 import pathlib
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA, needs_shared
 from feature_settings import check, fs
-from voicegender import features as F
-from voicegender import spectral as S
+from voicegender.features import kinds as F
+from voicegender.audio import spectral as S
 from signals import SR, tone, voice, wav_bytes
 
-SAMPLE = (
-    pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "librispeech-clean100-sample" / "audio"
-)
-if not SAMPLE.is_dir():  # worktrees live beside /work/shared
-    SAMPLE = pathlib.Path("/work/shared/data/librispeech-clean100-sample/audio")
-REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3] if SAMPLE.is_dir() else []
+#: librosa.feature.melspectrogram's defaults: what these tests compare with
+LIBROSA = dict(n_fft=2048, hop_length=512, n_mels=128)
+#: the YIN settings of these tests (params.yaml's then)
+YIN = dict(fmin=60, fmax=400, hop_length=512, threshold=0.15)
+
+SAMPLE = SHARED_DATA / "librispeech-clean100-sample" / "audio"
+REAL_FILES = sorted(SAMPLE.glob("*.flac"))[:3]
 
 
 def max_rel(a, b):
@@ -108,7 +114,7 @@ def test_mean_mel_matches_librosa_on_synthetic_24k():
         assert_matches_librosa(ours, ref, per_element_everywhere=True)  # broadband noise: no empty band
     # the same comparison spelled out: librosa at the native rate
     ref_native = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
-    assert_matches_librosa(F.mean_mel(y, SR), ref_native, per_element_everywhere=True)
+    assert_matches_librosa(F.mean_mel(y, SR, **LIBROSA), ref_native, per_element_everywhere=True)
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=2048 is too large")
@@ -119,7 +125,7 @@ def test_mean_mel_matches_librosa_at_block_edges(n):
 
     y = tone(150, n / SR, noise=0.05, seed=n)
     ref = librosa.feature.melspectrogram(y=y, sr=SR).mean(axis=1)
-    assert_matches_librosa(F.mean_mel(y, SR), ref)
+    assert_matches_librosa(F.mean_mel(y, SR, **LIBROSA), ref)
 
 
 def test_mean_mel_bands_above_the_source_nyquist():
@@ -135,8 +141,8 @@ def test_mean_mel_bands_above_the_source_nyquist():
     assert hi.any() and np.all(ref[hi] < 1e-9 * ref.max())
 
 
-@pytest.mark.skipif(not REAL_FILES, reason="real speech sample not available")
-@pytest.mark.parametrize("path", REAL_FILES, ids=lambda p: p.name)
+@needs_shared(SAMPLE)
+@pytest.mark.parametrize("path", REAL_FILES or [SAMPLE], ids=lambda p: p.name)
 def test_mean_mel_matches_librosa_on_real_speech(path):
     data = path.read_bytes()
     assert_matches_librosa(F.featurize(data, fs({"kind": "mean_mel"})), F.mean_mel_reference(str(path)))
@@ -150,7 +156,7 @@ def test_log_mel_stats_are_db_mean_then_std():
     y = tone(200, 1.0, noise=0.02)
     S = librosa.feature.melspectrogram(y=y, sr=SR)
     db = librosa.power_to_db(S, top_db=None)
-    v = F.log_mel_stats(y, SR)
+    v = F.log_mel_stats(y, SR, **LIBROSA)
     np.testing.assert_allclose(v[:128], db.mean(axis=1), atol=1e-3)
     np.testing.assert_allclose(v[128:], db.std(axis=1), atol=1e-3)
 
@@ -162,7 +168,7 @@ def test_log_mel_stats_are_db_mean_then_std():
 @pytest.mark.parametrize("sr", [22050, 24000, 16000])
 def test_pitch_of_pure_and_harmonic_tones(f0, sr):
     for y in (tone(f0, 1.0, sr=sr), voice(f0, 1.0, sr=sr)):
-        v = F.pitch_stats(y, sr, fmin=60, fmax=400)
+        v = F.pitch_stats(y, sr, **YIN)
         median, mean, std, p10, p90, voiced = v
         assert abs(median - f0) < 2.0 and abs(p10 - f0) < 3.0 and abs(p90 - f0) < 3.0
         assert voiced > 0.9
@@ -170,10 +176,10 @@ def test_pitch_of_pure_and_harmonic_tones(f0, sr):
 
 def test_pitch_fallback_on_silence_and_noise():
     for y in (np.zeros(SR, np.float32), 0.1 * np.random.default_rng(1).standard_normal(SR).astype(np.float32)):
-        v = F.pitch_stats(y, SR, fmin=60, fmax=400)
+        v = F.pitch_stats(y, SR, **YIN)
         assert np.isfinite(v).all()
         assert v[-1] < 0.1  # voiced fraction
-    v = F.pitch_stats(np.zeros(SR, np.float32), SR, fmin=60, fmax=400)
+    v = F.pitch_stats(np.zeros(SR, np.float32), SR, **YIN)
     np.testing.assert_allclose(v, [np.sqrt(60 * 400)] * 2 + [0] + [np.sqrt(60 * 400)] * 2 + [0], rtol=1e-6)
 
 
@@ -208,12 +214,42 @@ def test_log_mel_patch_crop_and_pad():
     assert np.all(short[:, 15:25] > S.LOG_FLOOR_DB)
 
 
-# -- extract_many ------------------------------------------------------------------------------------------
+# -- determinism ------------------------------------------------------------------------------------------
 
 
-def test_repeated_output_is_byte_identical():
+FRESH = """
+import hashlib, json, sys
+sys.path[:0] = sys.argv[1:3]
+from feature_settings import fs
+from signals import tone, wav_bytes
+from voicegender.features import kinds as F
+data = wav_bytes(tone(170, 1.0, noise=0.05))
+cases = json.loads(sys.argv[3])
+print(json.dumps({k: hashlib.sha256(F.featurize(data, fs(s)).tobytes()).hexdigest() for k, s in cases.items()}))
+"""
+CASES = {
+    **{kind: {"kind": kind} for kind in F.KINDS},
+    "ge2e-bfloat16": {"kind": "ge2e", "ge2e_precision": "bfloat16"},  # params.yaml's precision
+    "mean_mel-native": {"kind": "mean_mel", "sample_rate": "native"},
+}
+
+
+@pytest.mark.slow  # a second interpreter loads torch, librosa and the GE2E encoder (~4-13 s)
+def test_every_kind_gives_the_same_bytes_in_a_fresh_interpreter():
+    """Features are a function of the audio and the settings alone: a fresh interpreter (nothing
+    computed or cached before) gives the bytes of this one, which has computed other settings first
+    (other rates, so other filterbanks and resamplers in its caches) and run other tests."""
     data = wav_bytes(tone(170, 1.0, noise=0.05))
-    for kind in F.KINDS:
-        a = F.featurize(data, fs({"kind": kind}))
-        b = F.featurize(data, fs({"kind": kind}))
-        assert a.tobytes() == b.tobytes()
+    for settings in CASES.values():
+        F.featurize(data, fs({**settings, "sample_rate": 16000}))
+    here = {k: hashlib.sha256(F.featurize(data, fs(s)).tobytes()).hexdigest() for k, s in CASES.items()}
+    tests = pathlib.Path(__file__).resolve().parent
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(tests), str(tests.parent / "src"), json.dumps(CASES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(proc.stdout.splitlines()[-1])
+    assert fresh == here, sorted(k for k in here if fresh.get(k) != here[k])

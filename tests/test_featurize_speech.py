@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from feature_settings import fs
-from voicegender.dataset import build_features, load_features, training_data_card
+from voicegender.features.featurize import build_features
+from voicegender.features.store import load_features, training_data_card
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -93,7 +94,7 @@ def test_training_data_card_records_corpus_subsets_counts_and_fingerprint(tmp_pa
 
 def test_the_batched_speech_check_gives_the_same_bytes_for_any_n_jobs(tmp_path, utterance):
     # the check scores a chunk's recordings together: chunks must not depend on n_jobs
-    from voicegender.extraction import extract_many
+    from voicegender.features.extraction import extract_many
 
     y, sr, _ = utterance
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""voicegender.folder: a user's recordings listed in a manifest."""
+"""voicegender.corpora.folder: a user's recordings listed in a manifest."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA, needs_shared
 from libritts_fixture import make_wav
-from voicegender.audio import decode_audio
-from voicegender.folder import ManifestError, fingerprint_files, read_folder_manifest
-from voicegender.libritts import (
-    iter_audio,
-)
+from voicegender.audio.decode import decode_audio
+from voicegender.corpora.folder import ManifestError, fingerprint_files, read_folder_manifest
+from voicegender.corpora.libritts import iter_audio
 
-SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
+SAMPLE_MANIFEST = SHARED_DATA / "librispeech-clean100-sample" / "manifest.csv"
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -98,7 +97,7 @@ def test_folder_manifest_missing_columns_and_empty(tmp_path):
         read_folder_manifest(tmp_path / "nope.csv")
 
 
-@pytest.mark.skipif(not SAMPLE_MANIFEST.exists(), reason="shared LibriSpeech sample not present")
+@needs_shared(SAMPLE_MANIFEST)
 def test_real_sample_manifest_parses_in_place():
     rows = read_folder_manifest(SAMPLE_MANIFEST)
     assert len(rows) == 251

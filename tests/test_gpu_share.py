@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from voicegender.params import ParamError, validate_params
-from voicegender.tuning import resolve_gpus_per_trial
+from voicegender.models.tuning import resolve_gpus_per_trial
 
 from test_params import ROOT
 
@@ -49,12 +49,13 @@ def test_a_search_trains_on_the_gpu_when_given_one():
         pytest.skip("no CUDA device")
     import numpy as np
 
-    from voicegender.tuning import run_search
+    from voicegender.models.tuning import run_search
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 8)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
     from voicegender.params import ModelSettings, SpaceEntry
-    from voicegender.tuning import TrialSettings
+    from voicegender.models.tuning import TrialSettings
+    from test_tuning import settings
 
     result = run_search(
         X,
@@ -73,7 +74,7 @@ def test_a_search_trains_on_the_gpu_when_given_one():
             device="auto",
         ),
         num_samples=1,
-        gpus_per_trial="auto",
+        **settings(gpus_per_trial="auto", seed=0),
         log=lambda m: None,
     )
     assert result["best"]["error"] is None

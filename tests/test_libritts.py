@@ -1,4 +1,4 @@
-"""voicegender.libritts: LibriTTS-layout archives and directories, their metadata and members."""
+"""voicegender.corpora.libritts: LibriTTS-layout archives and directories, their metadata and members."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from libritts_fixture import GHOST_SPEAKER, build_libritts_archives, make_wav, write_tar_gz
-from voicegender.audio import decode_audio
+from voicegender.audio.decode import decode_audio
 from voicegender.errors import CorpusError
-from voicegender.libritts import (
+from voicegender.corpora.libritts import (
     ArchiveError,
     LayoutError,
     UnsafeArchiveError,
@@ -25,7 +25,6 @@ from voicegender.libritts import (
     scan_source,
 )
 
-SAMPLE_MANIFEST = Path("/work/shared/data/librispeech-clean100-sample/manifest.csv")
 SUBSETS = {
     "train-clean-100": {"19": ("F", 3), "26": ("M", 2), "27": (None, 2)},  # 27: no metadata row
     "test-clean": {"121": ("F", 2), "237": ("M", 1)},

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from voicegender.models import ReportCNN, build_model
+from voicegender.models.networks import ReportCNN, build_model
 from voicegender.params import ModelSettings
 
 
@@ -51,10 +51,10 @@ def test_report_cnn_step_by_hand_equals_autograd(n_features, batch):
 
 @pytest.mark.parametrize("batch", [1, 4, 9])
 def test_linear_step_by_hand_equals_autograd(batch):
-    from voicegender.models import Linear
+    from voicegender.models.networks import Linear
 
     torch.manual_seed(batch)
-    net = Linear(256).train()
+    net = Linear(256, dropout=0.0).train()
     x, y = torch.randn(batch, 256) * 2, (torch.arange(batch) % 2).float()
     x[0] *= 100  # a saturated sigmoid must not overflow
     step = net.hand_written_step()
@@ -74,17 +74,26 @@ def test_linear_step_by_hand_equals_autograd(batch):
     "name, shape", [("report_cnn", (128,)), ("cnn1d", (262,)), ("mlp", (40,)), ("cnn2d", (64, 50))]
 )
 def test_every_model_maps_a_batch_to_one_logit_each(name, shape):
-    model = build_model(ModelSettings(name=name, channels=[8, 16], hidden=16, dropout=0.1), shape)
+    model = build_model(ModelSettings(name=name, channels=[8, 16], hidden=16, dropout=0.1), shape, seed=0)
     out = model(torch.randn(3, *shape))
     assert out.shape == (3,) and torch.isfinite(out).all()
 
 
+def test_every_model_name_of_the_schema_has_a_network():
+    from typing import get_args
+
+    from voicegender.models.networks import NETWORKS
+    from voicegender.params import ModelName
+
+    assert set(NETWORKS) == set(get_args(ModelName))
+
+
 def test_standardized_model_carries_its_statistics_in_the_state_dict():
     mean, std = np.full(128, 5.0), np.full(128, 2.0)
-    model = build_model(ModelSettings(name="report_cnn"), (128,), mean, std)
+    model = build_model(ModelSettings(name="report_cnn"), (128,), mean, std, seed=0)
     state = model.state_dict()
     assert torch.equal(state["mean"], torch.full((128,), 5.0))
-    clone = build_model(ModelSettings(name="report_cnn"), (128,), np.zeros(128), np.ones(128))
+    clone = build_model(ModelSettings(name="report_cnn"), (128,), np.zeros(128), np.ones(128), seed=1)
     clone.load_state_dict(state)
     model.eval(), clone.eval()
     x = torch.randn(4, 128)
@@ -93,13 +102,13 @@ def test_standardized_model_carries_its_statistics_in_the_state_dict():
 
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="cnn2d"):
-        build_model(ModelSettings(name="cnn2d"), (128,))
+        build_model(ModelSettings(name="cnn2d"), (128,), seed=0)
     with pytest.raises(ValueError, match="1-D"):
-        build_model(ModelSettings(name="report_cnn"), (64, 10))
+        build_model(ModelSettings(name="report_cnn"), (64, 10), seed=0)
 
 
 def test_load_trained_names_the_missing_file(tmp_path):
-    from voicegender.models import load_trained
+    from voicegender.models.networks import load_trained
 
     with pytest.raises(FileNotFoundError, match="model.json not found"):
         load_trained(tmp_path)

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from voicegender.tuning import OrderedHalving
+from voicegender.models.tuning import OrderedHalving
 
 
 def curves(n_trials, seed):

@@ -251,3 +251,39 @@ def test_params_yaml_empty_values_read_as_none():
     """DVC writes `null` as an empty value; the schema reads both the same (None)."""
     p = load_params(ROOT / "params.yaml")
     assert p.data.folder.manifest is None and p.ray.address is None and p.data.libritts.local_dir is None
+
+
+def test_a_rule_is_told_by_the_key_s_type(params):
+    """Annotated types carry their rule once: ranges, positive numbers, bounded numbers, choices,
+    and `or null` for optional keys; n_jobs = 0 is one line, from one check."""
+    _set(params, "data.synthetic.rate_wpm", [200, 100])
+    _set(params, "features.augment.tilt", [-1.0, 0.5])
+    _set(params, "features.augment.rt60_s", [0.0, 0.5])
+    _set(params, "features.n_jobs", 0)
+    _set(params, "features.ge2e_rate", 0.1)
+    _set(params, "train.patience", 0)
+    _set(params, "tune.search", "grid")
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    lines = str(err.value).splitlines()[1:]
+    assert lines == [
+        "  data.synthetic.rate_wpm: must be [low, high] integers with low <= high, got [200, 100]",
+        "  features.ge2e_rate: must be a number in [0.625, 50], got 0.1",
+        "  features.n_jobs: must be a non-zero integer (-1 = all cores), got 0",
+        "  features.augment.rt60_s: must be [low, high] numbers with low <= high and low > 0, got [0.0, 0.5]",
+        "  features.augment.tilt: must be [low, high] numbers with low <= high, inside (-1, 1), got [-1.0, 0.5]",
+        "  train.patience: must be a positive integer or null, got 0",
+        "  tune.search: must be one of random, tpe, got 'grid'",
+    ]
+
+
+def test_condition_kinds_are_the_condition_classes(params):
+    """CONDITION_KINDS (which the error message lists) is what the condition classes accept."""
+    from voicegender.params import CONDITION_KINDS, RobustnessSettings
+
+    assert set(CONDITION_KINDS) == {"clean", "telephone", "noise", "babble", "room", "mp3", "level"}
+    conditions = {kind: {"kind": kind} for kind in CONDITION_KINDS}
+    assert RobustnessSettings.model_validate({"conditions": conditions}).conditions.keys() == conditions.keys()
+    _set(params, "robustness.conditions", {"x": {"kind": "wah"}})
+    with pytest.raises(ParamError, match="robustness.conditions.x: .* a kind among " + ", ".join(CONDITION_KINDS)):
+        validate_params(params)

@@ -163,8 +163,9 @@ def test_segments_longer_than_max_whole_s_are_cut_into_pieces():
     assert list(_pieces([(0.0, 1.0), (2.0, 7.0)], 2.0)) == [(0.0, 1.0), (2.0, 3.667), (3.667, 5.333), (5.333, 7.0)]
 
 
+@pytest.mark.slow  # the reverberant recording predicted twice end to end: > 3 s
 def test_speech_in_an_echoing_room_is_answered_whole_and_in_segments(tmp_path, model_dir, utterance, capsys):  # noqa: F811
-    from voicegender.degrade import reverberate, room_impulse_response
+    from voicegender.audio.degrade import reverberate, room_impulse_response
 
     y, sr, _ = utterance
     wet, _ = reverberate(y, sr, room_impulse_response(sr, 1.0, 0, 1))

@@ -11,18 +11,18 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import SHARED_DATA, needs_shared
 from feature_settings import fs
 from test_cli import PREDICT
 from voicegender.cli import EXIT_FAILED, EXIT_OK, main
 from voicegender.inference import frame_log_odds, runs, viterbi_two_state
-from voicegender.models import build_model, save_trained
+from voicegender.models.networks import build_model, save_trained
 from voicegender.params import ModelSettings, PredictSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RATE = 16000
 FEMALE, MALE = (10010, 10002), (10005, 10007)  # eSpeak speakers of seed 3: F0 248, 201 Hz; 109, 91 Hz
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ----------------------------------------------------------------------------- the smoothing
@@ -53,7 +53,7 @@ def pitch_model_dir(tmp_path):
     """A hand-set model: pitch_stats features, P(female) = sigmoid((median F0 - 150 Hz) / 10 Hz):
     knows the sexes of the eSpeak voices below without training, so the test checks segmentation."""
     features = fs({"kind": "pitch_stats", "sample_rate": 16000, "hop_length": 160, "fmin_f0": 60.0, "fmax_f0": 400.0})
-    model = build_model(ModelSettings(name="linear"), (6,))
+    model = build_model(ModelSettings(name="linear"), (6,), seed=0)
     state = model.state_dict()
     weight = torch.zeros_like(state["head.1.weight"])
     weight[0, 0] = 0.1
@@ -75,7 +75,7 @@ def pitch_model_dir(tmp_path):
 
 def _speech_only(y):
     from voicegender.params import PredictSettings
-    from voicegender.speech import speech_segments, vad_settings
+    from voicegender.audio.speech import speech_segments, vad_settings
 
     segs = speech_segments(y, RATE, **{**vad_settings(PredictSettings()), "pad_s": 0.0})
     return y[int(segs[0][0] * RATE) : int(segs[-1][1] * RATE)]
@@ -99,8 +99,8 @@ def _dialogue(path, turns, gaps):
 
 @pytest.fixture(scope="module")
 def espeak_turns():
-    from voicegender.spectral import resample
-    from voicegender.synth import corpus_speakers, render_utterance
+    from voicegender.audio.spectral import resample
+    from voicegender.corpora.synth import corpus_speakers, render_utterance
 
     speakers = {s.speaker_id: s for s in corpus_speakers(train_speakers=12, test_speakers=0, seed=3)}
     out = []
@@ -222,10 +222,8 @@ def test_version(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (SHARED / "cross-corpus-dev" / "manifest.csv").is_file(),
-    reason=f"real recordings not found at {SHARED} (the shared data beside the repository)",
-)
+@needs_shared(SHARED_DATA / "cross-corpus-dev" / "manifest.csv")
+@needs_shared(SHARED_DATA / "librispeech-clean100-sample" / "manifest.csv")
 def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     """A ge2e linear probe fitted on 16 LibriSpeech sample speakers, then dialogues of
     cross-corpus voices (other corpora, languages, microphones) taking turns with 0-0.3 s pauses."""
@@ -234,11 +232,11 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from dialogues import build_dialogues, load_manifest
 
-    from voicegender.audio import decode_audio
-    from voicegender.features import compute_features
+    from voicegender.audio.decode import decode_audio
+    from voicegender.features.kinds import compute_features
 
     features = fs({"kind": "ge2e"})
-    sample = SHARED / "librispeech-clean100-sample"
+    sample = SHARED_DATA / "librispeech-clean100-sample"
     speakers = load_manifest(sample)
     chosen = [k for s in "FM" for k in sorted(k for k, v in speakers.items() if v[0] == s)[:8]]
     X = np.stack([compute_features(*decode_audio(speakers[k][1][0].read_bytes()), features) for k in chosen])
@@ -247,7 +245,7 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=1.0, max_iter=2000).fit((X - mean) / std, y)
-    model = build_model(ModelSettings(name="linear"), (256,), mean, std)
+    model = build_model(ModelSettings(name="linear"), (256,), mean, std, seed=0)
     state = model.state_dict()
     state.update(
         {
@@ -267,7 +265,7 @@ def test_real_voices_dialogue_boundaries_within_half_a_second(tmp_path, capsys):
         threshold=0.5,
         data={"corpus": "folder", "generated": False},
     )
-    dialogues = build_dialogues(SHARED / "cross-corpus-dev", 3, 5, tmp_path)
+    dialogues = build_dialogues(SHARED_DATA / "cross-corpus-dev", 3, 5, tmp_path)
     args = ["predict", *[x["path"] for x in dialogues], "--segments", "--format", "json", "--model-dir", str(d)]
     assert main(args + ["--jobs", "1"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)

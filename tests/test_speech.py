@@ -1,9 +1,9 @@
-"""voicegender.speech: speech found in speech, none in non-speech; segments from probabilities."""
+"""voicegender.audio.speech: speech found in speech, none in non-speech; segments from probabilities."""
 
 import numpy as np
 import pytest
 
-from voicegender.speech import (
+from voicegender.audio.speech import (
     NoSpeech,
     WINDOW_S,
     require_speech,
@@ -112,7 +112,7 @@ def test_non_speech_holds_no_speech(name):
 
 
 def test_speech_is_found_at_any_rate_and_in_blocks(utterance):
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     y, sr, _ = utterance
     whole = speech_seconds(y, sr, **VAD)
@@ -137,8 +137,8 @@ def test_speech_pause_speech_gives_two_segments(utterance):
 
 
 def test_many_recordings_scored_together_get_the_same_decisions(utterance):
-    from voicegender.features import resample
-    from voicegender.speech import VAD_RATE, speech_seconds_many, speech_shortfalls
+    from voicegender.features.kinds import resample
+    from voicegender.audio.speech import VAD_RATE, speech_seconds_many, speech_shortfalls
 
     y, sr, _ = utterance
     speech = resample(y, sr, VAD_RATE)
@@ -176,7 +176,7 @@ def test_the_speech_check_still_refuses_non_speech(name):
 
 
 def test_the_speech_check_keeps_speech_heard_in_echoing_rooms(utterance):
-    from voicegender.degrade import reverberate, room_impulse_response
+    from voicegender.audio.degrade import reverberate, room_impulse_response
 
     y, sr, _ = utterance
     clean = speech_probabilities(y, sr).mean()

@@ -1,4 +1,4 @@
-"""Tests of the synthetic LibriTTS-layout corpus (voicegender.synth)."""
+"""Tests of the synthetic LibriTTS-layout corpus (voicegender.corpora.synth)."""
 
 import hashlib
 import io
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicegender import synth
+from voicegender.corpora import synth
 from voicegender.params import ParamError, SyntheticSettings, validate
 
 TINY = dict(train_speakers=2, test_speakers=2, utterances_per_speaker=2, seed=7, progress=False)
@@ -41,6 +41,7 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # synthesises a corpus (the module's fixture)
 def test_layout_wavs_and_speakers(tiny):
     assert set(tiny) == {"synthetic-train", "synthetic-test"}
     speakers_texts, ids = [], {}
@@ -73,6 +74,7 @@ def test_layout_wavs_and_speakers(tiny):
     assert min(table) >= 10000
 
 
+@pytest.mark.slow  # synthesises the corpus twice more
 def test_regeneration_is_byte_identical(tiny, tmp_path):
     # one worker instead of two: the bytes must not depend on scheduling
     again = synth.generate_corpus(tmp_path / "b", workers=1, **TINY)
@@ -103,6 +105,7 @@ def test_resample_matches_a_sine():
     assert np.max(np.abs(y - np.sin(2 * np.pi * 440 * t_out))[500:-500]) < 1e-2
 
 
+@pytest.mark.slow  # synthesises 12 speakers' utterances
 def test_female_f0_higher_but_overlapping():
     speakers = synth.corpus_speakers(train_speakers=12, test_speakers=0, seed=3)
     medians = {"F": [], "M": []}

@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from voicegender.models import build_model
+from voicegender.models.networks import build_model
 from voicegender.params import ModelSettings
-from voicegender.training import fit, predict_proba, resolve_device
+from voicegender.models.training import fit, predict_proba, resolve_device
+
+#: train settings of these tests: plain Adam, no weight decay, no early stopping, on the CPU
+PLAIN = dict(optimizer="adam", weight_decay=0.0, patience=None, device="cpu")
 
 
 def separable(n=300, d=32, seed=0):
@@ -17,7 +20,7 @@ def separable(n=300, d=32, seed=0):
 def run(seed=1, **kw):
     X, y = separable()
     model = build_model(ModelSettings(name="mlp", hidden=16), (32,), seed=seed)
-    args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed)
+    args = dict(lr=1.0e-2, batch_size=16, epochs=15, seed=seed, **PLAIN)
     args.update(kw)
     return model, fit(model, X[:200], y[:200], X[200:], y[200:], **args)
 
@@ -53,9 +56,9 @@ def test_each_epoch_is_reported():
 def test_diverging_training_raises():
     X, y = separable()
     X[0, 0] = np.nan
-    model = build_model(ModelSettings(name="mlp"), (32,))
+    model = build_model(ModelSettings(name="mlp"), (32,), seed=0)
     with pytest.raises(FloatingPointError):
-        fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0)
+        fit(model, X[:200], y[:200], X[200:], y[200:], lr=1.0e-2, batch_size=300, epochs=2, seed=0, **PLAIN)
 
 
 def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
@@ -72,7 +75,7 @@ def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
 
 
 def test_standardizer_uses_train_stats_and_floors_std():
-    from voicegender.training import fit_standardizer
+    from voicegender.models.training import fit_standardizer
 
     rng = np.random.default_rng(0)
     X = rng.normal(5.0, 2.0, size=(200, 4)).astype(np.float32)
@@ -88,13 +91,13 @@ def test_standardizer_uses_train_stats_and_floors_std():
 def test_a_trailing_batch_of_one_does_not_break_batchnorm():
     X, y = separable(n=300)
     model = build_model(ModelSettings(name="cnn1d", channels=[4], hidden=8), (32,), seed=0)
-    result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0)
+    result = fit(model, X[:201], y[:201], X[201:], y[201:], lr=1.0e-2, batch_size=8, epochs=2, seed=0, **PLAIN)
     assert len(result.history) == 2 and all(np.isfinite(r["train_loss"]) for r in result.history)
 
 
 @pytest.mark.slow  # compiles the numba step on a fresh clone
 def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
-    from voicegender.models import ReportCNN
+    from voicegender.models.networks import ReportCNN
 
     class AutogradOnly(ReportCNN):
         hand_written_step = None
@@ -104,7 +107,7 @@ def test_report_cnn_trains_the_same_by_hand_as_through_autograd():
     for cls in (ReportCNN, AutogradOnly):
         torch.manual_seed(0)
         model = cls(64)
-        result = fit(model, X[:200], y[:200], X[200:], y[200:], lr=3e-3, batch_size=8, epochs=3, seed=2)
+        result = fit(model, X[:200], y[:200], X[200:], y[200:], lr=3e-3, batch_size=8, epochs=3, seed=2, **PLAIN)
         histories.append(result.history)
     for fast, ref in zip(*histories):
         for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
@@ -123,15 +126,16 @@ def test_the_hand_written_step_runs_every_blas_on_one_thread():
     script = """
 import json, numpy as np
 from threadpoolctl import threadpool_info
-from voicegender.models import build_model
-from voicegender.training import fit
+from voicegender.models.networks import build_model
+from voicegender.models.training import fit
 from voicegender.params import ModelSettings
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(64, 128)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
 seen = []
 record = lambda _: seen.append({i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-fit(build_model(ModelSettings(name="report_cnn"), (128,)), X[:48], y[:48], X[48:], y[48:],
-    lr=1e-3, batch_size=4, epochs=1, seed=0, on_epoch=record)
+fit(build_model(ModelSettings(name="report_cnn"), (128,), seed=0), X[:48], y[:48], X[48:], y[48:],
+    lr=1e-3, batch_size=4, epochs=1, seed=0, optimizer="adam", weight_decay=0.0, patience=None, device="cpu",
+    on_epoch=record)
 print(json.dumps(seen))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -140,9 +144,18 @@ print(json.dumps(seen))
     assert set(threads.values()) == {1}, threads
 
 
+def test_every_optimizer_of_the_schema_is_known():
+    from typing import get_args
+
+    from voicegender.models.training import OPTIMIZERS
+    from voicegender.params import Optimizer
+
+    assert set(OPTIMIZERS) == set(get_args(Optimizer))
+
+
 @pytest.mark.parametrize("name, weight_decay", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.1), ("sgd", 0.1)])
 def test_the_fused_update_is_torch_optim(name, weight_decay):
-    from voicegender.training import _Update, make_optimizer
+    from voicegender.models.training import _Update, make_optimizer
 
     torch.manual_seed(0)
     shapes = [(32, 1, 3), (64, 32, 3), (7,), (1,)]
@@ -161,7 +174,7 @@ def test_the_fused_update_is_torch_optim(name, weight_decay):
 
 
 def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count():
-    from voicegender.models import build_model
+    from voicegender.models.networks import build_model
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(64, 16)).astype(np.float32), (np.arange(64) % 2).astype(np.float32)
@@ -170,7 +183,7 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
     try:
         seen = []
         fit(
-            build_model(ModelSettings(name="linear"), (16,)),
+            build_model(ModelSettings(name="linear"), (16,), seed=0),
             X[:48],
             y[:48],
             X[48:],
@@ -179,6 +192,7 @@ def test_a_hand_written_step_trains_on_one_torch_thread_and_restores_the_count()
             batch_size=8,
             epochs=2,
             seed=0,
+            **PLAIN,
             on_epoch=lambda _: seen.append(torch.get_num_threads()),
         )
         assert seen == [1, 1]

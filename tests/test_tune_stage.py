@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from voicegender.dataset import save_features
+from voicegender.features.store import save_features
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = [

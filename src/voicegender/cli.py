@@ -185,6 +185,62 @@ a segment: a stretch of speech of one sex. It ends at a pause of predict.min_sil
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 0:
+        parser.error(f"--jobs: must be 0 (all cores) or a positive number, got {args.jobs}")
+
+    from voicegender.runtime import use_one_thread
+
+    use_one_thread()  # cores are used by --jobs
+    overrides = {
+        "min_speech_s": args.min_speech_s,
+        "vad_threshold": args.vad_threshold,
+        "min_silence_s": args.min_silence_s,
+    }
+    try:
+        predictor = Predictor(args.model_dir, overrides)
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"voicegender: cannot load the model from {args.model_dir}: {msg}", file=sys.stderr)
+        return EXIT_MODEL
+    warning = predictor.warning()
+    if warning:
+        print(warning, file=sys.stderr)
+
+    from tqdm import tqdm
+
+    files = expand_paths(args.files)
+    if not files:
+        print("voicegender: no audio files in the folders given (" + ", ".join(AUDIO_EXTENSIONS) + ")", file=sys.stderr)
+        return EXIT_FAILED
+    jobs = _jobs(args.jobs or default_jobs(), files, predictor.max_whole_s)
+    many = len(files) >= MANY_FILES or (sys.stderr.isatty() and len(files) > 1)
+    show = args.progress == "on" or (args.progress == "auto" and many)
+    kind = "segments" if args.segments else "summary" if args.summary else "whole"
+    writer = _Writer(args.format, kind)
+    failed = no_speech = 0
+    total = {"female_s": 0.0, "male_s": 0.0}
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show, leave=False) as bar:
+        for rows in _rows(predictor, files, kind, jobs):
+            for r in rows:
+                if r["answer"] == ERROR:
+                    failed += 1
+                    bar.write(f"{r['file']}\terror: {r['error']}", file=sys.stderr)
+                no_speech += r["answer"] == NO_SPEECH
+                if kind == "summary" and r["answer"] != ERROR:
+                    total["female_s"] += r["female_s"]
+                    total["male_s"] += r["male_s"]
+                writer.write(r)
+            bar.update()
+    if kind == "summary":
+        writer.write(_total_row(total["female_s"], total["male_s"], predictor.settings.mixed_min_s))
+    writer.close()
+    return EXIT_FAILED if failed else EXIT_NO_SPEECH if no_speech else EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line: ``voicegender predict`` and its options."""
     parser = argparse.ArgumentParser(prog="voicegender", description="Speaker sex (female / male) from speech.")
     parser.add_argument("--version", action="version", version=f"voicegender {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,70 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     over.add_argument("--min-speech-s", type=float, help="seconds of speech needed to answer")
     over.add_argument("--vad-threshold", type=float, help="speech probability threshold of a 32 ms window")
     over.add_argument("--min-silence-s", type=float, help="pauses at least this long split segments")
-    args = parser.parse_args(argv)
-    if args.jobs < 0:
-        parser.error(f"--jobs: must be 0 (all cores) or a positive number, got {args.jobs}")
+    return parser
 
-    import torch
 
-    # silero-vad scores 32 ms windows one at a time: tiny ops that one thread runs several times
-    # faster than two (measured); the feature model is small too. Cores are used by --jobs.
-    torch.set_num_threads(1)
-    overrides = {
-        "min_speech_s": args.min_speech_s,
-        "vad_threshold": args.vad_threshold,
-        "min_silence_s": args.min_silence_s,
+def _total_row(female_s: float, male_s: float, mixed_min_s: float) -> dict:
+    """--summary's last row: the speaking time per sex over all files (s), and the answer it gives."""
+    female_s, male_s = round(female_s, 3), round(male_s, 3)
+    return {
+        "file": None,
+        "answer": NO_SPEECH if female_s + male_s == 0 else "female" if female_s >= male_s else "male",
+        "speech_s": round(female_s + male_s, 3),
+        "female_s": female_s,
+        "male_s": male_s,
+        "mixed": min(female_s, male_s) >= mixed_min_s,
+        "error": None,
     }
-    try:
-        predictor = Predictor(args.model_dir, overrides)
-    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"voicegender: cannot load the model from {args.model_dir}: {msg}", file=sys.stderr)
-        return EXIT_MODEL
-    warning = predictor.warning()
-    if warning:
-        print(warning, file=sys.stderr)
-
-    from tqdm import tqdm
-
-    files = expand_paths(args.files)
-    if not files:
-        print("voicegender: no audio files in the folders given (" + ", ".join(AUDIO_EXTENSIONS) + ")", file=sys.stderr)
-        return EXIT_FAILED
-    jobs = _jobs(args.jobs or default_jobs(), files, predictor.max_whole_s)
-    many = len(files) >= MANY_FILES or (sys.stderr.isatty() and len(files) > 1)
-    show = args.progress == "on" or (args.progress == "auto" and many)
-    kind = "segments" if args.segments else "summary" if args.summary else "whole"
-    writer = _Writer(args.format, kind)
-    failed = no_speech = 0
-    total = {"female_s": 0.0, "male_s": 0.0}
-    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show, leave=False) as bar:
-        for rows in _rows(predictor, files, kind, jobs):
-            for r in rows:
-                if r["answer"] == ERROR:
-                    failed += 1
-                    bar.write(f"{r['file']}\terror: {r['error']}", file=sys.stderr)
-                no_speech += r["answer"] == NO_SPEECH
-                if kind == "summary" and r["answer"] != ERROR:
-                    total["female_s"] += r["female_s"]
-                    total["male_s"] += r["male_s"]
-                writer.write(r)
-            bar.update()
-    if kind == "summary":
-        female_s, male_s = round(total["female_s"], 3), round(total["male_s"], 3)
-        writer.write(
-            {
-                "file": None,
-                "answer": NO_SPEECH if female_s + male_s == 0 else "female" if female_s >= male_s else "male",
-                "speech_s": round(female_s + male_s, 3),
-                "female_s": female_s,
-                "male_s": male_s,
-                "mixed": min(female_s, male_s) >= predictor.settings.mixed_min_s,
-                "error": None,
-            }
-        )
-    writer.close()
-    return EXIT_FAILED if failed else EXIT_NO_SPEECH if no_speech else EXIT_OK
 
 
 def _jobs(jobs: int, files: list[str], max_whole_s: float) -> int:

@@ -1,30 +1,25 @@
-"""A Ray cluster for featurize (and tune): joining it, and featurizing chunks on it as Ray tasks.
-
-:func:`extract_on_ray` is :func:`voicegender.extraction.extract_many` on a cluster: the caller
-streams the audio (read once, as locally) in the same chunks as a local run, each chunk is a Ray
-task (``num_cpus=1``), and the results come back in order: the same feature bytes as a local run
-on the same kind of CPU. A task whose worker or node is lost is retried by Ray
-(``features.max_retries``), then :class:`voicegender.extraction.WorkerLost` is raised.
-"""
+"""A Ray cluster for featurize and tune: where it is (``ray.address`` or ``RAY_ADDRESS``), whether
+it answers, a Ray session joined to it (or a local Ray of our own) for a ``with`` block, and a
+Ctrl-C that is remembered while Ray runs."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import threading
-import signal
 import os
+import shutil
+import signal
 import socket
 import tempfile
-import shutil
-from typing import Any, Callable, Iterable, Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 from voicegender.errors import UserError
 
 # Ray reads these at import time: no usage stats, the classic quiet output.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# a Ray started here (address "local") would run its workers at niceness 15: they are the job
+# a Ray started here (address "local") would run its workers at niceness 15: on a shared machine
+# they then get a fraction of a core (measured: ~0.4) while anything else runs. They are the job.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 
@@ -55,12 +50,14 @@ def check_reachable(address: str, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> Iterator[None]:
+def ray_session(
+    address: str, timeout_s: float, num_cpus: int | None = None, log: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Ray connected to the cluster at ``address`` (checked for within ``timeout_s`` seconds) for
     the ``with`` block, quietly (no dashboard, workers' output not forwarded). ``address="local"``
-    starts a Ray of our own on this machine with ``num_cpus`` CPUs instead, its session folder
-    under /tmp (Unix socket paths are capped at 107 bytes), removed afterwards. A Ray this process
-    already joined is used as it is (and left joined)."""
+    starts a Ray of our own on this machine with ``num_cpus`` CPUs (default: all) instead, its
+    session folder under /tmp (Unix socket paths are capped at 107 bytes), removed afterwards, and
+    says so to ``log``. A Ray this process already joined is used as it is (and left joined)."""
     import ray
 
     if ray.is_initialized():
@@ -72,10 +69,13 @@ def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> 
     )
     scratch = None
     if address == "local":
+        # "local": always a fresh Ray of our own, never a `ray start` cluster that happens to run here
         scratch = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         kwargs.update(_temp_dir=scratch, num_cpus=num_cpus or os.cpu_count())
-    ray.init(**kwargs)
+        if log is not None:
+            log(f"local Ray, {kwargs['num_cpus']} CPUs, scratch in {scratch} (removed afterwards)")
     try:
+        ray.init(**kwargs)
         yield
     finally:
         ray.shutdown()
@@ -84,133 +84,34 @@ def ray_session(address: str, timeout_s: float, num_cpus: int | None = None) -> 
 
 
 @contextlib.contextmanager
-def _remember_sigint(seen: list) -> Iterator[None]:
-    """Record a Ctrl-C in ``seen`` (then handle it as before) for the ``with`` block. Why: a local
-    Ray's processes share our process group, so a terminal's Ctrl-C can break them before our
-    KeyboardInterrupt is raised, and ray.get then fails with a Ray error instead (exit 1, not 130)."""
+def remember_ctrl_c() -> Iterator[threading.Event]:
+    """Within the block, Ctrl-C (SIGINT) sets the yielded event, then is handled as before
+    (KeyboardInterrupt), so that an interrupt is known even if some code caught the exception. Why:
+    Ray code can swallow the KeyboardInterrupt and go on, and a local Ray's processes share our
+    process group, so a terminal's Ctrl-C can break them before our KeyboardInterrupt is raised
+    (a Ray error then, exit 1 instead of 130). A SIGINT the process was told to ignore (SIG_IGN,
+    e.g. a background job) stays ignored; off the main thread, a no-op."""
+    interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield interrupted
         return
     previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:  # a background job: Ctrl-C is not ours
-        yield
+    if previous is signal.SIG_IGN:
+        yield interrupted
         return
 
-    def record(signum, frame):
-        seen.append(signum)
+    def on_sigint(signum, frame):
+        interrupted.set()
         if callable(previous):
             previous(signum, frame)
         else:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, record)
+    signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield
+        yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-_READY: set = set()  # in a Ray worker process: the settings it has been set up for
-
-
-def _chunk_task(chunk: list[tuple], cfg, speech: dict | None) -> tuple[str, list]:
-    """One chunk in a Ray worker: (the node's id, :func:`voicegender.extraction._featurize_chunk`).
-    The first task of a worker process sets it up as the local pool's workers are (one native
-    thread, glibc keeping freed memory, imports and the ge2e encoder loaded once)."""
-    import ray
-
-    from voicegender import extraction as X
-
-    key = cfg.model_dump_json()
-    if key not in _READY:
-        X._warm_up(cfg)
-        X._worker_init(cfg.kind != "mean_mel", None)
-        _READY.add(key)
-    return ray.get_runtime_context().get_node_id(), X._featurize_chunk(chunk, cfg, speech)
-
-
-def _lost(exc: BaseException) -> bool:
-    """A Ray error meaning the task's worker process or node was lost (not an error of ours)."""
-    from ray import exceptions as E
-
-    lost = tuple(
-        getattr(E, n)
-        for n in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError", "LocalRayletDiedError")
-        if hasattr(E, n)
-    )
-    return isinstance(exc, lost)
-
-
-def extract_on_ray(
-    chunks: Iterable[list[tuple]],
-    cfg,
-    speech: dict | None,
-    *,
-    address: str,
-    timeout_s: float,
-    max_pending: int | None = None,
-    num_cpus: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Iterator[tuple[Any, Any, str | None]]:
-    """Featurize ``chunks`` (lists of (id, bytes, augment_as, copies)) as Ray tasks on the
-    cluster at ``address``; yield the items' results in order, as ``extract_many`` does.
-
-    At most ``max_pending`` chunks (default: 2 per CPU of the cluster) are in flight, so memory
-    stays bounded. ``log`` gets one line at the end: how many chunks ran on which node.
-    """
-    import ray
-
-    from voicegender.extraction import WorkerLost
-
-    # a lost worker or node: Ray runs the task again elsewhere, cfg.max_retries times
-    task = ray.remote(num_cpus=1, max_retries=cfg.max_retries, retry_exceptions=False)(_chunk_task)
-    with ray_session(address, timeout_s, num_cpus):
-        limit = max_pending or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        pending: collections.deque = collections.deque()
-        nodes: collections.Counter = collections.Counter()
-        cfg_ref = ray.put(cfg)
-        interrupted: list = []
-        try:
-
-            def collect():
-                try:
-                    node, out = ray.get(pending.popleft())
-                except Exception as exc:
-                    if interrupted:  # Ctrl-C broke Ray before it reached us: it is still a Ctrl-C
-                        raise KeyboardInterrupt from None
-                    if not _lost(exc):
-                        raise
-                    raise WorkerLost(
-                        f"a feature task's worker on the Ray cluster at {address} was lost "
-                        f"{cfg.max_retries + 1} time(s) ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); "
-                        "this is most often memory (Ray's memory monitor or the kernel's out-of-memory "
-                        "killer; see the node's raylet.out / dmesg) or a node that left the cluster: "
-                        "give the workers more memory, or raise features.max_retries"
-                    ) from None
-                nodes[node] += 1
-                return out
-
-            with _remember_sigint(interrupted):
-                for chunk in chunks:
-                    pending.append(task.remote(chunk, cfg_ref, speech))
-                    if len(pending) >= limit:
-                        yield from collect()
-                while pending:
-                    yield from collect()
-        except BaseException:
-            for ref in pending:  # Ctrl-C, an error, or the caller stopped reading: stop the rest
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 -- Ray itself may be gone (Ctrl-C reached it too)
-                    pass
-            if interrupted:
-                raise KeyboardInterrupt from None
-            raise
-        if log is not None:
-            log(
-                f"featurize: {sum(nodes.values())} chunks on {len(nodes)} Ray node(s): "
-                + ", ".join(f"{node[:8]} {n}" for node, n in sorted(nodes.items()))
-            )
-
-
-__all__ = ["ClusterUnreachable", "check_reachable", "extract_on_ray", "ray_session", "resolve_address"]
+__all__ = ["ClusterUnreachable", "check_reachable", "ray_session", "remember_ctrl_c", "resolve_address"]

@@ -6,7 +6,7 @@ the model card's features config says how to featurize, exactly as the featurize
 
 How a recording is read:
 
-1. **Speech**: silero-vad (:mod:`voicegender.speech`) finds stretches of speech between pauses of
+1. **Speech**: silero-vad (:mod:`voicegender.audio.speech`) finds stretches of speech between pauses of
    at least ``predict.min_silence_s``; a recording with less than ``predict.min_speech_s`` of
    speech is answered ``no speech``.
 2. **Windowed decisions**: inside each stretch, one decision every ``predict.hop_s`` seconds over
@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+
+from voicegender.runtime import use_one_thread
 
 NO_SPEECH = "no speech"
 ERROR = "error"
@@ -168,7 +170,7 @@ class Predictor:
     """A trained model plus its card's ``predict`` settings: answers recordings."""
 
     def __init__(self, model_dir: str | Path = "models", overrides: dict | None = None):
-        from voicegender.models import load_trained
+        from voicegender.models.networks import load_trained
 
         self.model_dir, self.overrides = str(model_dir), dict(overrides or {})
         self.model, self.card = load_trained(model_dir)
@@ -191,7 +193,7 @@ class Predictor:
         except ParamError as e:
             raise ValueError(str(e)) from None
         self.features = FeatureSettings.model_validate(self.card["features"])
-        from voicegender.speech import check_settings, vad_settings
+        from voicegender.audio.speech import check_settings, vad_settings
 
         self.vad = vad_settings(self.settings)
         self.check = {k: v for k, v in check_settings(self.settings).items() if k != "min_speech_s"}
@@ -208,7 +210,7 @@ class Predictor:
     # -- model --------------------------------------------------------------------------------
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        from voicegender.training import predict_proba
+        from voicegender.models.training import predict_proba
 
         if X.shape[1:] != self.shape:
             raise ValueError(f"feature shape {X.shape[1:]} differs from the model's {self.shape}")
@@ -216,7 +218,7 @@ class Predictor:
 
     def answer(self, y: np.ndarray, sr: int) -> tuple[str, float]:
         """(female / male, p_female) of mono samples featurized whole, as in training."""
-        from voicegender.features import compute_features
+        from voicegender.features.kinds import compute_features
 
         p_female = float(self._proba(compute_features(y, sr, self.features)[None])[0])
         return self._label(p_female), p_female
@@ -239,8 +241,8 @@ class Predictor:
         hop = float(self.settings.hop_s)
         f = self.features
         if f.kind == "ge2e":
-            from voicegender.features import encoder_device
-            from voicegender.speaker_encoder import (
+            from voicegender.features.kinds import encoder_device
+            from voicegender.features.speaker_encoder import (
                 HOP_LENGTH,
                 PARTIAL_FRAMES,
                 SAMPLE_RATE,
@@ -248,18 +250,20 @@ class Predictor:
                 partial_mels,
                 partial_starts,
             )
-            from voicegender.spectral import resample
+            from voicegender.audio.spectral import resample
 
             y16 = resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE)
             n16 = len(y16)
-            mels = partial_mels(y16, SAMPLE_RATE, 1.0 / hop, f.ge2e_min_coverage, f.target_dbfs)
+            mels = partial_mels(
+                y16, SAMPLE_RATE, rate=1.0 / hop, min_coverage=f.ge2e_min_coverage, target_dbfs=f.target_dbfs
+            )
             starts = partial_starts(n16, 1.0 / hop, f.ge2e_min_coverage)
-            emb = embed_partials(mels, encoder_device(f.encoder_device), f.ge2e_precision)
+            emb = embed_partials(mels, device=encoder_device(f.encoder_device), precision=f.ge2e_precision)
             frame_s = HOP_LENGTH / SAMPLE_RATE
             width = min(PARTIAL_FRAMES * frame_s, n16 / SAMPLE_RATE)
             windows = (starts * frame_s, starts * frame_s + width, emb)
             return starts * frame_s + width / 2, self._proba(emb), windows
-        from voicegender.features import compute_features
+        from voicegender.features.kinds import compute_features
 
         duration = len(y) / sr
         win = min(float(self.settings.window_s), duration)
@@ -297,7 +301,7 @@ class Predictor:
         the windows already embedded (those inside the run, else those centred in it): saves an
         encoder pass (~25 % of the time). Other kinds: the run featurized whole."""
         if windows is not None:
-            from voicegender.speaker_encoder import combine_partials
+            from voicegender.features.speaker_encoder import combine_partials
 
             w_start, w_end, emb = windows
             tol = FRAME_S / 2
@@ -317,7 +321,7 @@ class Predictor:
         Raises ValueError naming what is wrong with a bad file."""
         import soundfile as sf
 
-        from voicegender.speech import iter_speech_probabilities, segments_from_probabilities, total_seconds
+        from voicegender.audio.speech import iter_speech_probabilities, segments_from_probabilities, total_seconds
 
         p = _regular_file(path)
         with _open(p) as f:
@@ -354,7 +358,7 @@ class Predictor:
 
     def whole(self, path: str) -> tuple[str, float]:
         """The file featurized whole, as in training: (female / male, p_female)."""
-        from voicegender.audio import decode_audio
+        from voicegender.audio.decode import decode_audio
 
         y, sr = decode_audio(_regular_file(path).read_bytes(), name="audio")
         return self.answer(y, sr)
@@ -463,10 +467,8 @@ _WORKER: Predictor | None = None
 
 
 def _init_worker(model_dir: str, overrides: dict) -> None:
-    import torch
-
     global _WORKER
-    torch.set_num_threads(1)  # the answers must not depend on threads; parallelism is processes
+    use_one_thread()
     _WORKER = Predictor(model_dir, overrides)
 
 

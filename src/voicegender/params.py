@@ -9,27 +9,29 @@ naming the key" needs no hand-written checker. Strict mode keeps YAML's surprise
 Stages call :func:`load_params` and get a :class:`Params` (nested settings per section:
 ``params.data.seed``, ``params.features.kind`` ...), or a :class:`ParamError` with one line per
 bad key, e.g. ``batch_size: must be `tuned` or a positive integer, got 0``. Library functions
-take these settings objects (or plain arguments); no module keeps a default or a list of
-choices of its own. A model card (models/model.json) stores settings as ``model_dump(mode="json")``.
+take these settings objects (or required keyword arguments); no module keeps a default or a
+list of choices of its own, nor checks again what the schema checked. A model card (models/model.json) stores settings as ``model_dump(mode="json")``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from voicegender.errors import UserError
 
 CorpusName = Literal["synthetic", "libritts", "folder"]
-#: the networks of voicegender.models (build_model dispatches on these names)
+#: the networks of voicegender.models.networks (build_model dispatches on these names)
 ModelName = Literal["linear", "report_cnn", "cnn1d", "cnn2d", "mlp"]
-#: the scikit-learn baselines of voicegender.baselines (make_baseline dispatches on these names)
+#: the scikit-learn baselines of voicegender.evaluation.baselines (make_baseline dispatches on these names)
 BaselineName = Literal["logistic", "mlp", "random_forest", "hist_gradient_boosting"]
-#: the feature kinds of voicegender.features
+#: the feature kinds of voicegender.features.kinds
 FeatureKind = Literal["ge2e", "mean_mel", "log_mel_stats", "mfcc_stats", "pitch_stats", "pitch_mel", "log_mel_patch"]
 Ge2ePrecision = Literal["bfloat16", "mixed", "float32"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -45,34 +47,108 @@ class ParamError(UserError, ValueError):
 # -- how a bad value is described: one rule per key, in the words of the error message -----------
 
 
-def key(default: Any, description: str, rule: str, **constraints) -> Any:
+def key(default: Any, description: str, rule: str | None = None, **constraints) -> Any:
     """A field: its default, one-line description, and ``rule`` (what a wrong value is told,
-    e.g. "must be a positive integer"); ``constraints`` are pydantic's (gt, ge, lt, pattern ...)."""
-    return Field(default, description=description, json_schema_extra={"rule": rule}, **constraints)
+    e.g. "must be a positive integer"); ``constraints`` are pydantic's (gt, ge, lt, pattern ...).
+    Without ``rule``, the field's type says it: an annotated type below, or a ``Literal``'s choices."""
+    extra = {"json_schema_extra": {"rule": rule}} if rule is not None else {}
+    return Field(default, description=description, **extra, **constraints)
+
+
+def rule(text: str, **constraints) -> Any:
+    """An annotated type's rule: pydantic's ``constraints`` and ``text``, what a wrong value is told."""
+    return Field(json_schema_extra={"rule": text}, **constraints)
 
 
 FLOAT_HINT = " (write floats like 1.0e-3: YAML reads 1e-3 as a string)"
-PositiveInt = Annotated[int, Field(gt=0)]
-Range = list[float]  # [low, high]: checked by _check_range (length 2, low <= high)
-IntRange = list[int]
+
+PositiveInt = Annotated[int, rule("must be a positive integer", gt=0)]
+PositiveFloat = Annotated[float, rule("must be a positive number", gt=0)]
+NonNegativeFloat = Annotated[float, rule("must be a number >= 0", ge=0)]
+
+
+def number_in(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Any:
+    """A number from ``low`` to ``high``, each end included unless ``open_``."""
+    bounds = {"gt" if open_low else "ge": low, "lt" if open_high else "le": high}
+    text = f"must be a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    return Annotated[float, rule(text, **bounds)]
+
+
+OpenUnit = number_in(0, 1, open_low=True, open_high=True)
+Probability = number_in(0, 1)
+NonEmptyStr = Annotated[str, rule("must be a non-empty string", pattern=r"\S")]
+
+
+def at_least(n: int) -> Any:
+    """An integer >= ``n``."""
+    return Annotated[int, rule(f"must be an integer >= {n}", ge=n)]
+
+
+NonNegativeInt = at_least(0)
+
+
+class BrokenRule(ValueError):
+    """Raised by an annotated type's validator: the message is the field's rule (see :func:`rule`)."""
+
+
+def _nonzero(v: int) -> int:
+    if v == 0:
+        raise BrokenRule
+    return v
+
+
+Jobs = Annotated[int, AfterValidator(_nonzero), rule("must be a non-zero integer (-1 = all cores)")]
+
+
+def _range(v: list, *, positive: bool, inside: tuple[float, float] | None) -> list:
+    if len(v) != 2 or v[0] > v[1] or (positive and v[0] <= 0) or (inside and not inside[0] < v[0] <= v[1] < inside[1]):
+        raise BrokenRule
+    return v
+
+
+def range_of(item: type, *, positive: bool = False, inside: tuple[float, float] | None = None) -> Any:
+    """A ``[low, high]`` field of ``item`` numbers: two of them, low <= high (and low > 0 when
+    ``positive``; both strictly ``inside`` (a, b) when given)."""
+    text = f"must be [low, high] {'integers' if item is int else 'numbers'} with low <= high"
+    text += " and low > 0" if positive else ""
+    text += f", inside ({inside[0]:g}, {inside[1]:g})" if inside else ""
+    check = AfterValidator(functools.partial(_range, positive=positive, inside=inside))
+    return Annotated[list[item], check, rule(text)]
+
+
+Range = range_of(float)
+IntRange = range_of(int)
+PositiveRange = range_of(float, positive=True)
+TiltRange = range_of(float, inside=(-1, 1))  # a of y[n] = x[n] - a x[n-1]: |a| < 1
+
+
+def rule_of(field: FieldInfo) -> str | None:
+    """What a wrong value of ``field`` is told: its own rule, else its type's (an annotated type's
+    rule, ``or null`` added for ``Optional[...]``; a ``Literal``'s choices; a plain type's name)."""
+    own = (field.json_schema_extra or {}).get("rule")
+    if own is not None:
+        return own
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "must be one of " + ", ".join(map(str, get_args(annotation)))
+    if annotation in PLAIN:
+        return PLAIN[annotation]
+    inner = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) is Union else []
+    if len(inner) == 1 and inner[0] in PLAIN:
+        return PLAIN[inner[0]] + " or null"
+    for meta in getattr(inner[0], "__metadata__", ()) if len(inner) == 1 else ():
+        if isinstance(meta, FieldInfo) and "rule" in (meta.json_schema_extra or {}):
+            return meta.json_schema_extra["rule"] + " or null"
+    return None
+
+
+PLAIN = {bool: "must be true or false", int: "must be an integer", float: "must be a number", str: "must be a string"}
 
 
 class Section(BaseModel):
     """Every section: strict types, unknown keys refused, immutable."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
-
-
-def _check_range(
-    name: str, v: list, *, positive: bool = False, inside: tuple[float, float] | None = None
-) -> str | None:
-    if len(v) != 2 or v[0] > v[1]:
-        return f"{name}: must be [low, high] numbers with low <= high, got {v!r}"
-    if positive and v[0] <= 0:
-        return f"{name}: must be [low, high] numbers with low <= high and low > 0, got {v!r}"
-    if inside and not (inside[0] < v[0] and v[1] < inside[1]):
-        return f"{name}: must lie in ({inside[0]:g}, {inside[1]:g}), got {v!r}"
-    return None
 
 
 def _raise(errors: list[str | None]) -> None:
@@ -85,25 +161,19 @@ def _raise(errors: list[str | None]) -> None:
 
 
 class SyntheticSettings(Section):
-    """data.synthetic: the generated eSpeak NG corpus (voicegender.synth)."""
+    """data.synthetic: the generated eSpeak NG corpus (voicegender.corpora.synth)."""
 
-    train_speakers: int = key(48, "training speakers (half female)", "must be an integer >= 4", ge=4)
-    test_speakers: int = key(16, "test speakers", "must be an integer >= 2", ge=2)
-    utterances_per_speaker: int = key(12, "utterances per speaker", "must be a positive integer", gt=0)
-    female_f0_hz: Range = key(
-        [150.0, 260.0], "median F0 per female speaker, drawn uniformly (Hz)", "must be [low, high] numbers"
-    )
-    male_f0_hz: Range = key(
-        [85.0, 170.0], "median F0 per male speaker (Hz); overlaps the female range", "must be [low, high] numbers"
-    )
-    pitch_range: IntRange = key([20, 80], "eSpeak intonation range, 0 (monotone) - 99", "must be [low, high] integers")
-    rate_wpm: IntRange = key([140, 200], "speaking rate, words per minute", "must be [low, high] integers")
-    snr_db: Range = key([15.0, 35.0], "white-noise signal-to-noise ratio, dB", "must be [low, high] numbers")
-    level_dbfs: Range = key([-30.0, -18.0], "speech RMS level, dBFS", "must be [low, high] numbers")
-    tilt: Range = key(
-        [-0.5, 0.5], "pre-emphasis a of y[n] = x[n] - a x[n-1] (spectral tilt)", "must be [low, high] numbers"
-    )
-    sentence_words: IntRange = key([5, 15], "words per sentence", "must be [low, high] integers")
+    train_speakers: at_least(4) = key(48, "training speakers (half female)")
+    test_speakers: at_least(2) = key(16, "test speakers")
+    utterances_per_speaker: PositiveInt = key(12, "utterances per speaker")
+    female_f0_hz: Range = key([150.0, 260.0], "median F0 per female speaker, drawn uniformly (Hz)")
+    male_f0_hz: Range = key([85.0, 170.0], "median F0 per male speaker (Hz); overlaps the female range")
+    pitch_range: IntRange = key([20, 80], "eSpeak intonation range, 0 (monotone) - 99")
+    rate_wpm: IntRange = key([140, 200], "speaking rate, words per minute")
+    snr_db: Range = key([15.0, 35.0], "white-noise signal-to-noise ratio, dB")
+    level_dbfs: Range = key([-30.0, -18.0], "speech RMS level, dBFS")
+    tilt: Range = key([-0.5, 0.5], "pre-emphasis a of y[n] = x[n] - a x[n-1] (spectral tilt)")
+    sentence_words: IntRange = key([5, 15], "words per sentence")
     accents: list[str] = key(
         ["en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029"],
         "eSpeak English base voices",
@@ -162,32 +232,13 @@ class SyntheticSettings(Section):
         min_length=1,
     )
 
-    @model_validator(mode="after")
-    def _ranges(self):
-        _raise(
-            [
-                _check_range(k, getattr(self, k))
-                for k in (
-                    "female_f0_hz",
-                    "male_f0_hz",
-                    "pitch_range",
-                    "rate_wpm",
-                    "snr_db",
-                    "level_dbfs",
-                    "tilt",
-                    "sentence_words",
-                )
-            ]
-        )
-        return self
-
     def voice_knobs(self) -> dict:
-        """The knobs of :func:`voicegender.synth.generate_corpus` (everything but the counts)."""
+        """The knobs of :func:`voicegender.corpora.synth.generate_corpus` (everything but the counts)."""
         return self.model_dump(exclude={"train_speakers", "test_speakers", "utterances_per_speaker"})
 
 
 class LibriTTSSettings(Section):
-    """data.libritts: where the LibriTTS archives come from (voicegender.download)."""
+    """data.libritts: where the LibriTTS archives come from (voicegender.corpora.download)."""
 
     base_url: str = key(
         "https://www.openslr.org/resources/60",
@@ -195,60 +246,34 @@ class LibriTTSSettings(Section):
         "must be an http(s):// or file:// URL",
         pattern=r"^(https?|file)://",
     )
-    train_subset: str = key("train-clean-100", "training subset", "must be a non-empty string", pattern=r"\S")
-    test_subset: str = key("test-clean", "test subset", "must be a non-empty string", pattern=r"\S")
+    train_subset: NonEmptyStr = key("train-clean-100", "training subset")
+    test_subset: NonEmptyStr = key("test-clean", "test subset")
     checksums: dict[str, Annotated[str, Field(min_length=64, max_length=64)]] = key(
         {}, "subset -> sha256, for subsets or mirrors without a published one", "must be a mapping subset -> sha256 hex"
     )
-    local_dir: str | None = key(
-        None,
-        "a folder that already holds <subset>.tar.gz or an extracted LibriTTS/",
-        "must be a non-empty string",
-        pattern=r"\S",
+    local_dir: Optional[NonEmptyStr] = key(
+        None, "a folder that already holds <subset>.tar.gz or an extracted LibriTTS/"
     )
-    cache_dir: str | None = key(
-        None,
-        "where downloads are kept: null = $XDG_CACHE_HOME/voicegender/libritts",
-        "must be a non-empty string",
-        pattern=r"\S",
+    cache_dir: Optional[NonEmptyStr] = key(
+        None, "where downloads are kept: null = $XDG_CACHE_HOME/voicegender/libritts"
     )
 
 
 class FolderSettings(Section):
-    """data.folder: a user's own recordings (voicegender.folder)."""
+    """data.folder: a user's own recordings (voicegender.corpora.folder)."""
 
-    manifest: str | None = key(
-        None, "CSV path,speaker,sex[,split] of your own recordings", "must be a non-empty string", pattern=r"\S"
-    )
-    recordings: str = key(
-        "examples/recordings",
-        "the folder holding them (and the manifest): DVC watches it",
-        "must be a non-empty string",
-        pattern=r"\S",
-    )
-    test_fraction: float = key(
-        0.2,
-        "share of speakers held out for test when the manifest has no split",
-        "must be a number strictly between 0 and 1",
-        gt=0,
-        lt=1,
-    )
+    manifest: Optional[NonEmptyStr] = key(None, "CSV path,speaker,sex[,split] of your own recordings")
+    recordings: NonEmptyStr = key("examples/recordings", "the folder holding them (and the manifest): DVC watches it")
+    test_fraction: OpenUnit = key(0.2, "share of speakers held out for test when the manifest has no split")
 
 
 class DataSettings(Section):
-    seed: int = key(42, "corpus synthesis and the speaker split", "must be an integer")
-    val_fraction: float = key(
-        0.2,
-        "share of training speakers held out for validation (per sex)",
-        "must be a number strictly between 0 and 1",
-        gt=0,
-        lt=1,
-    )
+    seed: int = key(42, "corpus synthesis and the speaker split")
+    val_fraction: OpenUnit = key(0.2, "share of training speakers held out for validation (per sex)")
     max_per_speaker: Optional[PositiveInt] = key(
         20,
         "training and validation recordings per speaker used (an even, seeded spread; test: always all; "
         "null = all): LibriTTS's ~135 a speaker cost ~7x the encoder work of 20",
-        "must be a positive int or null (every recording)",
     )
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     libritts: LibriTTSSettings = Field(default_factory=LibriTTSSettings)
@@ -259,77 +284,40 @@ class DataSettings(Section):
 
 
 class AugmentSettings(Section):
-    """features.augment: altered copies of each training recording (voicegender.augment)."""
+    """features.augment: altered copies of each training recording (voicegender.audio.augment)."""
 
-    copies: int = key(1, "per training recording; 0 = off", "must be an int >= 0", ge=0)
+    copies: NonNegativeInt = key(1, "per training recording; 0 = off")
     max_per_speaker: Optional[PositiveInt] = key(
         30,
         "at most this many recordings of a speaker get copies (null = all): bounds the cost on big corpora",
-        "must be a positive int or null (every recording)",
     )
-    seed: int = key(0, "the draws of every copy (seeded per utterance id)", "must be an int >= 0", ge=0)
-    reverb_probability: float = key(
-        0.5, "share of copies with room reverberation", "must be a probability in [0, 1]", ge=0, le=1
-    )
-    rt60_s: Range = key([0.2, 0.8], "room reverberation time, s", "must be [low, high] numbers")
-    tilt: Range = key([-0.9, 0.9], "microphone tilt: a of y[n] = x[n] - a x[n-1]", "must be [low, high] numbers")
-    lowpass_probability: float = key(0.5, "share of copies band-limited", "must be a probability in [0, 1]", ge=0, le=1)
-    lowpass_hz: Range = key([3400.0, 7000.0], "band limit (telephone, codecs), Hz", "must be [low, high] numbers")
-    snr_db: Range = key(
-        [5.0, 30.0], "white background noise, signal-to-noise ratio in dB", "must be [low, high] numbers"
-    )
-    gain_db: Range = key([-20.0, 6.0], "level change, dB (clipped at full scale)", "must be [low, high] numbers")
-
-    @model_validator(mode="after")
-    def _ranges(self):
-        _raise(
-            [
-                _check_range("rt60_s", self.rt60_s, positive=True),
-                _check_range("lowpass_hz", self.lowpass_hz, positive=True),
-                _check_range("tilt", self.tilt, inside=(-1, 1)),
-                _check_range("snr_db", self.snr_db),
-                _check_range("gain_db", self.gain_db),
-            ]
-        )
-        return self
+    seed: NonNegativeInt = key(0, "the draws of every copy (seeded per utterance id)")
+    reverb_probability: Probability = key(0.5, "share of copies with room reverberation")
+    rt60_s: PositiveRange = key([0.2, 0.8], "room reverberation time, s")
+    tilt: TiltRange = key([-0.9, 0.9], "microphone tilt: a of y[n] = x[n] - a x[n-1]")
+    lowpass_probability: Probability = key(0.5, "share of copies band-limited")
+    lowpass_hz: PositiveRange = key([3400.0, 7000.0], "band limit (telephone, codecs), Hz")
+    snr_db: Range = key([5.0, 30.0], "white background noise, signal-to-noise ratio in dB")
+    gain_db: Range = key([-20.0, 6.0], "level change, dB (clipped at full scale)")
 
 
 class FeatureSettings(Section):
-    """features: what one recording becomes (voicegender.features, extraction, speaker_encoder)."""
+    """features: what one recording becomes (voicegender.features.kinds, extraction, speaker_encoder)."""
 
-    kind: FeatureKind = key(
-        "ge2e", "the feature kind (see voicegender.features)", "must be one of " + ", ".join(FeatureKind.__args__)
-    )
-    sample_rate: Union[Literal["native"], Annotated[int, Field(gt=0)]] = key(
+    kind: FeatureKind = key("ge2e", "the feature kind (see voicegender.features.kinds)")
+    sample_rate: Union[Literal["native"], PositiveInt] = key(
         16000, "Hz the audio is resampled to, or `native`", "must be a positive int (Hz) or 'native'"
     )
-    ge2e_rate: float = key(
-        1.3,
-        "ge2e: 1.6 s partial utterances per second of audio",
-        "must be in [0.625, 50] partials per second",
-        ge=0.625,
-        le=50,
-    )
-    ge2e_train_rate: Optional[float] = key(
+    ge2e_rate: number_in(0.625, 50) = key(1.3, "ge2e: 1.6 s partial utterances per second of audio")
+    ge2e_train_rate: Optional[number_in(0.625, 50)] = key(
         None,
         "ge2e: partials per second for the training side (train, val, their augmented copies); null = ge2e_rate",
-        "must be in [0.625, 50] partials per second, or null (ge2e_rate)",
-        ge=0.625,
-        le=50,
     )
-    ge2e_min_coverage: float = key(
-        0.75,
-        "ge2e: a last, zero-padded partial is kept if at least this share is audio",
-        "must be in (0, 1]",
-        gt=0,
-        le=1,
+    ge2e_min_coverage: number_in(0, 1, open_low=True) = key(
+        0.75, "ge2e: a last, zero-padded partial is kept if at least this share is audio"
     )
-    target_dbfs: float = key(
-        -30.0,
-        "ge2e: quieter recordings are raised to this RMS level (dBFS)",
-        "must be a number in (-120, 0) dBFS",
-        gt=-120,
-        lt=0,
+    target_dbfs: number_in(-120, 0, open_low=True, open_high=True) = key(
+        -30.0, "ge2e: quieter recordings are raised to this RMS level (dBFS)"
     )
     encoder_device: str = key(
         "auto",
@@ -338,26 +326,19 @@ class FeatureSettings(Section):
         pattern=ENCODER_DEVICE_PATTERN,
     )
     ge2e_precision: Ge2ePrecision = key(
-        "bfloat16",
-        "ge2e: bfloat16 (the LSTM in bfloat16) | mixed (layers 1-2) | float32 (as trained)",
-        "must be bfloat16, mixed or float32",
+        "bfloat16", "ge2e: bfloat16 (the LSTM in bfloat16) | mixed (layers 1-2) | float32 (as trained)"
     )
-    n_fft: int = key(2048, "STFT window, samples", "must be an integer >= 16", ge=16)
-    hop_length: int = key(512, "STFT hop, samples", "must be a positive int", gt=0)
-    n_mels: int = key(128, "mel bands", "must be a positive int", gt=0)
-    n_mfcc: int = key(20, "mfcc_stats: coefficients", "must be a positive int", gt=0)
-    fmin_f0: float = key(60.0, "pitch: lowest F0 searched, Hz", "must be a positive number", gt=0)
-    fmax_f0: float = key(400.0, "pitch: highest F0 searched, Hz", "must be a positive number", gt=0)
-    yin_threshold: float = key(
-        0.15, "pitch: YIN aperiodicity below which a frame is voiced", "must be in (0, 1)", gt=0, lt=1
-    )
-    patch_frames: int = key(128, "log_mel_patch: frames per patch", "must be a positive int", gt=0)
-    n_jobs: int = key(-1, "worker processes; -1 = all cores", "must be a non-zero int (-1 = all cores)")
-    max_retries: int = key(
-        1,
-        "times the chunks of a lost worker process (killed, e.g. out of memory) are redone before the stage fails",
-        "must be an integer >= 0",
-        ge=0,
+    n_fft: at_least(16) = key(2048, "STFT window, samples")
+    hop_length: PositiveInt = key(512, "STFT hop, samples")
+    n_mels: PositiveInt = key(128, "mel bands")
+    n_mfcc: PositiveInt = key(20, "mfcc_stats: coefficients")
+    fmin_f0: PositiveFloat = key(60.0, "pitch: lowest F0 searched, Hz")
+    fmax_f0: PositiveFloat = key(400.0, "pitch: highest F0 searched, Hz")
+    yin_threshold: OpenUnit = key(0.15, "pitch: YIN aperiodicity below which a frame is voiced")
+    patch_frames: PositiveInt = key(128, "log_mel_patch: frames per patch")
+    n_jobs: Jobs = key(-1, "worker processes; -1 = all cores")
+    max_retries: NonNegativeInt = key(
+        1, "times the chunks of a lost worker process (killed, e.g. out of memory) are redone before the stage fails"
     )
     augment: AugmentSettings = Field(default_factory=AugmentSettings)
 
@@ -365,7 +346,6 @@ class FeatureSettings(Section):
     def _consistent(self):
         _raise(
             [
-                self.n_jobs == 0 and f"n_jobs: must be a non-zero int (-1 = all cores), got {self.n_jobs!r}",
                 self.n_mfcc > self.n_mels and f"n_mfcc: must be <= features.n_mels ({self.n_mels}), got {self.n_mfcc}",
                 self.fmin_f0 >= self.fmax_f0
                 and f"fmax_f0: must exceed features.fmin_f0 ({self.fmin_f0}), got {self.fmax_f0}",
@@ -384,67 +364,31 @@ class FeatureSettings(Section):
 class PredictSettings(Section):
     """predict: speech detection (silero-vad) for `voicegender predict` and featurize's check."""
 
-    min_speech_s: float = key(
-        0.5, "less speech than this: `no speech` / skipped (0: no check)", "must be a number >= 0", ge=0
+    min_speech_s: NonNegativeFloat = key(0.5, "less speech than this: `no speech` / skipped (0: no check)")
+    vad_threshold: OpenUnit = key(0.5, "a 32 ms window with speech probability >= this is speech")
+    check_threshold: OpenUnit = key(
+        0.07, "the speech check (`no speech` / skipped): a window counts as speech from this probability"
     )
-    vad_threshold: float = key(
-        0.5,
-        "a 32 ms window with speech probability >= this is speech",
-        "must be a probability strictly between 0 and 1",
-        gt=0,
-        lt=1,
+    vad_neg_threshold: OpenUnit = key(0.35, "once in speech, only a window below this is a pause")
+    min_segment_s: NonNegativeFloat = key(0.25, "speech runs shorter than this are dropped")
+    min_silence_s: NonNegativeFloat = key(0.3, "pauses shorter than this do not end a segment")
+    pad_s: NonNegativeFloat = key(0.1, "each segment widened by this on both sides")
+    max_whole_s: PositiveFloat = key(120.0, "longer recordings are answered from their segments")
+    hop_s: number_in(0.01, 1) = key(
+        0.1, "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)"
     )
-    check_threshold: float = key(
-        0.07,
-        "the speech check (`no speech` / skipped): a window counts as speech from this probability",
-        "must be a probability strictly between 0 and 1",
-        gt=0,
-        lt=1,
+    window_s: number_in(0.1, 10) = key(
+        1.0, "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)"
     )
-    vad_neg_threshold: float = key(
-        0.35,
-        "once in speech, only a window below this is a pause",
-        "must be a probability strictly between 0 and 1",
-        gt=0,
-        lt=1,
-    )
-    min_segment_s: float = key(0.25, "speech runs shorter than this are dropped", "must be a number >= 0", ge=0)
-    min_silence_s: float = key(0.3, "pauses shorter than this do not end a segment", "must be a number >= 0", ge=0)
-    pad_s: float = key(0.1, "each segment widened by this on both sides", "must be a number >= 0", ge=0)
-    max_whole_s: float = key(
-        120.0, "longer recordings are answered from their segments", "must be a positive number", gt=0
-    )
-    hop_s: float = key(
-        0.1,
-        "predict: one windowed sex decision every this many seconds of speech (a multiple of 0.01)",
-        "must be a number in [0.01, 1.0] s",
-        ge=0.01,
-        le=1.0,
-    )
-    window_s: float = key(
-        1.0,
-        "predict: window of each decision, s, for feature kinds other than ge2e (ge2e: its 1.6 s partials)",
-        "must be a number in [0.1, 10] s",
-        ge=0.1,
-        le=10.0,
-    )
-    max_log_odds: float = key(
+    max_log_odds: PositiveFloat = key(
         4.0,
         "predict: a window's log-odds of female vs male are clipped to +- this (one odd window cannot force a turn)",
-        "must be a positive number",
-        gt=0,
     )
-    switch_penalty: float = key(
-        30.0,
-        "predict: log-odds (summed over 10 ms frames) a change of sex inside a stretch of speech must earn",
-        "must be a number >= 0",
-        ge=0,
+    switch_penalty: NonNegativeFloat = key(
+        30.0, "predict: log-odds (summed over 10 ms frames) a change of sex inside a stretch of speech must earn"
     )
-    mixed_min_s: float = key(
-        2.0,
-        "predict: a whole-file answer is flagged `mixed` when the other sex holds at least this much speech, s",
-        "must be a positive number",
-        gt=0,
+    mixed_min_s: PositiveFloat = key(
+        2.0, "predict: a whole-file answer is flagged `mixed` when the other sex holds at least this much speech, s"
     )
 
     @model_validator(mode="after")
@@ -463,39 +407,32 @@ class PredictSettings(Section):
 
 
 class ModelSettings(Section):
-    """model: the network (voicegender.models.build_model)."""
+    """model: the network (voicegender.models.networks.build_model)."""
 
-    name: ModelName = key("linear", "the network", "must be one of " + ", ".join(ModelName.__args__))
+    name: ModelName = key("linear", "the network")
     channels: list[PositiveInt] = key(
         [32, 64, 128],
         "cnn1d / cnn2d: channels per convolution block",
         "must be a non-empty list of positive integers",
         min_length=1,
     )
-    hidden: int = key(32, "units of the hidden layer", "must be a positive integer", gt=0)
-    dropout: float = key(0.0, "dropout before the output layer", "must be a number in [0, 1)", ge=0, lt=1)
+    hidden: PositiveInt = key(32, "units of the hidden layer")
+    dropout: number_in(0, 1, open_high=True) = key(0.0, "dropout before the output layer")
 
 
 class TrainSettings(Section):
-    seed: int = key(42, "initialisation, shuffling, the search's sampling", "must be an integer")
-    optimizer: Optimizer = key("adam", "adam | adamw | sgd", "must be one of " + ", ".join(Optimizer.__args__))
-    weight_decay: float = key(0.1, "L2 penalty", "must be a number >= 0", ge=0)
-    standardize: bool = key(False, "z-score inputs with train-split statistics", "must be true or false")
-    patience: int | None = key(
-        10,
-        "stop after this many epochs without a lower validation loss (null: never)",
-        "must be a positive integer",
-        gt=0,
+    seed: int = key(42, "initialisation, shuffling, the search's sampling")
+    optimizer: Optimizer = key("adam", "adam | adamw | sgd")
+    weight_decay: NonNegativeFloat = key(0.1, "L2 penalty")
+    standardize: bool = key(False, "z-score inputs with train-split statistics")
+    patience: Optional[PositiveInt] = key(
+        10, "stop after this many epochs without a lower validation loss (null: never)"
     )
 
 
 class EvaluateSettings(Section):
-    bootstrap: int = key(
-        1000, "speaker-level bootstrap resamples for the 95 % confidence intervals", "must be a positive integer", gt=0
-    )
-    calibration_bins: int = key(
-        10, "equal-width P(female) bins of the calibration plot", "must be an integer >= 2", ge=2
-    )
+    bootstrap: PositiveInt = key(1000, "speaker-level bootstrap resamples for the 95 % confidence intervals")
+    calibration_bins: at_least(2) = key(10, "equal-width P(female) bins of the calibration plot")
 
 
 # -- robustness: the test split under degraded conditions -----------------------------------------
@@ -509,9 +446,9 @@ class CleanCondition(Section):
 
 class TelephoneCondition(Section):
     kind: Literal["telephone"]
-    low_hz: float = key(300.0, "band-pass low edge, Hz", "must be a positive number (Hz)", gt=0)
-    high_hz: float = key(3400.0, "band-pass high edge, Hz", "must be a positive number (Hz)", gt=0)
-    codec: Literal["mulaw", "gsm"] = key("mulaw", "mulaw (G.711) | gsm (GSM 06.10)", "must be mulaw or gsm")
+    low_hz: PositiveFloat = key(300.0, "band-pass low edge, Hz")
+    high_hz: PositiveFloat = key(3400.0, "band-pass high edge, Hz")
+    codec: Literal["mulaw", "gsm"] = key("mulaw", "mulaw (G.711) | gsm (GSM 06.10)")
 
     @model_validator(mode="after")
     def _band(self):
@@ -522,19 +459,19 @@ class TelephoneCondition(Section):
 
 class NoiseCondition(Section):
     kind: Literal["noise"]
-    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB", "must be a number (dB)")
+    snr_db: float = key(10.0, "white noise, signal-to-noise ratio in dB")
 
 
 class BabbleCondition(Section):
     kind: Literal["babble"]
-    talkers: PositiveInt = key(3, "other test speakers talking at once", "must be a positive integer")
-    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB", "must be a number (dB)")
+    talkers: PositiveInt = key(3, "other test speakers talking at once")
+    snr_db: float = key(5.0, "the recording over the other talkers' sum, dB")
 
 
 class RoomCondition(Section):
     kind: Literal["room"]
-    rt60_s: float = key(0.9, "reverberation time (Sabine), s", "must be a positive number (s)", gt=0, le=3)
-    rooms: PositiveInt = key(8, "rooms drawn (each recording heard in one of them)", "must be a positive integer")
+    rt60_s: number_in(0, 3, open_low=True) = key(0.9, "reverberation time (Sabine), s")
+    rooms: PositiveInt = key(8, "rooms drawn (each recording heard in one of them)")
 
 
 class Mp3Condition(Section):
@@ -547,29 +484,27 @@ class LevelCondition(Section):
     dbfs: float = key(-45.0, "RMS level, dBFS, stored as 16-bit PCM", "must be a number <= 0 (dBFS)", le=0)
 
 
-Condition = Annotated[
-    Union[
-        CleanCondition,
-        TelephoneCondition,
-        NoiseCondition,
-        BabbleCondition,
-        RoomCondition,
-        Mp3Condition,
-        LevelCondition,
-    ],
-    Field(discriminator="kind"),
-]
-CONDITION_KINDS = ("clean", "telephone", "noise", "babble", "room", "mp3", "level")
+CONDITIONS = (
+    CleanCondition,
+    TelephoneCondition,
+    NoiseCondition,
+    BabbleCondition,
+    RoomCondition,
+    Mp3Condition,
+    LevelCondition,
+)
+Condition = Annotated[Union[CONDITIONS], Field(discriminator="kind")]
+#: robustness.conditions' kinds, as the condition classes name them
+CONDITION_KINDS = tuple(get_args(c.model_fields["kind"].annotation)[0] for c in CONDITIONS)
 
 
 class RobustnessSettings(Section):
-    """robustness: the test split scored under degraded conditions (voicegender.degrade)."""
+    """robustness: the test split scored under degraded conditions (voicegender.audio.degrade)."""
 
-    seed: int = key(0, "every condition's draws, seeded per recording", "must be an int >= 0", ge=0)
+    seed: NonNegativeInt = key(0, "every condition's draws, seeded per recording")
     max_per_speaker: Optional[PositiveInt] = key(
         10,
         "test recordings per speaker scored (a seeded choice; null = all): bounds the cost on big corpora",
-        "must be a positive int or null (every recording)",
     )
     conditions: dict[str, Condition] = key(
         {
@@ -582,7 +517,7 @@ class RobustnessSettings(Section):
             "mp3_32k": Mp3Condition(kind="mp3"),
             "quiet": LevelCondition(kind="level"),
         },
-        "name -> {kind: clean | telephone | noise | babble | room | mp3 | level, its settings}",
+        "name -> {kind: " + " | ".join(CONDITION_KINDS) + ", its settings}",
         "must map names to conditions, each with a kind among " + ", ".join(CONDITION_KINDS),
         min_length=1,
     )
@@ -594,7 +529,7 @@ class RobustnessSettings(Section):
 class SpaceEntry(Section):
     """One hyperparameter's distribution in tune.space."""
 
-    type: Distribution = key(..., "how values are drawn", "must be one of " + ", ".join(Distribution.__args__))
+    type: Distribution = key(..., "how values are drawn")
     low: float | None = key(None, "uniform / loguniform / randint: the lowest value", "must be a number")
     high: float | None = key(None, "uniform / loguniform / randint: the highest value (inclusive)", "must be a number")
     values: list[Any] | None = key(None, "choice: the values", "must be a non-empty list")
@@ -606,28 +541,20 @@ SEARCHABLE = TRAIN_KEYS + tuple(ModelSettings.model_fields)
 
 
 class AshaSettings(Section):
-    grace_period: int = key(1, "epochs before a trial can be stopped", "must be a positive integer", gt=0)
+    grace_period: PositiveInt = key(1, "epochs before a trial can be stopped")
     reduction_factor: float = key(2.0, "keep the best 1/this at each milestone", "must be a number > 1.0", gt=1)
 
 
 class RaySettings(Section):
     """ray: the Ray cluster that tune and featurize run on (none: a local Ray / process pool)."""
 
-    address: str | None = key(
-        None,
-        "null = no cluster (or $RAY_ADDRESS); else an existing cluster's address, e.g. 10.0.0.5:6379",
-        "must be a non-empty string",
-        pattern=r"\S",
+    address: Optional[NonEmptyStr] = key(
+        None, "null = no cluster (or $RAY_ADDRESS); else an existing cluster's address, e.g. 10.0.0.5:6379"
     )
-    storage: str | None = key(
-        None,
-        "tune's trial results: null = data/ray under the repository; on a cluster, shared storage",
-        "must be a non-empty string",
-        pattern=r"\S",
+    storage: Optional[NonEmptyStr] = key(
+        None, "tune's trial results: null = data/ray under the repository; on a cluster, shared storage"
     )
-    connect_timeout_s: float = key(
-        10.0, "give up on an unreachable ray.address after this long, s", "must be a positive number", gt=0
-    )
+    connect_timeout_s: PositiveFloat = key(10.0, "give up on an unreachable ray.address after this long, s")
 
 
 #: tune keys that moved to the ray section (a params.yaml that still has them gets told so)
@@ -635,20 +562,14 @@ MOVED_TO_RAY = ("address", "storage", "connect_timeout_s")
 
 
 class TuneSettings(Section):
-    num_samples: int = key(20, "trials", "must be a positive integer", gt=0)
-    search: Literal["random", "tpe"] = key(
-        "random", "random (the report's) | tpe (Optuna)", "must be one of random, tpe"
-    )
-    cpus_per_trial: float = key(
-        1.0, "CPUs per trial; torch threads per trial = max(1, int(this))", "must be a positive number", gt=0
-    )
+    num_samples: PositiveInt = key(20, "trials")
+    search: Literal["random", "tpe"] = key("random", "random (the report's) | tpe (Optuna)")
+    cpus_per_trial: PositiveFloat = key(1.0, "CPUs per trial; torch threads per trial = max(1, int(this))")
     gpus_per_trial: Union[Literal["auto"], Annotated[float, Field(ge=0)]] = key(
         "auto", "auto = the GPUs shared evenly among concurrent trials | a number", "must be `auto` or a number >= 0"
     )
-    metric: Literal["val_loss", "val_accuracy"] = key(
-        "val_loss", "what ASHA and the best-trial pick optimise", "must be one of val_loss, val_accuracy"
-    )
-    mode: Literal["min", "max"] = key("min", "min for val_loss, max for val_accuracy", "must be one of min, max")
+    metric: Literal["val_loss", "val_accuracy"] = key("val_loss", "what ASHA and the best-trial pick optimise")
+    mode: Literal["min", "max"] = key("min", "min for val_loss, max for val_accuracy")
     space: dict[str, SpaceEntry] = key(
         {
             "lr": SpaceEntry(type="loguniform", low=1.0e-5, high=1.0e-2),
@@ -701,7 +622,7 @@ def _searchable(name: str, d: SpaceEntry) -> str | None:
         return f"{key_name} takes whole values: use choice or randint"
     values = d.values if d.type == "choice" else [d.low, d.high]
     section = TopLevel if key_name in TRAIN_KEYS else ModelSettings
-    rule = section.model_fields[key_name].json_schema_extra["rule"]
+    rule = rule_of(section.model_fields[key_name])
     bad = [v for v in values if v == "tuned" or not _valid_as(section, key_name, v)]
     return f"invalid value(s) {bad}: {rule}" if bad else None
 
@@ -719,34 +640,34 @@ def _valid_as(section: type[BaseModel], name: str, value: Any) -> bool:
 
 
 class LogisticSettings(Section):
-    C: float = key(1.0, "inverse L2 strength", "must be a positive number", gt=0)
-    max_iter: int = key(2000, "solver iterations", "must be a positive integer", gt=0)
+    C: PositiveFloat = key(1.0, "inverse L2 strength")
+    max_iter: PositiveInt = key(2000, "solver iterations")
 
 
 class MLPBaselineSettings(Section):
     hidden: list[PositiveInt] = key(
         [64], "units per hidden layer", "must be a non-empty list of positive integers", min_length=1
     )
-    alpha: float = key(1.0e-3, "L2 penalty", "must be a number >= 0", ge=0)
-    max_iter: int = key(300, "epochs (adam)", "must be a positive integer", gt=0)
-    early_stopping: bool = key(False, "true holds out 10 % of train", "must be true or false")
+    alpha: NonNegativeFloat = key(1.0e-3, "L2 penalty")
+    max_iter: PositiveInt = key(300, "epochs (adam)")
+    early_stopping: bool = key(False, "true holds out 10 % of train")
 
 
 class RandomForestSettings(Section):
-    n_estimators: int = key(300, "trees", "must be a positive integer", gt=0)
-    max_depth: int | None = key(None, "null = grown until pure", "must be a positive integer", gt=0)
-    min_samples_leaf: int = key(1, "smallest leaf", "must be a positive integer", gt=0)
+    n_estimators: PositiveInt = key(300, "trees")
+    max_depth: Optional[PositiveInt] = key(None, "null = grown until pure")
+    min_samples_leaf: PositiveInt = key(1, "smallest leaf")
 
 
 class HistGradientBoostingSettings(Section):
-    max_iter: int = key(200, "boosting iterations", "must be a positive integer", gt=0)
-    learning_rate: float = key(0.1, "shrinkage", "must be a positive number", gt=0)
-    max_leaf_nodes: int = key(31, "leaves per tree", "must be an integer >= 2", ge=2)
-    l2_regularization: float = key(0.0, "L2 penalty", "must be a number >= 0", ge=0)
+    max_iter: PositiveInt = key(200, "boosting iterations")
+    learning_rate: PositiveFloat = key(0.1, "shrinkage")
+    max_leaf_nodes: at_least(2) = key(31, "leaves per tree")
+    l2_regularization: NonNegativeFloat = key(0.0, "L2 penalty")
 
 
 class BaselineSettings(Section):
-    """baselines: scikit-learn classifiers on the same features and splits (voicegender.baselines)."""
+    """baselines: scikit-learn classifiers on the same features and splits (voicegender.evaluation.baselines)."""
 
     models: list[BaselineName] = key(
         ["logistic", "mlp", "random_forest", "hist_gradient_boosting"],
@@ -754,17 +675,11 @@ class BaselineSettings(Section):
         "must be a non-empty list of " + ", ".join(BaselineName.__args__),
         min_length=1,
     )
-    n_jobs: int = key(-1, "cores for the random forest", "must be a non-zero integer (-1 = all cores)")
+    n_jobs: Jobs = key(-1, "cores for the random forest")
     logistic: LogisticSettings = Field(default_factory=LogisticSettings)
     mlp: MLPBaselineSettings = Field(default_factory=MLPBaselineSettings)
     random_forest: RandomForestSettings = Field(default_factory=RandomForestSettings)
     hist_gradient_boosting: HistGradientBoostingSettings = Field(default_factory=HistGradientBoostingSettings)
-
-    @model_validator(mode="after")
-    def _nonzero(self):
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs: must be a non-zero integer (-1 = all cores), got 0")
-        return self
 
 
 # -- the whole file -------------------------------------------------------------------------------
@@ -773,16 +688,14 @@ class BaselineSettings(Section):
 class TopLevel(Section):
     """params.yaml's top-level keys (the training keys tune.space can search among them)."""
 
-    corpus: CorpusName = key(
-        "synthetic", "synthetic | libritts | folder", "must be one of " + ", ".join(CorpusName.__args__)
-    )
-    lr: Union[Literal["tuned"], Annotated[float, Field(gt=0)]] = key(
+    corpus: CorpusName = key("synthetic", "synthetic | libritts | folder")
+    lr: Union[Literal["tuned"], PositiveFloat] = key(
         "tuned", "a float, or `tuned` = the tune stage's best", "must be `tuned` or a positive number"
     )
-    batch_size: Union[Literal["tuned"], Annotated[int, Field(gt=0)]] = key(
+    batch_size: Union[Literal["tuned"], PositiveInt] = key(
         "tuned", "an int, or `tuned`", "must be `tuned` or a positive integer"
     )
-    epochs: int = key(40, "upper bound for the final training", "must be a positive integer", gt=0)
+    epochs: PositiveInt = key(40, "upper bound for the final training")
     device: str = key(
         "auto",
         "auto (CUDA when present) | cpu | cuda | cuda:N | mps",
@@ -884,7 +797,7 @@ def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefi
             field = fields[part]
             section = field.annotation
         name = prefix + ".".join(path)
-        if err["type"] == "value_error":
+        if err["type"] == "value_error" and not isinstance(err["ctx"]["error"], BrokenRule):
             for line in str(err["ctx"]["error"]).splitlines():
                 lines.append(f"{prefix}{'.'.join(path)}{'.' if path else ''}{line}")
             continue
@@ -896,7 +809,7 @@ def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefi
         if err["type"] == "missing":
             lines.append(f"{name}: missing")
             continue
-        rule = (field.json_schema_extra or {}).get("rule") if field is not None else None
+        rule = rule_of(field) if field is not None else None
         rule = rule or "must be " + err["msg"][0].lower() + err["msg"][1:]
         if isinstance(value, str) and "number" in rule and _looks_like_number(value):
             rule += FLOAT_HINT

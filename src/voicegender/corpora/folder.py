@@ -14,7 +14,7 @@ from typing import Iterable
 
 import soundfile as sf
 
-from voicegender.dataset import SPLITS, normalize_sex
+from voicegender.corpora.labels import SPLITS, normalize_sex
 from voicegender.errors import CorpusError
 
 
@@ -42,23 +42,8 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
     outside it); `id` is the member without extension ('/' kept), unique per manifest.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} does not exist")
     base = path.parent.resolve()
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip().lower() for h in next(reader)]
-        except StopIteration:
-            raise ManifestError(f"manifest {path} is empty: expected a header path,speaker,sex[,split]") from None
-        lines = list(reader)
-    missing_cols = [c for c in ("path", "speaker", "sex") if c not in header]
-    if missing_cols:
-        raise ManifestError(
-            f"manifest {path} lacks column(s) {', '.join(missing_cols)}: "
-            f"header is {','.join(header)!r}, expected path,speaker,sex[,split]"
-        )
-    col = {c: header.index(c) for c in ("path", "speaker", "sex", "split") if c in header}
+    col, lines = _read_table(path)
     suffixes = _audio_suffixes()
     errors: list[str] = []
     rows: list[dict] = []
@@ -84,19 +69,9 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
             problems.append("no path")
         else:
             file = Path(os.path.normpath(base / Path(raw_path).expanduser()))
-            duration_s = None
-            if file.suffix.lower() not in suffixes:
-                problems.append(f"{raw_path}: not an audio file extension (wav, flac, ...)")
-            elif not file.is_file():
-                problems.append(f"{raw_path}: file not found ({file})")
-            elif check_audio:
-                try:
-                    info = sf.info(str(file))
-                    duration_s = info.frames / info.samplerate
-                    if info.frames == 0:
-                        problems.append(f"{raw_path}: no audio samples")
-                except (RuntimeError, ValueError, OSError) as e:
-                    problems.append(f"{raw_path}: not readable audio ({e})")
+            duration_s, problem = _check_file(raw_path, file, suffixes, check_audio)
+            if problem:
+                problems.append(problem)
             if file in seen_paths:
                 problems.append(f"{raw_path}: listed twice (also line {seen_paths[file]})")
             seen_paths.setdefault(file, lineno)
@@ -105,11 +80,7 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
         if problems:
             errors.append(f"line {lineno}: " + "; ".join(problems))
             continue
-        if base in file.parents:
-            source, member = base, file.relative_to(base).as_posix()
-        else:
-            source, member = file.parent, file.name
-        uid = (member if source == base else file.as_posix()).rsplit(".", 1)[0]
+        source, member, uid = _locate(base, file)
         if uid in seen_ids:
             errors.append(f"line {lineno}: {raw_path}: same id {uid!r} as line {seen_ids[uid]}")
             continue
@@ -126,15 +97,69 @@ def read_folder_manifest(path: Path, *, check_audio: bool = True) -> list[dict]:
                 "duration_s": duration_s,
             }
         )
-    for speaker, by_sex in sorted(sexes_of.items()):
-        if len(by_sex) > 1:
-            where = ", ".join(f"{s} on line(s) {', '.join(map(str, ls))}" for s, ls in sorted(by_sex.items()))
-            errors.append(f"speaker {speaker} is given two sexes: {where}")
+    errors += _two_sexes(sexes_of)
     if errors:
         raise ManifestError(f"manifest {path} has {len(errors)} problem(s):{_listing_all(errors)}")
     if not rows:
         raise ManifestError(f"manifest {path} lists no recordings")
     return rows
+
+
+def _read_table(path: Path) -> tuple[dict[str, int], list[list[str]]]:
+    """The manifest's column indices (path, speaker, sex and split if present) and its data lines."""
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except StopIteration:
+            raise ManifestError(f"manifest {path} is empty: expected a header path,speaker,sex[,split]") from None
+        lines = list(reader)
+    missing_cols = [c for c in ("path", "speaker", "sex") if c not in header]
+    if missing_cols:
+        raise ManifestError(
+            f"manifest {path} lacks column(s) {', '.join(missing_cols)}: "
+            f"header is {','.join(header)!r}, expected path,speaker,sex[,split]"
+        )
+    return {c: header.index(c) for c in ("path", "speaker", "sex", "split") if c in header}, lines
+
+
+def _check_file(raw_path: str, file: Path, suffixes, check_audio: bool) -> tuple[float | None, str | None]:
+    """(duration in s from the header, with ``check_audio``; else None) and what is wrong with the
+    listed ``file`` (None: nothing): its extension, existence, and with ``check_audio`` its header."""
+    if file.suffix.lower() not in suffixes:
+        return None, f"{raw_path}: not an audio file extension (wav, flac, ...)"
+    if not file.is_file():
+        return None, f"{raw_path}: file not found ({file})"
+    if not check_audio:
+        return None, None
+    try:
+        info = sf.info(str(file))
+    except (RuntimeError, ValueError, OSError) as e:
+        return None, f"{raw_path}: not readable audio ({e})"
+    return info.frames / info.samplerate, (f"{raw_path}: no audio samples" if info.frames == 0 else None)
+
+
+def _locate(base: Path, file: Path) -> tuple[Path, str, str]:
+    """(source, member, id) of ``file``: the manifest folder ``base`` and the path under it, or for
+    a file outside it its own folder and name; the id is the member (or the whole path for a file
+    outside ``base``) without its extension."""
+    if base in file.parents:
+        source, member = base, file.relative_to(base).as_posix()
+    else:
+        source, member = file.parent, file.name
+    return source, member, (member if source == base else file.as_posix()).rsplit(".", 1)[0]
+
+
+def _two_sexes(sexes_of: dict[str, dict[str, list[int]]]) -> list[str]:
+    """A problem line per speaker listed with more than one sex (``sexes_of``: speaker -> sex -> lines)."""
+    return [
+        f"speaker {speaker} is given two sexes: "
+        + ", ".join(f"{s} on line(s) {', '.join(map(str, ls))}" for s, ls in sorted(by_sex.items()))
+        for speaker, by_sex in sorted(sexes_of.items())
+        if len(by_sex) > 1
+    ]
 
 
 def _listing_all(items: list[str]) -> str:

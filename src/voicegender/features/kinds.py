@@ -13,7 +13,7 @@ Kinds (``features.kind``; the settings are :class:`voicegender.params.FeatureSet
 ``pitch_mel``      (2 * n_mels + 6,)     ``log_mel_stats`` followed by ``pitch_stats``.
 ``log_mel_patch``  (n_mels, patch_frames) log-mel in dB, centre-cropped / padded in time.
 ``ge2e``           (256,)                a pretrained GE2E speaker encoder's embedding
-                                          (``voicegender.speaker_encoder``; always at 16 kHz,
+                                          (``voicegender.features.speaker_encoder``; always at 16 kHz,
                                           ``sample_rate`` / ``n_fft`` / ... do not apply;
                                           ``extract_many`` embeds a chunk's utterances in one
                                           batch, see ``GE2E_CHUNK``).
@@ -23,9 +23,9 @@ Kinds (``features.kind``; the settings are :class:`voicegender.params.FeatureSet
 times faster: decode at the native rate (16-bit PCM wav straight from the bytes), the same
 soxr_hq resampler as librosa, float32 FFTs on cache-sized blocks of frames, and, since the mel
 projection is linear, the time mean of the power spectrum is taken *before* the mel matmul.
-The signal processing itself lives in :mod:`voicegender.spectral`, decoding in
-:mod:`voicegender.audio`, the process pool that featurizes many files in
-:mod:`voicegender.extraction`.
+The signal processing itself lives in :mod:`voicegender.audio.spectral`, decoding in
+:mod:`voicegender.audio.decode`, the process pool that featurizes many files in
+:mod:`voicegender.features.extraction`.
 The other kinds keep float64 FFTs: their per-frame log-mel reaches down to -100 dB.
 """
 
@@ -38,11 +38,11 @@ import typing
 
 import numpy as np
 
-from voicegender.audio import decode_audio
+from voicegender.audio.decode import decode_audio
 from voicegender.params import FeatureKind, FeatureSettings
-from voicegender.spectral import (
+from voicegender.audio.spectral import (
     LOG_FLOOR_DB,
-    _mel_project,
+    mel_project,
     mean_power_spectrum,
     mel_spectrogram,
     mfcc,
@@ -51,7 +51,7 @@ from voicegender.spectral import (
     yin,
 )
 
-#: the feature kinds, by features.kind: the schema's choices (voicegender.params.FeatureKind), dispatched on in _compute
+#: the feature kinds, by features.kind: the schema's choices (voicegender.params.FeatureKind), dispatched on in compute_features
 KINDS = typing.get_args(FeatureKind)
 
 PITCH_STATS_NAMES = ("f0_median_hz", "f0_mean_hz", "f0_std_hz", "f0_p10_hz", "f0_p90_hz", "voiced_fraction")
@@ -79,7 +79,7 @@ def _analysis_signal(y: np.ndarray, sr: int, cfg: FeatureSettings) -> tuple[np.n
 # ----------------------------------------------------------------------------- kinds (arrays)
 
 
-def mean_mel(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+def mean_mel(y: np.ndarray, sr: int, *, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
     """Time-mean mel power spectrum (n_mels,) float32, power units (|amplitude|^2), no log.
 
     Mean of the linear power spectrum first, then one (sparse) mel projection: exact since mel
@@ -95,25 +95,24 @@ def mean_mel(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n
     stays <= 2e-5). Per element is thus not a usable criterion for float32 FFTs; float64 FFTs
     (``_stft_blocks(..., np.float64)``, ~1.5x slower) would meet it too.
     """
-    return _mel_project(mean_power_spectrum(y, n_fft, hop_length), sr, n_fft, n_mels).astype(np.float32)
+    power = mean_power_spectrum(y, n_fft=n_fft, hop_length=hop_length)
+    return mel_project(power, sr, n_fft, n_mels).astype(np.float32)
 
 
-def log_mel_stats(y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
+def log_mel_stats(y: np.ndarray, sr: int, *, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
     """[mean over time, std over time] of log-mel per band: (2 * n_mels,) float32, in dB
     (``power_to_db`` without top_db: 10*log10(max(power, 1e-10)), so >= -100 dB)."""
-    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels))
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels))
     return np.concatenate([log_s.mean(axis=1), log_s.std(axis=1)]).astype(np.float32)
 
 
-def mfcc_stats(
-    y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
-) -> np.ndarray:
+def mfcc_stats(y: np.ndarray, sr: int, *, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
     """(6 * n_mfcc,) float32: [mean(mfcc), mean(delta), mean(delta2), std(mfcc), std(delta), std(delta2)],
     each block n_mfcc long; MFCC in dB-scaled DCT units, deltas per frame (width 9 Savitzky-Golay,
     as librosa.feature.delta; 'nearest' edge mode when the file has fewer than 9 frames)."""
     import librosa
 
-    c = mfcc(y, sr, n_mfcc, n_fft, hop_length, n_mels)
+    c = mfcc(y, sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     mode = "interp" if c.shape[1] >= 9 else "nearest"
     d1 = librosa.feature.delta(c, order=1, mode=mode)
     d2 = librosa.feature.delta(c, order=2, mode=mode)
@@ -121,16 +120,14 @@ def mfcc_stats(
     return np.concatenate([stacked.mean(axis=1), stacked.std(axis=1)]).astype(np.float32)
 
 
-def pitch_stats(
-    y: np.ndarray, sr: int, fmin: float = 60.0, fmax: float = 400.0, hop_length: int = 512, threshold: float = 0.15
-) -> np.ndarray:
+def pitch_stats(y: np.ndarray, sr: int, *, fmin: float, fmax: float, hop_length: int, threshold: float) -> np.ndarray:
     """F0 statistics over voiced frames, (6,) float32, see PITCH_STATS_NAMES:
     median, mean, std, 10th and 90th percentile of F0 in Hz, and the voiced fraction (0..1).
 
     With no voiced frame (silence, noise) the F0 values fall back to sqrt(fmin * fmax) Hz
     (an uninformative mid-range value, std 0) and voiced_fraction is 0, so the vector stays finite.
     """
-    f0, voiced = yin(y, sr, fmin, fmax, hop_length, threshold)
+    f0, voiced = yin(y, sr, fmin=fmin, fmax=fmax, hop_length=hop_length, threshold=threshold)
     v = f0[voiced]
     if v.size == 0:
         mid = math.sqrt(fmin * fmax)
@@ -139,12 +136,10 @@ def pitch_stats(
     return np.array([p50, v.mean(), v.std(), p10, p90, v.size / f0.size], dtype=np.float32)
 
 
-def log_mel_patch(
-    y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128, patch_frames: int = 128
-) -> np.ndarray:
+def log_mel_patch(y: np.ndarray, sr: int, *, n_fft: int, hop_length: int, n_mels: int, patch_frames: int) -> np.ndarray:
     """Log-mel patch (n_mels, patch_frames) float32 in dB (as log_mel_stats, >= -100 dB):
     the centre patch_frames frames; shorter files are centred and padded with -100 dB (silence)."""
-    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels))
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels))
     n = log_s.shape[1]
     if n >= patch_frames:
         start = (n - patch_frames) // 2
@@ -158,48 +153,46 @@ def log_mel_patch(
 # ----------------------------------------------------------------------------- dispatch
 
 
-def compute_features(y: np.ndarray, sr: int, config: FeatureSettings) -> np.ndarray:
+def compute_features(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
     """Feature of one decoded signal (mono float samples at ``sr`` Hz) for the ``features:`` settings."""
-    return _compute(y, sr, config)
-
-
-def _compute(y: np.ndarray, sr: int, cfg: FeatureSettings) -> np.ndarray:
     if y.size == 0:
         raise ValueError("empty audio (0 samples)")
     kind = cfg.kind
     if kind == "ge2e":
-        from voicegender.speaker_encoder import ge2e_embedding
+        from voicegender.features.speaker_encoder import ge2e_embedding
 
         return ge2e_embedding(
             y,
             sr,
-            cfg.ge2e_rate,
-            cfg.ge2e_min_coverage,
-            cfg.target_dbfs,
-            encoder_device(cfg.encoder_device),
-            cfg.ge2e_precision,
+            rate=cfg.ge2e_rate,
+            min_coverage=cfg.ge2e_min_coverage,
+            target_dbfs=cfg.target_dbfs,
+            device=encoder_device(cfg.encoder_device),
+            precision=cfg.ge2e_precision,
         )
     y, sr = _analysis_signal(y, sr, cfg)
-    n_fft, hop, n_mels = cfg.n_fft, cfg.hop_length, cfg.n_mels
+    stft = {"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "n_mels": cfg.n_mels}
     if kind == "mean_mel":
-        return mean_mel(y, sr, n_fft, hop, n_mels)
+        return mean_mel(y, sr, **stft)
     if kind == "log_mel_stats":
-        return log_mel_stats(y, sr, n_fft, hop, n_mels)
+        return log_mel_stats(y, sr, **stft)
     if kind == "mfcc_stats":
-        return mfcc_stats(y, sr, cfg.n_mfcc, n_fft, hop, n_mels)
+        return mfcc_stats(y, sr, n_mfcc=cfg.n_mfcc, **stft)
     if kind == "log_mel_patch":
-        return log_mel_patch(y, sr, n_fft, hop, n_mels, cfg.patch_frames)
+        return log_mel_patch(y, sr, patch_frames=cfg.patch_frames, **stft)
     if cfg.fmax_f0 >= sr / 4:  # native rates are only known here
         raise ValueError(f"features.fmax_f0={cfg.fmax_f0} Hz is too high for {sr} Hz audio")
-    pitch = pitch_stats(y, sr, cfg.fmin_f0, cfg.fmax_f0, hop, cfg.yin_threshold)
+    pitch = pitch_stats(
+        y, sr, fmin=cfg.fmin_f0, fmax=cfg.fmax_f0, hop_length=cfg.hop_length, threshold=cfg.yin_threshold
+    )
     if kind == "pitch_stats":
         return pitch
-    return np.concatenate([log_mel_stats(y, sr, n_fft, hop, n_mels), pitch])  # pitch_mel
+    return np.concatenate([log_mel_stats(y, sr, **stft), pitch])  # pitch_mel
 
 
 def featurize(data: bytes, config: FeatureSettings) -> np.ndarray:
     """Feature of one encoded audio file (wav/flac bytes)."""
-    return _compute(*decode_audio(data), config)
+    return compute_features(*decode_audio(data), config)
 
 
 def mean_mel_reference(path_or_bytes: str | os.PathLike | bytes, sr: int | None = 22050) -> np.ndarray:

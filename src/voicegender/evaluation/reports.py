@@ -1,4 +1,4 @@
-"""Writing metrics and tables in diff-friendly, byte-stable forms (figures: :mod:`voicegender.plots`)."""
+"""Writing metrics and tables in diff-friendly, byte-stable forms (figures: :mod:`voicegender.evaluation.plots`)."""
 
 from __future__ import annotations
 

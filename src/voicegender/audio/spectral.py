@@ -51,7 +51,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The filterbank's nonzero weights as (bands with any, bin index, weight, segment start):
     each slaney filter is one run of bins, so a mel projection is one gather + np.add.reduceat
     (~20x less work than the dense (n_mels, n_fft // 2 + 1) product, and no BLAS threads)."""
@@ -67,9 +67,9 @@ def _mel_segments(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndar
     return bands, idx, weights, starts
 
 
-def _mel_project(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+def mel_project(power: np.ndarray, sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """mel_filterbank(sr, n_fft, n_mels) @ power for one power spectrum (float64 in and out)."""
-    bands, idx, weights, starts = _mel_segments(sr, n_fft, n_mels)
+    bands, idx, weights, starts = mel_segments(sr, n_fft, n_mels)
     out = np.zeros(n_mels)
     if len(bands):
         out[bands] = np.add.reduceat(weights * power[idx], starts)
@@ -152,7 +152,7 @@ def _power_blocks(y: np.ndarray, n_fft: int, hop_length: int, dtype: type = np.f
         yield spec.real**2 + spec.imag**2
 
 
-def mean_power_spectrum(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+def mean_power_spectrum(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     """Time mean of the power spectrum |STFT|^2, shape (n_fft // 2 + 1,), float64.
 
     Float32 FFTs (the hot path of ``mean_mel``), sums of squares accumulated in float64 across
@@ -171,7 +171,7 @@ def mean_power_spectrum(y: np.ndarray, n_fft: int = 2048, hop_length: int = 512)
 
 
 def mel_spectrogram(
-    y: np.ndarray, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128, dtype: type = np.float64
+    y: np.ndarray, sr: int, *, n_fft: int, hop_length: int, n_mels: int, dtype: type = np.float64
 ) -> np.ndarray:
     """Mel power spectrogram (n_mels, n_frames); equals librosa.feature.melspectrogram. ``dtype``:
     float64 as librosa computes it, or float32 FFTs and projection (~1.6x faster, within ~1.4e-7
@@ -189,24 +189,23 @@ def power_to_db(S: np.ndarray, top_db: float | None = None) -> np.ndarray:
     return log_s
 
 
-def mfcc(
-    y: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
-) -> np.ndarray:
+def mfcc(y: np.ndarray, sr: int, *, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
     """MFCC (n_mfcc, n_frames) float64: ``librosa.feature.mfcc`` (DCT-II ortho) of our dB mel
     spectrogram (top_db 80), i.e. librosa.feature.mfcc(y=...) with our faster mel front end."""
     import librosa
 
-    log_s = power_to_db(mel_spectrogram(y, sr, n_fft, hop_length, n_mels), top_db=80.0)
+    log_s = power_to_db(mel_spectrogram(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels), top_db=80.0)
     return librosa.feature.mfcc(S=log_s, n_mfcc=n_mfcc)
 
 
 def yin(
     y: np.ndarray,
     sr: int,
-    fmin: float = 60.0,
-    fmax: float = 400.0,
-    hop_length: int = 512,
-    threshold: float = 0.15,
+    *,
+    fmin: float,
+    fmax: float,
+    hop_length: int,
+    threshold: float,
     silence_db: float = 40.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """YIN F0 track: (f0 Hz per frame, voiced flag per frame), 1 + len(y) // hop_length frames

@@ -18,10 +18,11 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from voicegender.models import Standardized
+from voicegender.models.networks import Standardized
+from voicegender.runtime import torch_threads
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else Apple's MPS, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
@@ -39,19 +40,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """``adam`` (default), ``adamw`` or ``sgd`` (momentum 0.9)."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
-    raise ValueError(f"train.optimizer: unknown optimizer {name!r}")
-
-
 SGD_MOMENTUM = 0.9
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults, as the report used
+#: train.optimizer's choices (the schema's: voicegender.params.Optimizer): torch.optim's class,
+#: its own keyword arguments, and the fused kernel of :class:`_Update`
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {}, "_fused_adam_"),
+    "adamw": (torch.optim.AdamW, {}, "_fused_adamw_"),
+    "sgd": (torch.optim.SGD, {"momentum": SGD_MOMENTUM}, "_fused_sgd_"),
+}
+
+
+def make_optimizer(name: str, params, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``adam``, ``adamw`` or ``sgd`` (momentum 0.9): torch.optim's."""
+    cls, extra, _ = OPTIMIZERS[name]
+    return cls(params, lr=lr, weight_decay=weight_decay, **extra)
 
 
 class _Update:
@@ -65,13 +68,11 @@ class _Update:
     def __init__(self, name: str, params: list[torch.Tensor], lr: float, weight_decay: float):
         self.name, self.params, self.lr, self.wd = name, params, lr, weight_decay
         device = params[0].device
-        fused = {"adam": "_fused_adam_", "adamw": "_fused_adamw_", "sgd": "_fused_sgd_"}.get(name)
-        if fused is None:
-            raise ValueError(f"train.optimizer: unknown optimizer {name!r}")
+        fused = OPTIMIZERS[name][2]
         self.kernel = getattr(torch, fused, None) if device.type in ("cpu", "cuda") else None
         self.fallback = None
         if self.kernel is None:
-            self.fallback = make_optimizer(name, params, lr, weight_decay)
+            self.fallback = make_optimizer(name, params, lr=lr, weight_decay=weight_decay)
             return
         self.state = [torch.zeros_like(p) for p in params]  # Adam's m; SGD's momentum buffer
         self.state2 = [torch.zeros_like(p) for p in params]  # Adam's v
@@ -121,7 +122,7 @@ class _Update:
 
 def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over axis 0 of the *training* features (float32), for
-    :class:`voicegender.models.Standardized`; validation and test never contribute.
+    :class:`voicegender.models.networks.Standardized`; validation and test never contribute.
 
     Works for vectors (N, D) and patches (N, n_mels, T) alike (statistics per element).
     std is floored at ``std_floor`` (absolute) so that constant features do not divide by 0.
@@ -132,17 +133,6 @@ def fit_standardizer(X_train: np.ndarray, std_floor: float = 1e-8) -> tuple[np.n
     mean = X.mean(axis=0)
     std = np.maximum(X.std(axis=0), std_floor)
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op thread count set to ``n`` inside the block, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -169,14 +159,16 @@ def fit(
     batch_size: int,
     epochs: int,
     seed: int,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    patience: int | None = None,
-    device: str | torch.device = "cpu",
+    optimizer: str,
+    weight_decay: float,
+    patience: int | None,
+    device: str | torch.device,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train ``model`` with binary cross-entropy and keep the weights of its best validation-loss epoch.
 
+    The settings are ``train:``'s (:class:`voicegender.params.TrainSettings`): ``optimizer``,
+    ``weight_decay`` (L2), ``patience`` (None: never stop early); ``device``: a torch device.
     Each epoch's record (``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy``) goes to ``on_epoch`` as soon as it is known. Training stops early after
     ``patience`` epochs without a lower validation loss. A non-finite loss raises
@@ -220,7 +212,7 @@ def fit(
     # 50-63 s an epoch with two torch threads, 0.9-2.3 s with one
     with (
         threadpool_limits(1, user_api="blas") if by_hand is not None else contextlib.nullcontext(),
-        _torch_threads(1) if by_hand is not None else contextlib.nullcontext(),
+        torch_threads(1) if by_hand is not None else contextlib.nullcontext(),
     ):
         for epoch in range(1, epochs + 1):
             net.train()

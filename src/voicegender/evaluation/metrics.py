@@ -117,11 +117,13 @@ def bootstrap_ci(
     y_true: np.ndarray,
     proba: np.ndarray,
     threshold: float,
-    n_resamples: int = 1000,
-    seed: int = 0,
+    *,
+    n_resamples: int,
+    seed: int,
     level: float = 0.95,
 ) -> dict:
-    """Speaker-level percentile bootstrap confidence intervals of the main metrics.
+    """Speaker-level percentile bootstrap confidence intervals of the main metrics
+    (``n_resamples``: ``evaluate.bootstrap``; ``seed``: ``train.seed``).
 
     Utterances of one speaker are not independent, so whole speakers are resampled with
     replacement (a speaker drawn twice counts twice). Returns ``{metric: [low, high]}`` for
@@ -163,7 +165,7 @@ def bootstrap_ci(
     return out
 
 
-def calibration_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> list[dict]:
+def calibration_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> list[dict]:
     """Reliability diagram data: per equal-width probability bin (non-empty ones), the mean
     predicted P(female), the observed fraction female, and the count."""
     y = np.asarray(y_true, dtype=float)
@@ -182,7 +184,7 @@ def calibration_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -
     ]
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> float:
     """Count-weighted mean |fraction female - mean predicted| over the calibration bins."""
     table = calibration_table(y_true, proba, n_bins)
     n = sum(r["count"] for r in table)

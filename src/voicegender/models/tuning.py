@@ -1,6 +1,6 @@
 """Hyperparameter search with Ray Tune: random search + ASHA's early stopping, decided in trial order.
 
-Each trial runs :func:`voicegender.training.fit` and reports every epoch to Tune; the scheduler
+Each trial runs :func:`voicegender.models.training.fit` and reports every epoch to Tune; the scheduler
 stops weak trials at ASHA's milestones, deciding as if the trials had run one after another
 (:class:`OrderedHalving`), so that the same search gives the same trials, epochs and results
 on every run, while the trials still run concurrently. Works locally or on a Ray cluster.
@@ -13,26 +13,27 @@ import logging
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from voicegender.cluster import ClusterUnreachable, check_reachable, resolve_address  # noqa: F401 (re-exported)
+# (cluster sets Ray's environment: no usage stats, quiet output, trial processes at normal priority)
+from voicegender.cluster import (  # noqa: F401 (ClusterUnreachable, check_reachable: re-exported)
+    ClusterUnreachable,
+    check_reachable,
+    ray_session,
+    remember_ctrl_c,
+    resolve_address,
+)
 from voicegender.errors import UserError
 from voicegender.params import TRAIN_KEYS, ModelSettings, SpaceEntry
 
-# Ray reads these at import time: no usage stats, the classic quiet output.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# no result files from Tune's default logger callbacks (the Recorder keeps the results)
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-# Ray runs trial processes at niceness 15: on a shared machine they then get a fraction of a core
-# (measured: ~0.4) while anything else runs. Our trials are the job, so run them at normal priority.
-os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
     import torch
     from ray import tune
 
-    from voicegender.models import build_model
-    from voicegender.training import fit, resolve_device
+    from voicegender.models.networks import build_model
+    from voicegender.models.training import fit, resolve_device
 
     # one thread per trial: concurrent trials each spawning all-core BLAS pools oversubscribe the CPU
     torch.set_num_threads(max(1, int(fixed.threads_per_trial)))
@@ -140,17 +141,17 @@ def run_search(
     space: dict[str, SpaceEntry],
     fixed: TrialSettings,
     num_samples: int,
-    metric: str = "val_loss",
-    mode: str = "min",
-    search: str = "random",
-    grace_period: int = 1,
-    reduction_factor: float = 2,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float | str = 0.0,
-    address: str | None = None,
-    storage_path: str | None = None,
-    connect_timeout_s: float = 10.0,
-    seed: int = 0,
+    metric: str,
+    mode: str,
+    search: str,
+    grace_period: int,
+    reduction_factor: float,
+    cpus_per_trial: float,
+    gpus_per_trial: float | str,
+    address: str | None,
+    storage_path: str | None,
+    connect_timeout_s: float,
+    seed: int,
     log=print,
 ) -> dict:
     """Run ``num_samples`` trials sampled from ``space``; return the trials and the best one.
@@ -160,114 +161,187 @@ def run_search(
     by ``seed``. ``address`` (or the ``RAY_ADDRESS`` environment variable) joins an existing
     cluster, checked for within ``connect_timeout_s`` seconds; trial results then go to
     ``storage_path``, which must be shared storage (an NFS path or a URI such as ``s3://…``).
-    Locally, ``storage_path`` defaults to a temporary folder, removed afterwards.
+    Locally, ``storage_path`` None is a temporary folder, removed afterwards.
     ``gpus_per_trial`` > 0 gives each trial that share of a GPU and trains it on CUDA; ``auto``
     is :func:`resolve_gpus_per_trial` of what the Ray cluster (or this machine) has.
 
     Weak trials are stopped at ASHA's milestones (``grace_period``, ``reduction_factor``) by
     :class:`OrderedHalving`: decided in trial order, so with random search the same arguments give
     the same trials, epochs and results however the concurrent trials' results interleave.
-    Returns ``{"trials": [...], "best": {...}, "wall_s": float, "epochs_trained": int}``; trials
-    are in sampling order, each with its ``config``, final ``val_loss`` / ``val_accuracy``,
-    ``epochs_run``, per-epoch ``history`` and ``error`` (None when it finished);
-    ``epochs_trained`` also counts epochs trained past a milestone whose decision was *stop*.
+    Returns :func:`collect_trials`'s ``{"trials", "best", "wall_s", "epochs_trained"}``.
     An interrupted search (Ctrl-C: KeyboardInterrupt; fewer trials finished than asked:
     :class:`SearchInterrupted`) raises, after Ray and the temporary folders are cleaned up.
     """
-    import ray
-    from ray import tune
-
     started = time.perf_counter()
     address = resolve_address(address)
-    init_kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
-    scratch: list[str] = []  # temporary folders of ours, removed at the end
-    if address:
-        check_reachable(address, connect_timeout_s)
-        init_kwargs["address"] = address
-    else:
-        # Unix socket paths are capped at 107 bytes: keep Ray's session dir short
-        scratch.append(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-        # address="local": always a fresh instance of our own, never a `ray start` cluster
-        # that happens to run on this machine
-        init_kwargs.update(address="local", _temp_dir=scratch[-1], num_cpus=os.cpu_count())
-    if storage_path is None:
-        if address:
-            raise SearchSetupError(
-                "on a cluster, trial results need shared storage: set ray.storage "
-                "to a URI (s3://…, gs://…) or a path every node mounts"
-            )
-        scratch.append(str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve()))
-        storage_path = scratch[-1]
-    elif "://" not in storage_path and not os.path.isabs(storage_path):
-        raise SearchSetupError(f"storage_path must be absolute or a URI, got {storage_path!r}")
-    if not address:
-        log(f"tune: local Ray, {os.cpu_count()} CPUs, scratch in {scratch[0]} (removed afterwards)")
-    ray.init(**init_kwargs)
-    try:
-        recorder = _Recorder(num_samples, metric, log)
-        fixed = replace(fixed, threads_per_trial=max(1, int(cpus_per_trial)))
-        resources = ray.cluster_resources()
-        gpus = resolve_gpus_per_trial(
-            gpus_per_trial, cpus_per_trial, resources.get("CPU", 1.0), resources.get("GPU", 0.0)
-        )
-        if gpus > 0:
-            fixed = replace(fixed, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
-            log(f"tune: {gpus:.3g} GPU per trial")
-        trainable = tune.with_resources(
-            tune.with_parameters(_trainable, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, fixed=fixed),
-            {"cpu": cpus_per_trial, **({"gpu": gpus} if gpus > 0 else {})},
-        )
+    session = ray_session(address or "local", connect_timeout_s, log=lambda m: log(f"tune: {m}"))
+    with trial_storage(storage_path, on_cluster=address is not None) as storage, session:
+        fixed, resources = place_trials(fixed, cpus_per_trial, gpus_per_trial, log)
         rule = OrderedHalving(
             grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_epochs(space, fixed.epochs)
         )
         scheduler = _OrderedScheduler(rule, metric, mode)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=to_ray_space(space),
-            tune_config=tune.TuneConfig(
-                metric=metric,
-                mode=mode,
-                num_samples=num_samples,
-                scheduler=scheduler,
-                search_alg=make_searcher(search, seed),
-                # one worker process per concurrent trial, kept for the next trial: saves the
-                # torch import and data transfer of a fresh process per trial
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name="search",
-                storage_path=storage_path,
-                verbose=0,
-                callbacks=[recorder],
-                log_to_file=False,
-                failure_config=tune.FailureConfig(fail_fast=False, max_failures=0),
-            ),
+        recorder = _Recorder(num_samples, metric, log)
+        tuner = make_tuner(
+            (X_train, y_train, X_val, y_val),
+            fixed,
+            space=space,
+            num_samples=num_samples,
+            metric=metric,
+            mode=mode,
+            searcher=make_searcher(search, seed),
+            scheduler=scheduler,
+            resources=resources,
+            storage_path=storage,
+            callbacks=[recorder],
         )
-        # the Recorder prints one line per failed trial; Ray's own tracebacks would be pages
-        tune_logger = logging.getLogger("ray.tune")
-        level = tune_logger.level
-        tune_logger.setLevel(logging.CRITICAL)
-        # Tune's own SIGINT handler ends the search early and returns normally, as if it were
-        # complete: let Ctrl-C raise KeyboardInterrupt instead (cleaned up below)
-        sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        try:
-            with _remember_ctrl_c() as interrupted:
-                grid = tuner.fit()
-        finally:
-            tune_logger.setLevel(level)
-            if sigint is None:
-                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-            else:
-                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint
-        if interrupted.is_set():
-            # the KeyboardInterrupt can land inside Ray code that swallows it and goes on: the
-            # search may then even finish, but it was interrupted and records nothing
-            raise KeyboardInterrupt
+        grid = fit_uninterrupted(tuner)
+    return collect_trials(
+        grid,
+        recorder,
+        rule,
+        scheduler.index,
+        num_samples=num_samples,
+        metric=metric,
+        mode=mode,
+        started=started,
+        log=log,
+    )
+
+
+@contextlib.contextmanager
+def trial_storage(storage_path: str | None, *, on_cluster: bool) -> Iterator[str]:
+    """Where Tune writes the trials' results for the ``with`` block: ``storage_path`` as given
+    (absolute or a URI; kept), or None: a temporary folder, removed afterwards. On a cluster the
+    trials write from every node, so it must be given (shared storage)."""
+    if storage_path is not None:
+        if "://" not in storage_path and not os.path.isabs(storage_path):
+            raise SearchSetupError(f"storage_path must be absolute or a URI, got {storage_path!r}")
+        yield storage_path
+        return
+    if on_cluster:
+        raise SearchSetupError(
+            "on a cluster, trial results need shared storage: set ray.storage "
+            "to a URI (s3://…, gs://…) or a path every node mounts"
+        )
+    scratch = str(Path(tempfile.mkdtemp(prefix="vg-tune-")).resolve())
+    try:
+        yield scratch
     finally:
-        ray.shutdown()
-        for path in scratch:
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def place_trials(
+    fixed: TrialSettings, cpus_per_trial: float, gpus_per_trial: float | str, log
+) -> tuple[TrialSettings, dict]:
+    """``fixed`` and the Ray resources per trial on the joined Ray: torch threads from
+    ``cpus_per_trial``; the GPU share (:func:`resolve_gpus_per_trial` of the cluster's CPUs and
+    GPUs), and device cuda, when it is > 0."""
+    import ray
+
+    fixed = replace(fixed, threads_per_trial=max(1, int(cpus_per_trial)))
+    available = ray.cluster_resources()
+    gpus = resolve_gpus_per_trial(gpus_per_trial, cpus_per_trial, available.get("CPU", 1.0), available.get("GPU", 0.0))
+    if gpus == 0:
+        return fixed, {"cpu": cpus_per_trial}
+    log(f"tune: {gpus:.3g} GPU per trial")
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
+    return replace(fixed, device="cuda"), {"cpu": cpus_per_trial, "gpu": gpus}
+
+
+def make_tuner(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    fixed: TrialSettings,
+    *,
+    space: dict[str, SpaceEntry],
+    num_samples: int,
+    metric: str,
+    mode: str,
+    searcher,
+    scheduler,
+    resources: dict,
+    storage_path: str,
+    callbacks: list,
+):
+    """A Tune ``Tuner`` running :func:`_trainable` on ``data`` (X_train, y_train, X_val, y_val,
+    sent to the object store once) with ``resources`` per trial, ``num_samples`` configurations
+    from ``space`` drawn by ``searcher``, stopped by ``scheduler``; quiet (``callbacks`` report)."""
+    from ray import tune
+
+    X_train, y_train, X_val, y_val = data
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, fixed=fixed),
+        resources,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=to_ray_space(space),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            num_samples=num_samples,
+            scheduler=scheduler,
+            search_alg=searcher,
+            # one worker process per concurrent trial, kept for the next trial: saves the
+            # torch import and data transfer of a fresh process per trial
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="search",
+            storage_path=storage_path,
+            verbose=0,
+            callbacks=callbacks,
+            log_to_file=False,
+            failure_config=tune.FailureConfig(fail_fast=False, max_failures=0),
+        ),
+    )
+
+
+def fit_uninterrupted(tuner):
+    """``tuner.fit()``'s ResultGrid, or KeyboardInterrupt on a Ctrl-C. Tune's own SIGINT handler
+    would end the search early and return normally, as if it were complete; and a
+    KeyboardInterrupt can land inside Ray code that swallows it and goes on: the search may then
+    even finish, but it was interrupted and records nothing. Ray's per-trial tracebacks (pages;
+    the Recorder prints one line per failed trial) are kept quiet meanwhile."""
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)
+    sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        with remember_ctrl_c() as interrupted:
+            grid = tuner.fit()
+    finally:
+        tune_logger.setLevel(level)
+        if sigint is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    return grid
+
+
+def collect_trials(
+    grid,
+    recorder,
+    rule: OrderedHalving,
+    index: dict[str, int],
+    *,
+    num_samples: int,
+    metric: str,
+    mode: str,
+    started: float,
+    log,
+) -> dict:
+    """The search's result from what the ``recorder`` saw and ``rule`` decided (``index``: trial id
+    -> the rule's trial index; ``grid``: Tune's ResultGrid, for the trials' errors): ``{"trials": [...], "best": {...}, "wall_s": float,
+    "epochs_trained": int}``. Trials are in sampling order, each with its ``config``, final
+    ``val_loss`` / ``val_accuracy``, ``epochs_run``, per-epoch ``history`` and ``error`` (None
+    when it finished); ``epochs_trained`` also counts epochs trained past a milestone whose
+    decision was *stop*. ``wall_s`` counts from ``started`` (``time.perf_counter()``).
+    Raises :class:`SearchInterrupted` when fewer than ``num_samples`` trials finished and
+    :class:`SearchFailed` when none has a finite ``metric``."""
     finished = len(recorder.finished)
     if finished < num_samples:
         raise SearchInterrupted(
@@ -275,26 +349,10 @@ def run_search(
         )
     errors = {Path(r.path).name: r.error for r in grid if r.path}
     trials, trained = [], 0
-    for trial_id, history, config in recorder.trials(scheduler.index):
+    for trial_id, history, config in recorder.trials(index):
         error = next((e for name, e in errors.items() if trial_id in name), None)
-        error = error or recorder.errors.get(trial_id)
         trained += len(history)
-        counted = rule.epochs(scheduler.index[trial_id])
-        if counted < len(history) or (error is not None and rule.stopped(scheduler.index[trial_id])):
-            # trained on while its decision waited on earlier trials, then stopped at a milestone:
-            # the epochs after it do not count (nor an error they ran into)
-            history, error = history[:counted], None
-        last = history[-1] if history else {}
-        trials.append(
-            {
-                "config": config,
-                "val_loss": last.get("val_loss", math.nan),
-                "val_accuracy": last.get("val_accuracy", math.nan),
-                "epochs_run": len(history),
-                "history": history,
-                "error": None if error is None else _error_text(error),
-            }
-        )
+        trials.append(_trial_result(config, history, error or recorder.errors.get(trial_id), rule, index[trial_id]))
     counted = sum(t["epochs_run"] for t in trials)
     log(
         f"tune: {counted} epochs count ({trained - counted} more trained while decisions waited on "
@@ -309,6 +367,24 @@ def run_search(
     pick = min if mode == "min" else max
     best = pick(ok, key=lambda t: t[metric])
     return {"trials": trials, "best": best, "wall_s": time.perf_counter() - started, "epochs_trained": trained}
+
+
+def _trial_result(config: dict, history: list[dict], error, rule: OrderedHalving, i: int) -> dict:
+    """Trial ``i``'s entry in the result: the epochs that count under ``rule``, the last one's figures."""
+    counted = rule.epochs(i)
+    if counted < len(history) or (error is not None and rule.stopped(i)):
+        # trained on while its decision waited on earlier trials, then stopped at a milestone:
+        # the epochs after it do not count (nor an error they ran into)
+        history, error = history[:counted], None
+    last = history[-1] if history else {}
+    return {
+        "config": config,
+        "val_loss": last.get("val_loss", math.nan),
+        "val_accuracy": last.get("val_accuracy", math.nan),
+        "epochs_run": len(history),
+        "history": history,
+        "error": None if error is None else _error_text(error),
+    }
 
 
 class SearchSetupError(UserError, ValueError):
@@ -445,28 +521,6 @@ def _OrderedScheduler(rule: OrderedHalving, metric: str, mode: str):
             return "OrderedHalving (ASHA's rule in trial order)"
 
     return OrderedScheduler()
-
-
-@contextlib.contextmanager
-def _remember_ctrl_c():
-    """Within the block, Ctrl-C (SIGINT) raises KeyboardInterrupt as usual and also sets the
-    yielded event, so that an interrupt is known even if some code caught the exception. A
-    SIGINT the process was told to ignore (SIG_IGN) stays ignored; off the main thread, no-op."""
-    interrupted = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
-        yield interrupted
-        return
-
-    def on_sigint(signum, frame):
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def resolve_gpus_per_trial(value: float | str, cpus_per_trial: float, n_cpus: float, n_gpus: float) -> float:

@@ -146,36 +146,67 @@ def download_file(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _Part(dest.with_suffix(dest.suffix + ".part"))
-
-    if dest.exists():
-        if expected_size is None or dest.stat().st_size == expected_size:
-            if sha256_file(dest).hexdigest() == sha256:
-                log.info("%s already present and verified", dest)
-                return dest
-        log.warning("%s exists but does not match its checksum: downloading it again", dest)
-        dest.unlink()
-
+    if _present_and_verified(dest, sha256, expected_size):
+        return dest
     if expected_size is not None:
         if part.size() > expected_size:
             part.restart()  # cannot be a prefix of this file
         check_disk_space(dest.parent, expected_size - part.size(), url)
+    _fetch(
+        url,
+        part,
+        expected_size,
+        dest.name,
+        retries=retries,
+        backoff_s=backoff_s,
+        timeout_s=timeout_s,
+        progress=progress,
+    )
+    _verify_and_rename(part, dest, url, sha256, expected_size)
+    return dest
 
+
+def _present_and_verified(dest: Path, sha256: str, expected_size: int | None) -> bool:
+    """Whether ``dest`` is already there with the right size and SHA-256; a wrong one is deleted."""
+    if not dest.exists():
+        return False
+    if expected_size is None or dest.stat().st_size == expected_size:
+        if sha256_file(dest).hexdigest() == sha256:
+            log.info("%s already present and verified", dest)
+            return True
+    log.warning("%s exists but does not match its checksum: downloading it again", dest)
+    dest.unlink()
+    return False
+
+
+def _fetch(
+    url: str,
+    part: _Part,
+    total: int | None,
+    name: str,
+    *,
+    retries: int,
+    backoff_s: float,
+    timeout_s: float,
+    progress: bool,
+) -> None:
+    """Append ``url``'s remaining bytes to ``part`` (``total`` bytes, if known), retrying transient
+    failures as :func:`download_file` says; a progress bar named ``name``."""
     failures = 0
-    total = expected_size
     with tqdm(
         total=total,
         initial=part.size(),
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        desc=dest.name,
+        desc=name,
         disable=not progress,
     ) as bar:
         while True:
             before = part.size()
             try:
-                total = _attempt(url, part, total, bar, timeout_s)
-                break
+                _attempt(url, part, total, bar, timeout_s)
+                return
             except _Transient as e:
                 failures = 0 if part.size() > before else failures + 1
                 if failures > retries:
@@ -188,6 +219,10 @@ def download_file(
                 log.warning("download of %s interrupted (%s); retrying in %.2f s", url, e, delay)
                 time.sleep(delay)
 
+
+def _verify_and_rename(part: _Part, dest: Path, url: str, sha256: str, expected_size: int | None) -> None:
+    """Rename the complete ``part`` to ``dest`` once its size and SHA-256 match; else delete it
+    and raise :class:`ChecksumError` (nothing is kept)."""
     size = part.size()
     if expected_size is not None and size != expected_size:
         part.path.unlink()
@@ -203,7 +238,6 @@ def download_file(
     with open(part.path, "rb+") as f:  # on disk before the rename declares it complete
         os.fsync(f.fileno())
     os.replace(part.path, dest)
-    return dest
 
 
 class _Part:

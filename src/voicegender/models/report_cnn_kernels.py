@@ -1,6 +1,6 @@
 """The report CNN's training step (forward + backward) compiled with numba: one call a step.
 
-Used by :meth:`voicegender.models.ReportCNN.hand_written_step`. At the report's batch sizes (4-16)
+Used by :meth:`voicegender.models.networks.ReportCNN.hand_written_step`. At the report's batch sizes (4-16)
 a step is ~8-30 MFLOP, so per-call overhead decides its speed: written as NumPy calls (~60 a step)
 it took 0.54 ms at batch 4, of which ~0.18 ms were the matmuls; compiled, the elementwise parts
 cost little and the matmuls (BLAS through ``np.dot``) are ~70 % of the step.

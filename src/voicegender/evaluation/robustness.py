@@ -1,7 +1,7 @@
 """The test split under degraded conditions: which recordings, their degraded versions, the scores.
 
 A model at the ceiling on clean test speech can still lose points in a phone call, an echoing
-room or a crowd; these functions make those conditions (``voicegender.degrade``) reproducible
+room or a crowd; these functions make those conditions (``voicegender.audio.degrade``) reproducible
 and score them the way ``voicegender predict`` answers: a recording whose speech check fails is
 answered ``no speech``, which counts as wrong.
 
@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from voicegender.degrade import degrade
+from voicegender.audio.degrade import degrade
 
 Recording = tuple[str, str, np.ndarray, int]  # (id, speaker, mono float32 samples, rate in Hz)
 
@@ -31,7 +31,7 @@ def condition_rng(seed: int, uid: str, condition: str) -> np.random.Generator:
 def choose_recordings(rows: list[dict], max_per_speaker: int | None, seed: int) -> list[dict]:
     """The rows (with ``id`` and ``speaker``) scored: every one, or per speaker ``max_per_speaker``
     in a seeded order (the same choice whatever the rows' order); returned in the rows' order."""
-    from voicegender.augment import recordings_to_augment
+    from voicegender.audio.augment import recordings_to_augment
 
     chosen = recordings_to_augment(rows, max_per_speaker, seed)
     return [r for r in rows if r["id"] in chosen]
@@ -42,7 +42,7 @@ def babble_talkers(
 ) -> list[np.ndarray]:
     """One recording each of ``talkers`` speakers other than the target's (drawn from ``pool``),
     at the target's rate. Fewer when the pool holds fewer other speakers."""
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     _, speaker, _, sr = target
     by_speaker: dict[str, list[Recording]] = {}
@@ -111,14 +111,14 @@ def score_conditions(
     log=print,
 ) -> dict[str, dict]:
     """Each condition's :func:`condition_scores` over ``recordings``: every degraded version is
-    featurized as training featurized (``features``, :func:`voicegender.extraction.extract_many`,
+    featurized as training featurized (``features``, :func:`voicegender.features.extraction.extract_many`,
     on ``features.n_jobs`` cores), checked for speech (``speech``: the keyword arguments of
     ``speech.require_speech``; None = no check) and scored by ``proba`` (features -> P(female)).
     ``settings``: the ``robustness`` section; ``females``: id -> whether the speaker is female.
     A recording that cannot be featurized under a condition is logged and counted wrong."""
     from tqdm import tqdm
 
-    from voicegender.extraction import extract_many
+    from voicegender.features.extraction import extract_many
 
     conditions = settings.conditions
     items = ((key, wav_bytes(y, sr)) for key, y, sr in degraded_versions(recordings, conditions, settings.seed))

@@ -3,15 +3,18 @@
 :func:`prepare` puts a corpus's audio where the pipeline reads it (generates the synthetic
 corpus, downloads or locates LibriTTS, checks and fingerprints a folder manifest) and returns
 what the download stage records in ``corpus.json``; :func:`label_rows` turns that record into
-one labels row per utterance. The corpora themselves: :mod:`voicegender.synth`,
-:mod:`voicegender.libritts` (and :mod:`voicegender.download`), :mod:`voicegender.folder`.
+one labels row per utterance. The corpora themselves: :mod:`voicegender.corpora.synth`,
+:mod:`voicegender.corpora.libritts` (and :mod:`voicegender.corpora.download`), :mod:`voicegender.corpora.folder`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from voicegender import download, folder, libritts, synth
+from voicegender.corpora import download
+from voicegender.corpora import folder
+from voicegender.corpora import libritts
+from voicegender.corpora import synth
 from voicegender.params import CorpusName, LibriTTSSettings, SyntheticSettings
 
 

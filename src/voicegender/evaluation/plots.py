@@ -44,7 +44,7 @@ def plot_data_summary(table: list[dict], path: str | Path) -> None:
 
 
 def plot_tune_curves(trials: list[dict], path: str | Path) -> None:
-    """Validation loss per epoch, one line per trial (``trials``: :func:`voicegender.tuning.run_search`'s)."""
+    """Validation loss per epoch, one line per trial (``trials``: :func:`voicegender.models.tuning.run_search`'s)."""
     fig, ax = figure(6, 4)
     for i, t in enumerate(trials):
         ax.plot([h["epoch"] for h in t["history"]], [h["val_loss"] for h in t["history"]], alpha=0.6)

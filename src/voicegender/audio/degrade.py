@@ -115,7 +115,7 @@ def reverberate(y: np.ndarray, sr: int, rir: np.ndarray) -> tuple[np.ndarray, in
 def telephone(y: np.ndarray, sr: int, low_hz: float, high_hz: float, codec: str) -> tuple[np.ndarray, int]:
     """A telephone line: band-pass ``low_hz``-``high_hz`` (4th-order Butterworth), 8 kHz, then
     ``codec``: ``mulaw`` (G.711, 8-bit) or ``gsm`` (GSM 06.10 full rate). Returns 8 kHz audio."""
-    from voicegender.spectral import resample
+    from voicegender.audio.spectral import resample
 
     x = np.asarray(y, dtype=np.float64)
     high = min(high_hz, 0.45 * sr)
@@ -161,7 +161,7 @@ def degrade(
     rng: np.random.Generator,
     *,
     others: list[np.ndarray] | None = None,
-    seed: int = 0,
+    seed: int,
 ) -> tuple[np.ndarray, int]:
     """``y`` (``sr`` Hz) under ``condition`` (a ``robustness.conditions`` entry); ``rng`` draws
     what varies per recording (noise, babble offsets, which room); ``others``: the babble

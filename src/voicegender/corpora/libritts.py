@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from voicegender.audio import _HEADER_BYTES, _wav_duration_s
-from voicegender.dataset import normalize_sex
+from voicegender.audio.decode import HEADER_BYTES, wav_duration_s
+from voicegender.corpora.labels import normalize_sex
 from voicegender.errors import CorpusError, MissingInputError
 
 log = logging.getLogger(__name__)
@@ -270,9 +270,9 @@ def scan_archive(path: Path) -> tuple[list[dict], dict[str, str]]:
         if u is None or not m.isfile():
             bad.append(m.name)
             continue
-        head = _read(path, tf, m, _HEADER_BYTES)
+        head = _read(path, tf, m, HEADER_BYTES)
         u["bytes"] = m.size
-        u["duration_s"] = _wav_duration_s(head, m.size)
+        u["duration_s"] = wav_duration_s(head, m.size)
         utts.append(u)
     _check_layout(
         path, "archive", utts, bad, "LibriTTS/<subset>/<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav"
@@ -326,7 +326,7 @@ def scan_directory(root: Path) -> tuple[list[dict], dict[str, str]]:
                 continue
             size = full.stat().st_size
             with open(full, "rb") as f:
-                u["bytes"], u["duration_s"] = size, _wav_duration_s(f.read(_HEADER_BYTES), size)
+                u["bytes"], u["duration_s"] = size, wav_duration_s(f.read(HEADER_BYTES), size)
             utts.append(u)
     _check_layout(
         root, "directory", utts, bad, "[LibriTTS/][<subset>/]<speaker>/<chapter>/<speaker>_<chapter>_<para>_<sent>.wav"

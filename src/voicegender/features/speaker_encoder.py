@@ -22,14 +22,13 @@ import copy
 import functools
 import importlib.util
 import math
-import typing
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from voicegender.params import Ge2ePrecision
+from voicegender.runtime import torch_threads
 
 #: The pretrained network's fixed front end: changing any of these breaks the weights.
 SAMPLE_RATE = 16000  # Hz
@@ -93,14 +92,11 @@ def normalize_level(y: np.ndarray, target_dbfs: float) -> np.ndarray:
 def partial_starts(n_samples: int, rate: float, min_coverage: float) -> np.ndarray:
     """First mel frame of each 1.6 s partial utterance, ``rate`` partials per second; the last
     partial is kept if at least ``min_coverage`` of it lies inside the signal (Resemblyzer's
-    ``compute_partial_slices``). Always at least one partial (short files are zero-padded)."""
+    ``compute_partial_slices``). Always at least one partial (short files are zero-padded).
+    ``rate`` lies in [0.625, 100] (partials overlap or touch; a step of at least one frame):
+    the schema bounds ``features.ge2e_rate`` and ``1 / predict.hop_s`` so."""
     n_frames = int(math.ceil((n_samples + 1) / HOP_LENGTH))
     frame_step = int(round((SAMPLE_RATE / rate) / HOP_LENGTH))
-    if not 0 < frame_step <= PARTIAL_FRAMES:
-        raise ValueError(
-            f"partial rate {rate}/s must be in [{SAMPLE_RATE / HOP_LENGTH / PARTIAL_FRAMES:.3f}, "
-            f"{SAMPLE_RATE / HOP_LENGTH / 0.5:.0f}]"
-        )
     starts = np.arange(0, max(1, n_frames - PARTIAL_FRAMES + frame_step + 1), frame_step)
     coverage = (n_samples - starts[-1] * HOP_LENGTH) / (PARTIAL_FRAMES * HOP_LENGTH)
     if coverage < min_coverage and len(starts) > 1:
@@ -117,33 +113,29 @@ def partial_starts(n_samples: int, rate: float, min_coverage: float) -> np.ndarr
 ENCODER_BATCH = 32
 
 
-def partial_mels(
-    y: np.ndarray, sr: int, rate: float = 1.3, min_coverage: float = 0.75, target_dbfs: float = -30.0
-) -> np.ndarray:
+def partial_mels(y: np.ndarray, sr: int, *, rate: float, min_coverage: float, target_dbfs: float) -> np.ndarray:
     """The encoder's input for one recording: (n_partials, 160, 40) float32 mel power frames.
 
     Resampled to 16 kHz (soxr HQ), raised to ``target_dbfs`` if quieter, cut into 1.6 s partial
     utterances (``rate`` per second, see ``partial_starts``; the last one zero-padded)."""
-    from voicegender.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
+    from voicegender.audio.spectral import mel_spectrogram, resample  # the project's librosa-equal DSP
 
     w = normalize_level(resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE), target_dbfs)
     starts = partial_starts(len(w), rate, min_coverage)
     end = (starts[-1] + PARTIAL_FRAMES) * HOP_LENGTH
     if end > len(w):
         w = np.pad(w, (0, end - len(w)))
-    mel = mel_spectrogram(w, SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS, dtype=np.float32).T  # (frames, 40)
+    # (frames, 40)
+    mel = mel_spectrogram(w, SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS, dtype=np.float32).T
     return np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
 
 
-#: features.ge2e_precision's choices (the schema's: voicegender.params.Ge2ePrecision)
-PRECISIONS = typing.get_args(Ge2ePrecision)
-
-
-def embed_partials(mels: np.ndarray, device: str | torch.device = "cpu", precision: str = "float32") -> np.ndarray:
+def embed_partials(mels: np.ndarray, *, device: str | torch.device, precision: str) -> np.ndarray:
     """Encoder outputs (n, 256) float32 for (n, 160, 40) partials, in blocks of ``ENCODER_BATCH``.
 
-    ``precision``: ``float32`` is Resemblyzer's network as trained; ``mixed`` runs the first two
-    LSTM layers in bfloat16 where the hardware computes it natively (see ``encoder_for``).
+    ``precision`` (``features.ge2e_precision``): ``float32`` is Resemblyzer's network as trained;
+    ``mixed`` / ``bfloat16`` run LSTM layers in bfloat16 where the hardware computes it natively
+    (see ``encoder_for``).
     On the CPU it runs on one thread, so that its bytes do not depend on how many cores the
     caller has (parallelism comes from worker processes). On CUDA the bytes are the GPU's own.
     """
@@ -151,15 +143,10 @@ def embed_partials(mels: np.ndarray, device: str | torch.device = "cpu", precisi
     padded = np.zeros((-(-n // ENCODER_BATCH) * ENCODER_BATCH, *mels.shape[1:]), dtype=np.float32)
     padded[:n] = mels
     model = encoder_for(str(torch.device(device)), precision)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            x = torch.from_numpy(padded).to(model.linear.weight.device)
-            out = [model(x[i : i + ENCODER_BATCH]) for i in range(0, len(x), ENCODER_BATCH)]
-            return torch.cat(out).cpu().numpy()[:n]
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), torch.inference_mode():
+        x = torch.from_numpy(padded).to(model.linear.weight.device)
+        out = [model(x[i : i + ENCODER_BATCH]) for i in range(0, len(x), ENCODER_BATCH)]
+        return torch.cat(out).cpu().numpy()[:n]
 
 
 class MixedGE2EEncoder(nn.Module):
@@ -220,11 +207,10 @@ def native_bfloat16(device: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def encoder_for(device: str = "cpu", precision: str = "float32") -> nn.Module:
-    """The encoder on ``device`` at ``precision`` (``mixed`` falls back to float32 where bfloat16
-    is not native), built once per process; frozen, in eval mode."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"ge2e precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+def encoder_for(device: str, precision: str) -> nn.Module:
+    """The encoder on ``device`` at ``precision`` (``features.ge2e_precision``: ``mixed`` and
+    ``bfloat16`` fall back to float32 where bfloat16 is not native), built once per process;
+    frozen, in eval mode."""
     model = load_encoder()
     if precision == "mixed" and native_bfloat16(device):
         model = MixedGE2EEncoder(model)
@@ -245,15 +231,13 @@ def combine_partials(partials: np.ndarray) -> np.ndarray:
     return (raw / norm if norm > 0 else raw).astype(np.float32)
 
 
-def ge2e_embeddings(
-    mels: list[np.ndarray], device: str | torch.device = "cpu", precision: str = "float32"
-) -> list[np.ndarray]:
+def ge2e_embeddings(mels: list[np.ndarray], *, device: str | torch.device, precision: str) -> list[np.ndarray]:
     """Embeddings of many recordings at once (each one's ``partial_mels``): all their partials go
     through the encoder together, in blocks of ``ENCODER_BATCH``. Equal, byte for byte, to
     ``ge2e_embedding`` of each one alone."""
     if not mels:
         return []
-    partials = embed_partials(np.concatenate(mels), device, precision)
+    partials = embed_partials(np.concatenate(mels), device=device, precision=precision)
     cuts = np.cumsum([0] + [len(m) for m in mels])
     return [combine_partials(partials[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
@@ -261,12 +245,16 @@ def ge2e_embeddings(
 def ge2e_embedding(
     y: np.ndarray,
     sr: int,
-    rate: float = 1.3,
-    min_coverage: float = 0.75,
-    target_dbfs: float = -30.0,
-    device: str | torch.device = "cpu",
-    precision: str = "float32",
+    *,
+    rate: float,
+    min_coverage: float,
+    target_dbfs: float,
+    device: str | torch.device,
+    precision: str,
 ) -> np.ndarray:
     """GE2E speaker embedding (256,) float32, unit L2 norm, of mono samples at ``sr`` Hz:
-    ``partial_mels`` -> ``embed_partials`` -> ``combine_partials``."""
-    return combine_partials(embed_partials(partial_mels(y, sr, rate, min_coverage, target_dbfs), device, precision))
+    ``partial_mels`` -> ``embed_partials`` -> ``combine_partials``. The settings are
+    ``features:``'s (``ge2e_rate``, ``ge2e_min_coverage``, ``target_dbfs``, the encoder's device,
+    ``ge2e_precision``)."""
+    mels = partial_mels(y, sr, rate=rate, min_coverage=min_coverage, target_dbfs=target_dbfs)
+    return combine_partials(embed_partials(mels, device=device, precision=precision))

@@ -18,7 +18,7 @@ import soundfile as sf
 from voicegender.errors import CorpusError
 
 # WAV/FLAC headers fit well within this; enough to read a wav's duration during a scan.
-_HEADER_BYTES = 4096
+HEADER_BYTES = 4096
 
 
 class AudioError(CorpusError):
@@ -53,7 +53,7 @@ def parse_wav_header(head: bytes) -> WavHeader | None:
     return None
 
 
-def _wav_duration_s(head: bytes, total_bytes: int) -> float | None:
+def wav_duration_s(head: bytes, total_bytes: int) -> float | None:
     h = parse_wav_header(head)
     if h is None or h.byte_rate <= 0:
         return None
@@ -100,7 +100,7 @@ def decode_audio(data: bytes, *, name: str = "audio") -> tuple[np.ndarray, int]:
         raise AudioError(f"{name}: empty audio data (0 bytes)")
     # libsndfile silently shortens a WAV whose data chunk runs past the end of the file:
     # check the declared length ourselves (0 / 0xFFFFFFFF mark streamed, unsized wavs).
-    h = parse_wav_header(data[:_HEADER_BYTES])
+    h = parse_wav_header(data[:HEADER_BYTES])
     if h is not None and 0 < h.data_bytes < 0xFFFFFFFF and h.data_offset + h.data_bytes > len(data):
         raise AudioError(f"{name}: truncated WAV ({len(data) - h.data_offset} of {h.data_bytes} data bytes present)")
     # Fast path, the common case (LibriTTS): a canonical 16-bit PCM WAV (fmt chunk first, sized

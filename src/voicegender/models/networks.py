@@ -2,22 +2,19 @@
 
 Every model maps a batch of features to one logit per example (positive = female). The report's
 final sigmoid lives in the loss (``BCEWithLogitsLoss`` = sigmoid + binary cross-entropy, the
-numerically stable form) and in :func:`voicegender.training.predict_proba`.
+numerically stable form) and in :func:`voicegender.models.training.predict_proba`.
 """
 
 from __future__ import annotations
 
 import math
-import typing
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from voicegender.params import ModelName, ModelSettings
-
-#: the networks, by model.name: the schema's choices (voicegender.params.ModelName), dispatched on in _build
-MODELS = typing.get_args(ModelName)
+from voicegender.params import ModelSettings
 
 
 class ReportCNN(nn.Module):
@@ -26,7 +23,7 @@ class ReportCNN(nn.Module):
     Input: (batch, 128) time-mean mel vectors, read as one channel of length 128.
     """
 
-    def __init__(self, n_features: int = 128):
+    def __init__(self, n_features: int):
         super().__init__()
         if n_features % 32:
             raise ValueError(f"report_cnn needs a feature length divisible by 32, got {n_features}")
@@ -63,11 +60,11 @@ class ReportCNN(nn.Module):
         (forward ~0.32 M multiply-adds, i.e. ~0.63 MFLOP, backward about twice that),
         and autograd with torch's convolution, BatchNorm and max-pool kernels spends most of it
         on per-call overhead (~5-200 us a call here). The step here is one compiled call
-        (:func:`voicegender.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
+        (:func:`voicegender.models.report_cnn_kernels.train_step`): ~7-10x faster than autograd per step
         (``python benchmarks/train_step.py``). Callers should hold the BLAS to one thread (as
         ``fit`` does): at these sizes more threads only contend.
         """
-        from voicegender.report_cnn_kernels import train_step  # numba compiles on first use
+        from voicegender.models.report_cnn_kernels import train_step  # numba compiles on first use
 
         _, bn1, _, _, _, bn2, *_ = self.blocks
         w1, w2, w3, f1w, f1b, f2w, f2b = (p.detach().numpy() for p in self.parameters())
@@ -94,7 +91,7 @@ class CNN1d(nn.Module):
     Input: (batch, n_features). ``channels`` sets one block per entry.
     """
 
-    def __init__(self, n_features: int, channels=(32, 64, 128), hidden: int = 32, dropout: float = 0.0):
+    def __init__(self, n_features: int, *, channels: tuple[int, ...], hidden: int, dropout: float):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch, length = 1, n_features
@@ -121,7 +118,7 @@ class CNN2d(nn.Module):
     Input: (batch, n_mels, n_frames).
     """
 
-    def __init__(self, channels=(32, 64, 128), hidden: int = 32, dropout: float = 0.0):
+    def __init__(self, *, channels: tuple[int, ...], hidden: int, dropout: float):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 1
@@ -143,7 +140,7 @@ class CNN2d(nn.Module):
 class MLP(nn.Module):
     """A multilayer perceptron over a flat feature vector: one hidden ReLU layer."""
 
-    def __init__(self, n_features: int, hidden: int = 32, dropout: float = 0.0):
+    def __init__(self, n_features: int, *, hidden: int, dropout: float):
         super().__init__()
         self.head = _head(n_features, hidden, dropout)
 
@@ -155,7 +152,7 @@ class Linear(nn.Module):
     """Logistic regression: one linear unit over a flat feature vector (regularise with
     ``train.weight_decay``). The probe that suits a pretrained embedding (``features.kind: ge2e``)."""
 
-    def __init__(self, n_features: int, dropout: float = 0.0):
+    def __init__(self, n_features: int, *, dropout: float):
         super().__init__()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, 1))
 
@@ -211,11 +208,22 @@ class Standardized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def build_model(config: ModelSettings, input_shape: tuple[int, ...], mean=None, std=None, seed: int = 0) -> nn.Module:
+#: the networks, by model.name (the schema's choices, voicegender.params.ModelName): each built
+#: from the number of input features and the ``model:`` settings
+NETWORKS: dict[str, Callable[[int, ModelSettings], nn.Module]] = {
+    "report_cnn": lambda n, c: ReportCNN(n),
+    "cnn1d": lambda n, c: CNN1d(n, channels=tuple(c.channels), hidden=c.hidden, dropout=c.dropout),
+    "cnn2d": lambda n, c: CNN2d(channels=tuple(c.channels), hidden=c.hidden, dropout=c.dropout),
+    "mlp": lambda n, c: MLP(n, hidden=c.hidden, dropout=c.dropout),
+    "linear": lambda n, c: Linear(n, dropout=c.dropout),
+}
+
+
+def build_model(config: ModelSettings, input_shape: tuple[int, ...], mean=None, std=None, *, seed: int) -> nn.Module:
     """Build the network named by ``config.name`` for inputs of ``input_shape`` (one example).
 
     With ``mean`` and ``std`` (arrays of ``input_shape``), the model standardises its input.
-    Initial weights depend on ``seed`` only (the global torch RNG is left untouched).
+    Initial weights depend on ``seed`` (``train.seed``) only (the global torch RNG is left untouched).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -225,24 +233,11 @@ def build_model(config: ModelSettings, input_shape: tuple[int, ...], mean=None, 
 def _build(config: ModelSettings, input_shape: tuple[int, ...], mean, std) -> nn.Module:
     name = config.name
     n_features = math.prod(input_shape)
-    channels = tuple(config.channels)
-    hidden, dropout = config.hidden, config.dropout
-    if name == "report_cnn":
+    if name in ("report_cnn", "cnn1d"):
         _expect_vector(name, input_shape)
-        model: nn.Module = ReportCNN(n_features)
-    elif name == "cnn1d":
-        _expect_vector(name, input_shape)
-        model = CNN1d(n_features, channels, hidden, dropout)
-    elif name == "cnn2d":
-        if len(input_shape) != 2:
-            raise ValueError(f"cnn2d needs 2-D features (features.kind: log_mel_patch), got shape {input_shape}")
-        model = CNN2d(channels, hidden, dropout)
-    elif name == "mlp":
-        model = MLP(n_features, hidden, dropout)
-    elif name == "linear":
-        model = Linear(n_features, dropout)
-    else:
-        raise ValueError(f"model.name: unknown model {name!r} (known: {', '.join(MODELS)})")
+    if name == "cnn2d" and len(input_shape) != 2:
+        raise ValueError(f"cnn2d needs 2-D features (features.kind: log_mel_patch), got shape {input_shape}")
+    model = NETWORKS[name](n_features, config)
     if mean is not None:
         model = Standardized(model, torch.as_tensor(mean), torch.as_tensor(std))
     return model
@@ -311,7 +306,8 @@ def load_trained(model_dir="models", device: str | torch.device = "cpu") -> tupl
     shape = tuple(card["input_shape"])
     # placeholders of the right shape; the real train statistics come with the state dict
     mean, std = (torch.zeros(shape), torch.ones(shape)) if card.get("standardized") else (None, None)
-    model = build_model(ModelSettings.model_validate(card["model"]), shape, mean, std)
+    # any seed: the trained weights replace the initial ones
+    model = build_model(ModelSettings.model_validate(card["model"]), shape, mean, std, seed=0)
     model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
     model.to(device).eval()
     return model, card

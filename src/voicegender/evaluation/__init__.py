@@ -1,0 +1,1 @@
+"""Scoring models: metrics, baselines, the robustness conditions, report files and plots."""

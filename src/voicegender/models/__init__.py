@@ -1,0 +1,1 @@
+"""Networks, the training loop, and the hyperparameter search."""
