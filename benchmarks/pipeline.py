@@ -75,6 +75,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# the stages run in this process import stages/bootstrap.py (src/ first), found beside them when run as scripts
+sys.path.insert(0, str(ROOT / "stages"))
 SAMPLE = str(ROOT.parent / "shared" / "data" / "librispeech-clean100-sample")  # beside the repository
 REPORT_WALL_S = 2280.0  # the reference report's search, the figure every speed-up is measured against
 # LibriTTS train-clean-100 + test-clean (PITFALLS.md): archive bytes and hours of audio
@@ -391,7 +393,11 @@ def encoder_seconds_per_partial(params, sample: Path, partials: int = 256, repea
 
 def startup_s(name: str) -> float:
     """A fresh interpreter importing what stages/<name>.py imports (its main() not run)."""
-    code = f"import runpy; runpy.run_path({str(ROOT / 'stages' / (name + '.py'))!r}, run_name='imports_only')"
+    stages = str(ROOT / "stages")  # on sys.path as when the stage runs as a script (it imports bootstrap)
+    code = (
+        f"import runpy, sys; sys.path.insert(0, {stages!r}); "
+        f"runpy.run_path({str(ROOT / 'stages' / (name + '.py'))!r}, run_name='imports_only')"
+    )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
     return time.perf_counter() - started
