@@ -117,6 +117,12 @@ def test_a_bad_condition_is_named():
         validate_params({"robustness": {"conditions": {"x": {"kind": "thunder"}}}})
 
 
+def test_every_condition_kind_of_the_schema_has_a_degradation():
+    from voicegender.params import CONDITION_KINDS
+
+    assert set(dg.DEGRADATIONS) == set(CONDITION_KINDS)
+
+
 def test_snr_is_against_the_active_speech_not_the_padding():
     y = np.concatenate([voice(150, 1.0, SR), np.zeros(SR, np.float32)])  # half digital silence
     out, _ = dg.add_noise(y, SR, 10.0, np.random.default_rng(0))

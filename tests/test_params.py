@@ -287,3 +287,18 @@ def test_condition_kinds_are_the_condition_classes(params):
     _set(params, "robustness.conditions", {"x": {"kind": "wah"}})
     with pytest.raises(ParamError, match="robustness.conditions.x: .* a kind among " + ", ".join(CONDITION_KINDS)):
         validate_params(params)
+
+
+def test_a_bad_value_inside_a_condition_names_its_nested_key(params):
+    """A condition's own keys are named through its name (the union's kind tag is no key), with their rule."""
+    _set(params, "robustness.conditions.room.rt60_s", 5.0)
+    _set(params, "robustness.conditions.phone", {"kind": "telephone", "low_hz": 4000.0})
+    _set(params, "robustness.conditions.noise_10db.colour", "pink")
+    with pytest.raises(ParamError) as err:
+        validate_params(params)
+    lines = str(err.value).splitlines()[1:]
+    assert lines == [
+        "  robustness.conditions.noise_10db.colour: not a known key (known: kind, snr_db)",
+        "  robustness.conditions.room.rt60_s: must be a number in (0, 3], got 5.0",
+        "  robustness.conditions.phone.high_hz: must exceed low_hz (4000.0), got 3400.0",
+    ]

@@ -17,11 +17,14 @@ from voicegender.params import (
     validate_params,
 )
 from voicegender.models.tuning import (
+    DISTRIBUTIONS,
+    SEARCHERS,
     OrderedHalving,
     TrialSettings,
     check_reachable,
     max_epochs,
     run_search,
+    to_ray_space,
     trial_settings,
 )
 
@@ -80,6 +83,29 @@ def test_trial_settings_split_training_and_model_keys():
     assert FIXED.model == ModelSettings(name="mlp", hidden=8)  # the shared settings are left alone
     assert max_epochs({"epochs": SpaceEntry(type="choice", values=[10, 20])}, 5) == 20
     assert max_epochs({}, 5) == 5
+
+
+def test_every_distribution_and_searcher_of_the_schema_is_known():
+    from typing import get_args
+
+    from voicegender.params import Distribution, Searcher
+
+    assert set(DISTRIBUTIONS) == set(get_args(Distribution))
+    assert set(SEARCHERS) == set(get_args(Searcher))
+
+
+def test_ray_space_samples_within_the_entries():
+    space = to_ray_space(
+        {
+            "lr": SpaceEntry(type="loguniform", low=1.0e-4, high=1.0e-2),
+            "dropout": SpaceEntry(type="uniform", low=0.1, high=0.2),
+            "hidden": SpaceEntry(type="randint", low=3, high=4),
+            "batch_size": SpaceEntry(type="choice", values=[8, 16]),
+        }
+    )
+    draws = {name: {domain.sample() for _ in range(50)} for name, domain in space.items()}
+    assert all(1.0e-4 <= v <= 1.0e-2 for v in draws["lr"]) and all(0.1 <= v <= 0.2 for v in draws["dropout"])
+    assert draws["hidden"] == {3, 4} and draws["batch_size"] == {8, 16}  # randint includes high
 
 
 def test_default_search_is_the_reports_search():

@@ -36,6 +36,8 @@ FeatureKind = Literal["ge2e", "mean_mel", "log_mel_stats", "mfcc_stats", "pitch_
 Ge2ePrecision = Literal["bfloat16", "mixed", "float32"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Distribution = Literal["loguniform", "uniform", "choice", "randint"]
+#: the searchers of voicegender.models.tuning (make_searcher dispatches on these names)
+Searcher = Literal["random", "tpe"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda|mps|cuda:\d+)$"
 ENCODER_DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+)$"
 
@@ -563,7 +565,7 @@ MOVED_TO_RAY = ("address", "storage", "connect_timeout_s")
 
 class TuneSettings(Section):
     num_samples: PositiveInt = key(20, "trials")
-    search: Literal["random", "tpe"] = key("random", "random (the report's) | tpe (Optuna)")
+    search: Searcher = key("random", "random (the report's) | tpe (Optuna)")
     cpus_per_trial: PositiveFloat = key(1.0, "CPUs per trial; torch threads per trial = max(1, int(this))")
     gpus_per_trial: Union[Literal["auto"], Annotated[float, Field(ge=0)]] = key(
         "auto", "auto = the GPUs shared evenly among concurrent trials | a number", "must be `auto` or a number >= 0"
@@ -784,17 +786,21 @@ def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefi
     lines: list[str] = []
     for err in error.errors():
         loc = [str(p) for p in err["loc"]]
-        section, path, field = model, [], None
+        section, path, field, keyed = model, [], None, False
         for part in loc:  # walk the schema along the error's location, as far as it names fields
+            member = _tagged_members(section).get(part)
+            if member is not None:  # a discriminated union's tag (conditions.<name>'s kind): not a key
+                section = member
+                continue
             fields = section.model_fields if isinstance(section, type) and issubclass(section, BaseModel) else {}
             if part not in fields:
-                if field is not None and _is_mapping(field) and not path[-1:] == [part]:
+                if field is not None and _is_mapping(field) and not keyed:
                     path.append(part)  # a key of a mapping (e.g. checksums.<subset>, space.<name>)
-                    section = get_args(field.annotation)[1]
+                    section, keyed = get_args(field.annotation)[1], True
                     continue
                 break
             path.append(part)
-            field = fields[part]
+            field, keyed = fields[part], False
             section = field.annotation
         name = prefix + ".".join(path)
         if err["type"] == "value_error" and not isinstance(err["ctx"]["error"], BrokenRule):
@@ -803,7 +809,9 @@ def error_lines(model: type[BaseModel], error: ValidationError, data: Any, prefi
             continue
         if err["type"] == "extra_forbidden":
             known = ", ".join(section.model_fields) if isinstance(section, type) else ""
-            lines.append(f"{prefix}{'.'.join(loc)}: not a known key" + (f" (known: {known})" if known else ""))
+            lines.append(
+                f"{prefix}{'.'.join(path + loc[-1:])}: not a known key" + (f" (known: {known})" if known else "")
+            )
             continue
         value = _lookup(data, path)
         if err["type"] == "missing":
@@ -825,6 +833,17 @@ def _looks_like_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """A discriminated union's members by tag (e.g. ``Condition``'s classes by kind); {} for other types."""
+    if get_origin(annotation) is not Annotated:
+        return {}
+    inner, *meta = get_args(annotation)
+    tag = next((m.discriminator for m in meta if isinstance(m, FieldInfo) and m.discriminator), None)
+    if tag is None or get_origin(inner) is not Union:
+        return {}
+    return {get_args(m.model_fields[tag].annotation)[0]: m for m in get_args(inner)}
 
 
 def _is_mapping(field) -> bool:

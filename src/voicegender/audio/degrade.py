@@ -154,6 +154,24 @@ def set_level(y: np.ndarray, sr: int, dbfs: float) -> tuple[np.ndarray, int]:
     return _finish(np.round(np.clip(x, -1.0, 1.0) * 32767.0) / 32767.0, sr)
 
 
+def _room(y, sr, c, rng, others, seed):
+    index = int(rng.integers(c.rooms))
+    return reverberate(y, sr, room_impulse_response(sr, c.rt60_s, seed, index))
+
+
+#: robustness.conditions' kinds (the schema's: voicegender.params.CONDITION_KINDS), each
+#: applied as ``(y, sr, condition, rng, others, seed) -> (samples, rate)``
+DEGRADATIONS = {
+    "clean": lambda y, sr, c, rng, others, seed: _finish(y, sr),
+    "noise": lambda y, sr, c, rng, others, seed: add_noise(y, sr, c.snr_db, rng),
+    "babble": lambda y, sr, c, rng, others, seed: mix_babble(y, sr, others or [], c.snr_db, rng),
+    "room": _room,
+    "telephone": lambda y, sr, c, rng, others, seed: telephone(y, sr, c.low_hz, c.high_hz, c.codec),
+    "mp3": lambda y, sr, c, rng, others, seed: mp3(y, sr, c.bitrate_kbps),
+    "level": lambda y, sr, c, rng, others, seed: set_level(y, sr, c.dbfs),
+}
+
+
 def degrade(
     y: np.ndarray,
     sr: int,
@@ -166,23 +184,7 @@ def degrade(
     """``y`` (``sr`` Hz) under ``condition`` (a ``robustness.conditions`` entry); ``rng`` draws
     what varies per recording (noise, babble offsets, which room); ``others``: the babble
     talkers' recordings at ``sr``; ``seed`` fixes the bank of rooms."""
-    kind = condition.kind
-    if kind == "clean":
-        return _finish(y, sr)
-    if kind == "noise":
-        return add_noise(y, sr, condition.snr_db, rng)
-    if kind == "babble":
-        return mix_babble(y, sr, others or [], condition.snr_db, rng)
-    if kind == "room":
-        index = int(rng.integers(condition.rooms))
-        return reverberate(y, sr, room_impulse_response(sr, condition.rt60_s, seed, index))
-    if kind == "telephone":
-        return telephone(y, sr, condition.low_hz, condition.high_hz, condition.codec)
-    if kind == "mp3":
-        return mp3(y, sr, condition.bitrate_kbps)
-    if kind == "level":
-        return set_level(y, sr, condition.dbfs)
-    raise ValueError(f"unknown condition kind {kind!r}")
+    return DEGRADATIONS[condition.kind](y, sr, condition, rng, others, seed)
 
 
 def snr_db(clean: np.ndarray, degraded: np.ndarray) -> float:

@@ -515,8 +515,6 @@ def generate_corpus(
     started with multiprocessing "spawn", so a calling script needs `if __name__ == "__main__":`.
     progress: show a tqdm bar (utterances) on stderr.
     """
-    if utterances_per_speaker < 1:
-        raise ValueError("utterances_per_speaker must be >= 1")
     speakers = corpus_speakers(
         train_subset=train_subset,
         test_subset=test_subset,

@@ -57,25 +57,22 @@ class TrialSettings:
     threads_per_trial: int = 1  # set by run_search from cpus_per_trial
 
 
+#: tune.space's distributions (the schema's: voicegender.params.Distribution): Ray Tune's
+#: sampler of a SpaceEntry, given the ``ray.tune`` module
+DISTRIBUTIONS = {
+    "loguniform": lambda tune, d: tune.loguniform(d.low, d.high),
+    "uniform": lambda tune, d: tune.uniform(d.low, d.high),
+    "randint": lambda tune, d: tune.randint(int(d.low), int(d.high) + 1),  # inclusive of high, like the params say
+    "choice": lambda tune, d: tune.choice(d.values),
+}
+
+
 def to_ray_space(space: dict[str, SpaceEntry]) -> dict:
     """Turn params.yaml's ``tune.space`` (``{name: SpaceEntry(type, low, high | values)}``) into Ray
     Tune sampling objects. Names other than lr / batch_size / epochs are model settings."""
     from ray import tune
 
-    out = {}
-    for name, d in space.items():
-        kind = d.type
-        if kind == "loguniform":
-            out[name] = tune.loguniform(d.low, d.high)
-        elif kind == "uniform":
-            out[name] = tune.uniform(d.low, d.high)
-        elif kind == "randint":
-            out[name] = tune.randint(int(d.low), int(d.high) + 1)  # inclusive of high, like the params say
-        elif kind == "choice":
-            out[name] = tune.choice(d.values)
-        else:
-            raise ValueError(f"tune.space.{name}: unknown distribution {kind!r}")
-    return out
+    return {name: DISTRIBUTIONS[d.type](tune, d) for name, d in space.items()}
 
 
 def max_epochs(space: dict[str, SpaceEntry], default: int) -> int:
@@ -127,9 +124,6 @@ def _trainable(config, X_train, y_train, X_val, y_val, fixed):
         device=resolve_device(fixed.device),
         on_epoch=lambda record: tune.report(record),
     )
-
-
-SEARCHERS = ("random", "tpe")
 
 
 def run_search(
@@ -532,27 +526,34 @@ def resolve_gpus_per_trial(value: float | str, cpus_per_trial: float, n_cpus: fl
             return 0.0
         concurrent = max(1, int(n_cpus // cpus_per_trial))
         return n_gpus / concurrent if n_gpus < concurrent else float(int(n_gpus // concurrent))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"tune.gpus_per_trial must be `auto` or a number >= 0, got {value!r}")
     if value > 0 and n_gpus < min(value, 1.0):
         raise ValueError(f"tune.gpus_per_trial is {value} but the Ray cluster has {n_gpus:g} GPUs: use 0 or auto")
     return float(value)
 
 
+def _random_searcher(seed: int):
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed)
+
+
+def _tpe_searcher(seed: int):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+#: tune.search's choices (the schema's: voicegender.params.Searcher): ``random``, Ray's seeded
+#: random sampler (the report's search); ``tpe``, Optuna's TPE, which starts random and then
+#: samples where good trials were
+SEARCHERS = {"random": _random_searcher, "tpe": _tpe_searcher}
+
+
 def make_searcher(name: str, seed: int):
-    """``random``: Ray's seeded random sampler (the report's search); ``tpe``: Optuna's TPE,
-    which starts random and then samples where good trials were."""
-    if name == "random":
-        from ray.tune.search import BasicVariantGenerator
-
-        return BasicVariantGenerator(random_state=seed)
-    if name == "tpe":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
-    raise ValueError(f"tune.search: unknown searcher {name!r}, expected one of {SEARCHERS}")
+    """The searcher ``name`` of :data:`SEARCHERS`, seeded by ``seed``."""
+    return SEARCHERS[name](seed)
 
 
 def _error_text(error) -> str:
