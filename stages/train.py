@@ -18,11 +18,10 @@ from dvclive import Live
 
 from voicegender.features.store import load_features, training_data_card
 from voicegender.evaluation.metrics import choose_threshold
-from voicegender.models.training import fit_standardizer
 from voicegender.models.networks import build_model, save_trained
 from voicegender.params import load_params
 from voicegender.evaluation.reports import significant, write_json
-from voicegender.models.training import fit, predict_proba, resolve_device
+from voicegender.models.training import fit, fit_standardizer, predict_proba, resolve_device
 from voicegender.errors import run_command
 
 

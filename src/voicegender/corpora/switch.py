@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voicegender.corpora import download
-from voicegender.corpora import folder
-from voicegender.corpora import libritts
-from voicegender.corpora import synth
+from voicegender.corpora import download, folder, libritts, synth
 from voicegender.params import CorpusName, LibriTTSSettings, SyntheticSettings
 
 

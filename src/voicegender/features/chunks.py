@@ -23,6 +23,7 @@ from voicegender.audio.decode import decode_audio
 from voicegender.errors import UserError
 from voicegender.features.kinds import compute_features, encoder_device
 from voicegender.params import FeatureSettings
+from voicegender.runtime import use_one_thread
 from voicegender.audio.spectral import mel_segments, resample
 
 
@@ -69,8 +70,8 @@ def init_worker(uses_blas: bool, shared: mmap.mmap | None) -> None:
     _keep_freed_memory()
     if uses_blas:
         thread_pools().limit(limits=1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    if "torch" in sys.modules:  # only where loaded: importing it would cost mean_mel workers ~1 s
+        use_one_thread()
     # A terminal's Ctrl-C reaches the whole process group: it is the parent's to handle (it stops
     # the pool, or cancels a Ray driver's tasks). A worker dying of it first would turn the
     # interrupt into a lost worker (exit 1 instead of 130: seen in the Ctrl-C tests).
