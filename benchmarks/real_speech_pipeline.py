@@ -135,10 +135,11 @@ def main(argv=None) -> int:
     robustness = repo / "metrics/robustness.json"
     if robustness.is_file():
         print("robustness (test recordings under each condition; no speech counts as wrong):")
+        scored = json.loads((repo / "metrics/robustness_details.json").read_text())
         for name, s in json.loads(robustness.read_text()).items():
             print(
                 f"  {name:<12} accuracy {s['accuracy']:.4f}  balanced {s['balanced_accuracy']:.4f}  "
-                f"no speech {s['no_speech']}/{s['recordings']}"
+                f"no speech {s['no_speech']}/{scored[name]['recordings']}"
             )
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
